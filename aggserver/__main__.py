@@ -1,0 +1,3 @@
+from aggserver.cli import main
+
+main()

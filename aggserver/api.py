@@ -1,0 +1,78 @@
+"""HTTP routes and thin handlers; every error becomes a JSON answer in ``error_response``."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from aggserver.errors import (
+    BackendUnavailable,
+    InvalidSymbol,
+    NoValidQuotes,
+    PriceNotFound,
+    UnknownSymbol,
+)
+from aggserver.keys import CACHE, REFRESHER, SYMBOLS
+
+__all__ = ["error_middleware", "error_response", "routes"]
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def error_response(exc: Exception) -> web.Response:
+    """The one place where a failure is turned into a status and a JSON body."""
+    if isinstance(exc, InvalidSymbol):
+        return json_response({"msg": "Invalid asset symbol"}, 400)
+    if isinstance(exc, UnknownSymbol | PriceNotFound):
+        return json_response({"msg": "Asset not found"}, 404)
+    if isinstance(exc, NoValidQuotes):
+        return json_response({"msg": "No valid quote from any exchange", "reasons": exc.reasons}, 502)
+    if isinstance(exc, BackendUnavailable):
+        return json_response({"msg": "Price store unavailable, try again"}, 503)
+    if isinstance(exc, web.HTTPException):
+        body: dict[str, object] = {"msg": exc.reason}
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            body["allowed"] = sorted(exc.allowed_methods)
+        response = json_response(body, exc.status)
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    log.exception("unhandled error", exc_info=exc)
+    return json_response({"msg": "Internal server error"}, 500)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Exception as exc:  # noqa: BLE001 - every failure leaves as JSON, never as HTML
+        return error_response(exc)
+
+
+@routes.get("/prices/{asset}")
+async def get_price(request: web.Request) -> web.Response:
+    """The cached aggregate, byte for byte as it was stored."""
+    asset = request.match_info["asset"].lower()
+    if asset not in request.app[SYMBOLS]:
+        raise InvalidSymbol(asset)
+    cached = await request.app[CACHE].get(asset)
+    if cached is None:
+        raise PriceNotFound(asset)
+    return web.Response(body=cached, content_type="application/json")
+
+
+@routes.post("/refresh/{asset}")
+async def refresh_price(request: web.Request) -> web.Response:
+    asset = request.app[SYMBOLS].resolve(request.match_info["asset"])
+    await request.app[REFRESHER].refresh(asset)
+    return json_response({"message": f"Price for {asset} refreshed"})

@@ -1,0 +1,150 @@
+"""``aggserver``: ``serve`` runs the server; ``stack`` runs it with every local backing service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from aggserver import __version__
+from aggserver.app import create_app
+from aggserver.errors import ConfigError
+from aggserver.localstack import (
+    DUMMY_AWS_ENV,
+    Service,
+    ServiceError,
+    free_port,
+    port_is_free,
+    start_dynamo,
+    start_mockex,
+    start_redis,
+)
+from aggserver.settings import Settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("aggserver")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aggserver",
+        description="Real-time volume-weighted prices from several exchanges, cached in Redis, "
+        "recorded in DynamoDB. Settings come from environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"aggserver {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server against configured backends")
+    stack = commands.add_parser(
+        "stack",
+        help="run the whole local stack: mock exchanges, redis-server, a DynamoDB-compatible "
+        "server (for whatever is not configured) and the server",
+    )
+    for sub in (serve, stack):
+        sub.add_argument("--host", help="listen address (overrides HOST)")
+        sub.add_argument("--port", type=int, help="listen port (overrides PORT)")
+    stack.add_argument(
+        "--data-dir",
+        default=os.environ.get("AGGSERVER_DATA_DIR", ".aggserver-data"),
+        help="where the local DynamoDB keeps history between runs (default %(default)s)",
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    overrides = dict(environ)
+    if args.host:
+        overrides["HOST"] = args.host
+    if args.port is not None:
+        overrides["PORT"] = str(args.port)
+    return Settings.from_env(overrides)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(settings: Settings) -> None:
+    app = create_app(settings)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop=uvloop.new_event_loop(),
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+    )
+
+
+def _preferred_port(port: int) -> int:
+    return port if port_is_free(port) else free_port()
+
+
+def _start_stack_services(env: dict[str, str], data_dir: Path, services: list[Service]) -> None:
+    """Start what the environment does not already point at; add its address to ``env``."""
+    if "REDIS_URL" not in env:
+        redis = start_redis(_preferred_port(6380))
+        services.append(redis)
+        env["REDIS_URL"] = redis.url
+    if not (env.get("AWS_ENDPOINT_URL_DYNAMODB") or env.get("AWS_ENDPOINT_URL")):
+        dynamo = start_dynamo(_preferred_port(8000), path=data_dir / "dynalite")
+        services.append(dynamo)
+        env["AWS_ENDPOINT_URL_DYNAMODB"] = dynamo.url
+        for name, value in DUMMY_AWS_ENV.items():
+            env.setdefault(name, value)
+        if dynamo.name == "moto":
+            print("note: Node.js >= 20 with dynalite not found; using moto's server (history is not kept)")
+    if "EXCHANGE_URLS" not in env:
+        urls = []
+        for number, port in enumerate((8081, 8082, 8083), start=1):
+            exchange = start_mockex(_preferred_port(port), name=f"exchange{number}")
+            services.append(exchange)
+            urls.append(f"{exchange.url}/mock/ticker")
+        env["EXCHANGE_URLS"] = ",".join(urls)
+
+
+def _print_stack(services: list[Service], settings: Settings) -> None:
+    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    base = f"http://{shown}:{settings.port}"
+    print("\naggserver local stack")
+    for service in services:
+        print(f"  {service.name:<10} {service.url}  (pid {service.process.pid})")
+    print(f"  {'aggserver':<10} {base}")
+    print(f"\ntry:\n  curl -X POST {base}/refresh/btcusdt\n  curl {base}/prices/btcusdt\nCtrl-C stops everything.\n")
+
+
+def _stack(args: argparse.Namespace) -> None:
+    env = dict(os.environ)
+    services: list[Service] = []
+    try:
+        _start_stack_services(env, Path(args.data_dir).resolve(), services)
+        os.environ.update(env)  # botocore reads the credentials from the environment
+        settings = _settings(args, env)
+        _setup_logging(settings.log_level)
+        _print_stack(services, settings)
+        _run(settings)
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = _settings(args, os.environ)
+            _setup_logging(settings.log_level)
+            _run(settings)
+        else:
+            _stack(args)
+    except (ConfigError, ServiceError) as exc:
+        sys.exit(f"aggserver: {exc}")
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,54 @@
+"""The domain's exceptions, each mapped to one HTTP answer in ``api.error_response``.
+
+AggError
+ ├── InvalidSymbol      malformed asset symbol                      -> 400
+ ├── UnknownSymbol      well-formed but not in symbols.csv          -> 404 (400 on GET)
+ ├── PriceNotFound      known symbol without a cached price         -> 404
+ ├── NoValidQuotes      every exchange failed or sent a bad quote   -> 502
+ └── BackendUnavailable Redis could not be reached in time          -> 503
+ConfigError             a setting or input file is unusable (start-up only)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AggError",
+    "BackendUnavailable",
+    "ConfigError",
+    "InvalidSymbol",
+    "NoValidQuotes",
+    "PriceNotFound",
+    "UnknownSymbol",
+]
+
+
+class AggError(Exception):
+    """Base of every error a request can end in."""
+
+
+class InvalidSymbol(AggError):
+    """The path segment cannot be an asset symbol at all."""
+
+
+class UnknownSymbol(AggError):
+    """The symbol is well-formed but not one of ours."""
+
+
+class PriceNotFound(AggError):
+    """No price is cached for a known symbol."""
+
+
+class NoValidQuotes(AggError):
+    """A refresh got no usable quote; ``reasons`` says why per exchange."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        super().__init__("no valid quote from any exchange")
+        self.reasons = reasons
+
+
+class BackendUnavailable(AggError):
+    """A backend the request depends on did not answer."""
+
+
+class ConfigError(Exception):
+    """A setting or input file cannot be used; raised only while starting."""

@@ -1,0 +1,198 @@
+"""DynamoDB history: table set-up and one background writer that batches every record.
+
+Records are queued in memory and written by a single task in BatchWriteItem calls of at most
+25 items. Anything DynamoDB leaves unprocessed, and any batch that fails outright, goes back to
+the front of the queue and is retried with backoff, so an outage delays history instead of
+losing it. Writes are idempotent: a record's key is (asset, timestamp), so a retry overwrites.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+__all__ = ["HistoryRecord", "HistoryWriter", "ensure_table", "format_number"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 25  # DynamoDB's limit for one BatchWriteItem call
+BACKOFF_START = 0.05
+BACKOFF_MAX = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryRecord:
+    """One aggregate as stored: ``timestamp`` is the exchanges' time, ``updated_at`` ours."""
+
+    asset: str
+    timestamp: int
+    price: float
+    updated_at: int
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "asset": {"S": self.asset},
+            "timestamp": {"N": str(self.timestamp)},
+            "price": {"N": format_number(self.price)},
+            "updated_at": {"N": str(self.updated_at)},
+        }
+
+
+def format_number(value: float) -> str:
+    """A float as a DynamoDB number: plain decimal notation, every digit of its repr kept."""
+    return format(Decimal(repr(value)), "f")
+
+
+async def ensure_table(client: DynamoDBClient, table: str, *, timeout: float = 30.0) -> bool:
+    """Create the prices table when missing and wait until it is active; True if we created it."""
+    created = False
+    try:
+        description = await client.describe_table(TableName=table)
+        status = description["Table"].get("TableStatus")
+    except client.exceptions.ResourceNotFoundException:
+        try:
+            await client.create_table(
+                TableName=table,
+                KeySchema=[
+                    {"AttributeName": "asset", "KeyType": "HASH"},
+                    {"AttributeName": "timestamp", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "asset", "AttributeType": "S"},
+                    {"AttributeName": "timestamp", "AttributeType": "N"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            created = True
+            log.info("created DynamoDB table %s", table)
+        except client.exceptions.ResourceInUseException:
+            pass  # another instance created it first
+        status = "CREATING"
+    deadline = time.monotonic() + timeout
+    while status != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"table {table} not active after {timeout} s")
+        await asyncio.sleep(0.05)
+        description = await client.describe_table(TableName=table)
+        status = description["Table"].get("TableStatus")
+    return created
+
+
+class HistoryWriter:
+    """Queues history records and writes them in batches from one background task."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        *,
+        batch_size: int = MAX_BATCH,
+        max_pending: int = 100_000,
+        table_ready: bool = False,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._batch_size = min(batch_size, MAX_BATCH)
+        self._max_pending = max_pending
+        self._table_ready = table_ready
+        self._sleep = sleep
+        self._pending: deque[HistoryRecord] = deque()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self.written = 0
+        self.retried = 0
+        self.dropped = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, record: HistoryRecord) -> None:
+        """Queue a record; never blocks. Past ``max_pending`` the oldest is dropped and counted."""
+        if len(self._pending) >= self._max_pending:
+            self._pending.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("history queue full (%d): %d records dropped so far", self._max_pending, self.dropped)
+        self._pending.append(record)
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Write until stopped; on stop, return once the queue is empty (see :meth:`drain`)."""
+        backoff = BACKOFF_START
+        while True:
+            if not self._pending:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if await self._write_once():
+                backoff = BACKOFF_START
+            else:
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def drain(self, task: asyncio.Task[None], *, timeout: float) -> None:
+        """Ask the writer to finish the queue and wait for it, at most ``timeout`` seconds."""
+        self._stopping = True
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            log.error("history flush timed out: %d records not written", len(self._pending))
+            task.cancel()
+
+    def _next_batch(self) -> list[HistoryRecord]:
+        # BatchWriteItem rejects a batch that names one key twice; a later duplicate wins.
+        batch: dict[tuple[str, int], HistoryRecord] = {}
+        while self._pending and len(batch) < self._batch_size:
+            record = self._pending.popleft()
+            batch[(record.asset, record.timestamp)] = record
+        return list(batch.values())
+
+    async def _write_once(self) -> bool:
+        """Write one batch; False when the caller should back off before the next."""
+        batch = self._next_batch()
+        try:
+            if not self._table_ready:
+                await ensure_table(self._client, self._table)
+                self._table_ready = True
+            response = await self._client.batch_write_item(
+                RequestItems={self._table: [{"PutRequest": {"Item": r.to_item()}} for r in batch]}
+            )
+        except (BotoCoreError, ClientError, TimeoutError) as exc:
+            self._requeue(batch)
+            log.warning("history write failed (%s); %d records queued", _describe(exc), len(self._pending))
+            return False
+        unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
+        if unprocessed:
+            keys = {(req["PutRequest"]["Item"]["asset"]["S"], int(req["PutRequest"]["Item"]["timestamp"]["N"])) for req in unprocessed}
+            retry = [r for r in batch if (r.asset, r.timestamp) in keys]
+            self.written += len(batch) - len(retry)
+            self._requeue(retry)
+            return False
+        self.written += len(batch)
+        return True
+
+    def _requeue(self, batch: list[HistoryRecord]) -> None:
+        self.retried += len(batch)
+        self._pending.extendleft(reversed(batch))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return type(exc).__name__

@@ -1,0 +1,235 @@
+"""Starting the local backing services as child processes: redis-server, a DynamoDB-compatible
+server and mock exchanges. Used by ``aggserver stack``, the test fixtures and the benchmarks,
+so all three run the same processes the same way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "DUMMY_AWS_ENV",
+    "Service",
+    "dynamo_backend",
+    "free_port",
+    "port_is_free",
+    "start_dynamo",
+    "start_mockex",
+    "start_redis",
+]
+
+# Local DynamoDB servers accept any credentials, but botocore refuses to sign without some.
+DUMMY_AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MIN_NODE_MAJOR = 20
+
+
+class ServiceError(RuntimeError):
+    """A child service did not start or did not become ready in time."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _die_with_parent() -> None:
+    # Children must not outlive us (a killed test run must not leave servers behind); Linux only.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class Service:
+    """A running child process and the URL it serves."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL) and remove its scratch files."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for step in self.cleanup:
+            step()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _spawn(name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, url: str) -> Service:
+    log_dir = Path(tempfile.mkdtemp(prefix=f"aggserver-{name}-"))
+    log_path = log_dir / "output.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            # Own session: Ctrl-C in a terminal reaches only us, so we stop children in order.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    service = Service(name=name, url=url, process=process, log_path=log_path)
+    service.cleanup.append(lambda: shutil.rmtree(log_dir, ignore_errors=True))
+    return service
+
+
+def _wait_ready(service: Service, probe: Callable[[], bool], timeout: float) -> Service:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            break
+        try:
+            if probe():
+                return service
+        except Exception:  # noqa: BLE001, S110 - not up yet; the deadline decides
+            pass
+        time.sleep(0.05)
+    tail = service.log_tail()
+    service.stop()
+    raise ServiceError(f"{service.name} did not become ready within {timeout} s:\n{tail}")
+
+
+def start_redis(port: int | None = None, *, timeout: float = 10.0) -> Service:
+    """A throw-away redis-server on 127.0.0.1 (no persistence), ready when it answers PING."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError("redis-server is not installed (apt-get install redis-server)")
+    port = port or free_port()
+    service = _spawn(
+        "redis",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        url=f"redis://127.0.0.1:{port}/0",
+    )
+
+    def ping() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    return _wait_ready(service, ping, timeout)
+
+
+def _node_major() -> int | None:
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout
+        return int(out.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def _dynalite_cli() -> Path | None:
+    for root in (Path(os.environ.get("DYNALITE_DIR", REPO_ROOT)), Path.cwd()):
+        cli = root / "node_modules" / "dynalite" / "cli.js"
+        if cli.is_file():
+            return cli
+    return None
+
+
+def dynamo_backend() -> str:
+    """Which local DynamoDB server we can run: 'dynalite' (preferred) or 'moto'."""
+    major = _node_major()
+    if major is not None and major >= MIN_NODE_MAJOR and _dynalite_cli() is not None:
+        return "dynalite"
+    if shutil.which("moto_server") or _moto_in_venv():
+        return "moto"
+    raise ServiceError("no DynamoDB-compatible server: run `npm ci` (Node.js >= 20) or pip install moto[server]")
+
+
+def _moto_in_venv() -> bool:
+    return (Path(sys.executable).parent / "moto_server").exists()
+
+
+def start_dynamo(port: int | None = None, *, path: Path | None = None, timeout: float = 20.0) -> Service:
+    """A local DynamoDB-compatible server; ``path`` keeps its data on disk (dynalite only).
+
+    Ready once a signed ListTables call succeeds, not when the port opens.
+    """
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    backend = dynamo_backend()
+    if backend == "dynalite":
+        argv = ["node", str(_dynalite_cli()), "--host", "127.0.0.1", "--port", str(port), "--createTableMs", "0"]
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            argv += ["--path", str(path)]
+    else:
+        moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+        argv = [moto, "-H", "127.0.0.1", "-p", str(port)]
+    service = _spawn(backend, argv, url=url)
+
+    def list_tables() -> bool:
+        import botocore.session
+
+        client = botocore.session.get_session().create_client(
+            "dynamodb",
+            region_name="us-west-2",
+            endpoint_url=url,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        client.list_tables(Limit=1)
+        return True
+
+    return _wait_ready(service, list_tables, timeout)
+
+
+def start_mockex(
+    port: int | None = None, *, name: str = "exchange1", seed: int = 0, timeout: float = 15.0
+) -> Service:
+    """One mock exchange in its own Python process; ready when its admin endpoint answers."""
+    port = port or free_port()
+    service = _spawn(
+        name,
+        [sys.executable, "-m", "mockex", "--port", str(port), "--name", name, "--seed", str(seed)],
+        url=f"http://127.0.0.1:{port}",
+    )
+
+    def answers() -> bool:
+        with urllib.request.urlopen(f"{service.url}/mock/admin/faults", timeout=1) as response:
+            return bool(response.status == 200)
+
+    return _wait_ready(service, answers, timeout)

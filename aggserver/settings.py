@@ -1,0 +1,109 @@
+"""Typed settings, read from the environment in exactly one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aggserver.errors import ConfigError
+
+__all__ = ["DEFAULT_EXCHANGE_URLS", "DEFAULT_SYMBOLS_FILE", "Settings"]
+
+DEFAULT_SYMBOLS_FILE = Path(__file__).resolve().parent / "symbols.csv"
+DEFAULT_EXCHANGE_URLS = (
+    "http://127.0.0.1:8081/mock/ticker",
+    "http://127.0.0.1:8082/mock/ticker",
+    "http://127.0.0.1:8083/mock/ticker",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything aggserver can be told; build with :meth:`from_env`."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = 32
+    redis_timeout_seconds: float = 1.0
+    exchange_urls: tuple[str, ...] = DEFAULT_EXCHANGE_URLS
+    exchange_timeout_seconds: float = 2.0
+    symbols_file: Path = DEFAULT_SYMBOLS_FILE
+    prices_table: str = "prices"
+    cache_ttl_seconds: int = 300
+    aws_region: str = "us-west-2"
+    # None lets botocore resolve AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL itself.
+    dynamodb_endpoint: str | None = None
+    history_batch_size: int = 25
+    history_max_pending: int = 100_000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); raise ConfigError if malformed."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        urls = tuple(u.strip().rstrip("/") for u in env.get("EXCHANGE_URLS", "").split(",") if u.strip())
+        settings = cls(
+            host=env.get("HOST", defaults.host),
+            port=_int(env, "PORT", defaults.port, minimum=0, maximum=65535),
+            redis_url=env.get("REDIS_URL", defaults.redis_url),
+            redis_max_connections=_int(
+                env, "REDIS_MAX_CONNECTIONS", defaults.redis_max_connections, minimum=2
+            ),
+            redis_timeout_seconds=_float(env, "REDIS_TIMEOUT_SECONDS", defaults.redis_timeout_seconds),
+            exchange_urls=urls or defaults.exchange_urls,
+            exchange_timeout_seconds=_float(
+                env, "EXCHANGE_TIMEOUT_SECONDS", defaults.exchange_timeout_seconds
+            ),
+            symbols_file=Path(env.get("SYMBOLS_FILE") or defaults.symbols_file),
+            prices_table=env.get("PRICES_TABLE", defaults.prices_table),
+            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", defaults.cache_ttl_seconds, minimum=1),
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or defaults.aws_region,
+            dynamodb_endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB") or env.get("AWS_ENDPOINT_URL") or None,
+            history_batch_size=_int(
+                env, "HISTORY_BATCH_SIZE", defaults.history_batch_size, minimum=1, maximum=25
+            ),
+            history_max_pending=_int(
+                env, "HISTORY_MAX_PENDING", defaults.history_max_pending, minimum=1
+            ),
+            log_level=env.get("LOG_LEVEL", defaults.log_level).upper(),
+        )
+        if len(settings.prices_table) < 3:
+            raise ConfigError("PRICES_TABLE must be at least 3 characters (a DynamoDB rule)")
+        return settings
+
+
+def _int(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value

@@ -1,0 +1,3 @@
+from mockex.cli import main
+
+main()
