@@ -45,9 +45,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_timeout_seconds,
     )
-    cache = PriceCache(
-        client, ttl_seconds=settings.cache_ttl_seconds, timeout=settings.redis_timeout_seconds
-    )
+    cache = PriceCache(client, ttl_seconds=settings.cache_ttl_seconds, timeout=settings.redis_timeout_seconds)
     app[CACHE] = cache
     yield
     await cache.close()

@@ -8,7 +8,7 @@ sent together as one MGET: a thousand concurrent GETs cost one round trip, not a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from typing import cast
 
 import orjson
 import redis.asyncio as redis
@@ -41,7 +41,10 @@ def encode_price(aggregate: Aggregate, *, updated_at: int) -> bytes:
 
 
 def create_redis(url: str, *, max_connections: int, timeout: float) -> redis.Redis:
-    """A client over a bounded, blocking pool: a burst waits for a connection instead of failing."""
+    """A client over a bounded, blocking pool: a burst waits for a connection instead of failing.
+
+    ``from_pool`` hands the pool to the client, so closing the client closes its connections.
+    """
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -49,7 +52,7 @@ def create_redis(url: str, *, max_connections: int, timeout: float) -> redis.Red
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)
 
 
 class PriceCache:
@@ -81,7 +84,8 @@ class PriceCache:
         keys = list(batch)
         try:
             async with asyncio.timeout(self._timeout):
-                values: Sequence[bytes | None] = await self._client.mget(keys)
+                # Without decode_responses the client returns bytes, never str.
+                values = cast(list[bytes | None], await self._client.mget(keys))
         except (RedisError, OSError, TimeoutError) as exc:
             reason = f"redis read failed: {type(exc).__name__}"
             for futures in batch.values():

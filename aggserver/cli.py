@@ -117,7 +117,8 @@ def _print_stack(services: list[Service], settings: Settings) -> None:
     for service in services:
         print(f"  {service.name:<10} {service.url}  (pid {service.process.pid})")
     print(f"  {'aggserver':<10} {base}")
-    print(f"\ntry:\n  curl -X POST {base}/refresh/btcusdt\n  curl {base}/prices/btcusdt\nCtrl-C stops everything.\n")
+    print(f"\ntry:\n  curl -X POST {base}/refresh/btcusdt\n  curl {base}/prices/btcusdt")
+    print("Ctrl-C stops everything.\n", flush=True)
 
 
 def _stack(args: argparse.Namespace) -> None:

@@ -125,7 +125,9 @@ class HistoryWriter:
             self._pending.popleft()
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("history queue full (%d): %d records dropped so far", self._max_pending, self.dropped)
+                log.warning(
+                    "history queue full (%d): %d records dropped so far", self._max_pending, self.dropped
+                )
         self._pending.append(record)
         self._wakeup.set()
 
@@ -179,7 +181,10 @@ class HistoryWriter:
             return False
         unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
         if unprocessed:
-            keys = {(req["PutRequest"]["Item"]["asset"]["S"], int(req["PutRequest"]["Item"]["timestamp"]["N"])) for req in unprocessed}
+            keys = {
+                (req["PutRequest"]["Item"]["asset"]["S"], int(req["PutRequest"]["Item"]["timestamp"]["N"]))
+                for req in unprocessed
+            }
             retry = [r for r in batch if (r.asset, r.timestamp) in keys]
             self.written += len(batch) - len(retry)
             self._requeue(retry)

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DUMMY_AWS_ENV",
@@ -176,7 +177,9 @@ def dynamo_backend() -> str:
         return "dynalite"
     if shutil.which("moto_server") or _moto_in_venv():
         return "moto"
-    raise ServiceError("no DynamoDB-compatible server: run `npm ci` (Node.js >= 20) or pip install moto[server]")
+    raise ServiceError(
+        "no DynamoDB-compatible server: run `npm ci` (Node.js >= 20) or pip install moto[server]"
+    )
 
 
 def _moto_in_venv() -> bool:
@@ -192,7 +195,16 @@ def start_dynamo(port: int | None = None, *, path: Path | None = None, timeout: 
     url = f"http://127.0.0.1:{port}"
     backend = dynamo_backend()
     if backend == "dynalite":
-        argv = ["node", str(_dynalite_cli()), "--host", "127.0.0.1", "--port", str(port), "--createTableMs", "0"]
+        argv = [
+            "node",
+            str(_dynalite_cli()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--createTableMs",
+            "0",
+        ]
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
             argv += ["--path", str(path)]
@@ -204,12 +216,12 @@ def start_dynamo(port: int | None = None, *, path: Path | None = None, timeout: 
     def list_tables() -> bool:
         import botocore.session
 
-        client = botocore.session.get_session().create_client(
+        client: Any = botocore.session.get_session().create_client(
             "dynamodb",
             region_name="us-west-2",
             endpoint_url=url,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
+            aws_access_key_id=DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
         )
         client.list_tables(Limit=1)
         return True
@@ -229,7 +241,8 @@ def start_mockex(
     )
 
     def answers() -> bool:
-        with urllib.request.urlopen(f"{service.url}/mock/admin/faults", timeout=1) as response:
+        # S310: the URL is ours, always http://127.0.0.1.
+        with urllib.request.urlopen(f"{service.url}/mock/admin/faults", timeout=1) as response:  # noqa: S310
             return bool(response.status == 200)
 
     return _wait_ready(service, answers, timeout)

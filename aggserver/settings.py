@@ -66,9 +66,7 @@ class Settings:
             history_batch_size=_int(
                 env, "HISTORY_BATCH_SIZE", defaults.history_batch_size, minimum=1, maximum=25
             ),
-            history_max_pending=_int(
-                env, "HISTORY_MAX_PENDING", defaults.history_max_pending, minimum=1
-            ),
+            history_max_pending=_int(env, "HISTORY_MAX_PENDING", defaults.history_max_pending, minimum=1),
             log_level=env.get("LOG_LEVEL", defaults.log_level).upper(),
         )
         if len(settings.prices_table) < 3:

@@ -44,9 +44,7 @@ async def _serve(args: argparse.Namespace) -> None:
     names = [f"exchange{i}" for i in (1, 2, 3)] if args.all else [args.name]
     runners = []
     for offset, name in enumerate(names):
-        runner = web.AppRunner(
-            create_app(name=name, symbols=symbols, seed=args.seed), access_log=None
-        )
+        runner = web.AppRunner(create_app(name=name, symbols=symbols, seed=args.seed), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, args.host, args.port + offset).start()
         runners.append(runner)

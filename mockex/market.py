@@ -66,7 +66,9 @@ def reference_price(symbol: str) -> float:
     if symbol in WELL_KNOWN_PRICES:
         return WELL_KNOWN_PRICES[symbol]
     # Log-uniform ranges by quote currency: sub-cent to thousands against dollars.
-    low, high = (1e-7, 1e-2) if symbol.endswith("btc") else (1e-6, 1e-1) if symbol.endswith("eth") else (1e-4, 5e3)
+    low, high = (
+        (1e-7, 1e-2) if symbol.endswith("btc") else (1e-6, 1e-1) if symbol.endswith("eth") else (1e-4, 5e3)
+    )
     u = _uniform("reference", symbol)
     return float(f"{math.exp(math.log(low) + u * (math.log(high) - math.log(low))):.6g}")
 

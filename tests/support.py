@@ -1,0 +1,94 @@
+"""Helpers the tests share: mock-exchange admin, polling with a deadline, the OpenAPI check."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import ClientResponse, ClientSession
+from openapi_core import OpenAPI
+from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+from openapi_core.testing import MockRequest, MockResponse
+from openapi_schema_validator import OAS31Validator
+
+from aggserver.localstack import Service
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+SPEC = OpenAPI.from_file_path(str(SPEC_PATH))
+_COMPONENTS = yaml.safe_load(SPEC_PATH.read_text())["components"]
+
+
+def _component_validator(ref: str) -> OAS31Validator:
+    return OAS31Validator({"$ref": ref, "components": _COMPONENTS})
+
+
+# Answers for paths or methods the API does not have still follow the documented error shapes.
+_UNROUTED = {
+    405: _component_validator("#/components/responses/MethodNotAllowed/content/application~1json/schema"),
+}
+_ERROR = _component_validator("#/components/schemas/Error")
+
+
+class Exchanges:
+    """Drives the mock exchanges' admin endpoints: faults, pinned quotes, traffic counts."""
+
+    def __init__(self, session: ClientSession, services: list[Service]) -> None:
+        self.session = session
+        self.urls = [s.url for s in services]
+
+    @property
+    def ticker_urls(self) -> tuple[str, ...]:
+        return tuple(f"{url}/mock/ticker" for url in self.urls)
+
+    async def _call(self, method: str, index: int, path: str, body: Any = None) -> Any:
+        async with self.session.request(method, f"{self.urls[index]}{path}", json=body) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    async def set_faults(self, index: int, **faults: Any) -> None:
+        await self._call("POST", index, "/mock/admin/faults", faults)
+
+    async def pin(self, index: int, quotes: dict[str, dict[str, float]]) -> None:
+        await self._call("POST", index, "/mock/admin/quotes", quotes)
+
+    async def served(self, index: int, symbol: str) -> int:
+        stats = await self._call("GET", index, "/mock/admin/stats")
+        return int(stats["by_symbol"].get(symbol, 0))
+
+    async def reset(self) -> None:
+        for index in range(len(self.urls)):
+            await self._call("POST", index, "/mock/admin/faults", {"mode": "ok"})
+            await self._call("DELETE", index, "/mock/admin/quotes")
+            await self._call("DELETE", index, "/mock/admin/stats")
+
+
+async def poll(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Call ``check`` (sync or async) until it returns something truthy; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def checked(response: ClientResponse) -> Any:
+    """The decoded JSON body of ``response`` after checking it against openapi.yaml."""
+    body = await response.read()
+    assert response.content_type == "application/json", response.content_type
+    url = response.request_info.url
+    request = MockRequest(f"{url.scheme}://{url.host}:{url.port}", response.method.lower(), url.path)
+    try:
+        SPEC.validate_response(request, MockResponse(body, status_code=response.status))
+    except (PathNotFound, OperationNotFound):
+        assert response.status in (404, 405), f"{response.method} {url.path} is not in openapi.yaml"
+        _UNROUTED.get(response.status, _ERROR).validate(await response.json())
+    return await response.json()

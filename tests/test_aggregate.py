@@ -1,0 +1,99 @@
+"""The pure aggregation logic: quote validation and the volume-weighted average."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggserver.aggregate import InvalidQuote, Quote, aggregate, parse_quote, volume_weighted_price
+
+
+def quote(price: float, volume: float, timestamp: int = 1_700_000_000, source: str = "x") -> Quote:
+    return Quote(source=source, symbol="btcusdt", price=price, volume=volume, timestamp=timestamp)
+
+
+def test_volume_weighted_average_matches_hand_computation() -> None:
+    quotes = [quote(100.0, 2.0), quote(110.0, 3.0), quote(120.0, 5.0)]
+    # (100*2 + 110*3 + 120*5) / 10 = 113
+    assert volume_weighted_price(quotes) == pytest.approx(113.0, rel=1e-15)
+
+
+def test_zero_volume_everywhere_falls_back_to_plain_mean() -> None:
+    assert volume_weighted_price([quote(1.0, 0.0), quote(3.0, 0.0)]) == 2.0
+
+
+def test_zero_volume_quote_carries_no_weight() -> None:
+    assert volume_weighted_price([quote(1.0, 0.0), quote(3.0, 5.0)]) == 3.0
+
+
+def test_no_quotes_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no quotes"):
+        volume_weighted_price([])
+
+
+def test_aggregate_reports_newest_timestamp_and_source_count() -> None:
+    result = aggregate("btcusdt", [quote(1.0, 1.0, 10), quote(2.0, 1.0, 30), quote(3.0, 1.0, 20)])
+    assert (result.last_updated, result.sources, result.price) == (30, 3, 2.0)
+
+
+def test_sub_cent_prices_keep_their_digits() -> None:
+    price = 0.000012345678901234
+    assert volume_weighted_price([quote(price, 7.0), quote(price, 3.0)]) == pytest.approx(price, rel=1e-12)
+
+
+GOOD = {"symbol": "btcusdt", "price": 100.5, "volume": 12.0, "timestamp": 1_700_000_000}
+
+
+def test_parse_quote_accepts_a_good_payload_case_insensitively() -> None:
+    parsed = parse_quote({**GOOD, "symbol": "BTCUSDT"}, source="ex1", symbol="btcusdt")
+    assert parsed == Quote(source="ex1", symbol="btcusdt", price=100.5, volume=12.0, timestamp=1_700_000_000)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ([GOOD], "not a JSON object"),
+        ({**GOOD, "symbol": "ethusdt"}, "another symbol"),
+        ({**GOOD, "symbol": None}, "another symbol"),
+        ({**GOOD, "price": "100.5"}, "price is not a number"),
+        ({**GOOD, "price": True}, "price is not a number"),
+        ({**GOOD, "price": math.nan}, "price is not finite"),
+        ({**GOOD, "price": math.inf}, "price is not finite"),
+        ({**GOOD, "price": 0}, "price is not positive"),
+        ({**GOOD, "price": -3.0}, "price is not positive"),
+        ({**GOOD, "volume": -1.0}, "volume is negative"),
+        ({**GOOD, "volume": math.inf}, "volume is not finite"),
+        ({k: v for k, v in GOOD.items() if k != "volume"}, "volume is not a number"),
+        ({**GOOD, "timestamp": "now"}, "timestamp is not a number"),
+        ({**GOOD, "timestamp": -5}, "timestamp is not positive"),
+    ],
+)
+def test_parse_quote_rejects_bad_payloads(payload: object, reason: str) -> None:
+    with pytest.raises(InvalidQuote, match=reason):
+        parse_quote(payload, source="ex1", symbol="btcusdt")
+
+
+prices = st.floats(min_value=1e-12, max_value=1e12, allow_nan=False, allow_infinity=False)
+volumes = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
+quote_lists = st.lists(st.builds(quote, prices, volumes), min_size=1, max_size=8)
+
+
+@given(quote_lists)
+def test_price_lies_within_accepted_range(quotes: list[Quote]) -> None:
+    result = volume_weighted_price(quotes)
+    assert min(q.price for q in quotes) <= result <= max(q.price for q in quotes)
+
+
+@given(quote_lists, st.randoms(use_true_random=False))
+def test_price_does_not_depend_on_quote_order(quotes: list[Quote], rnd: object) -> None:
+    shuffled = list(quotes)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert volume_weighted_price(shuffled) == pytest.approx(volume_weighted_price(quotes), rel=1e-12)
+
+
+@given(prices, volumes)
+def test_identical_quotes_give_that_price(price: float, volume: float) -> None:
+    assert volume_weighted_price([quote(price, volume)] * 3) == pytest.approx(price, rel=1e-12)

@@ -1,0 +1,98 @@
+"""The Redis cache: one MGET per loop iteration, and clear failures when Redis is gone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as redis
+from aiohttp.test_utils import TestClient
+
+from aggserver.aggregate import Aggregate
+from aggserver.app import create_app
+from aggserver.cache import PriceCache, create_redis, price_key
+from aggserver.errors import BackendUnavailable
+from aggserver.localstack import Service, start_redis
+from aggserver.settings import Settings
+from tests.support import checked
+
+
+async def command_calls(client: redis.Redis, command: str) -> int:
+    stats = await client.info("commandstats")
+    entry = stats.get(f"cmdstat_{command}")
+    return int(entry["calls"]) if entry else 0
+
+
+async def test_concurrent_reads_share_one_round_trip(
+    redis_service: Service, redis_client: redis.Redis
+) -> None:
+    await redis_client.set(price_key("btcusdt"), b'{"asset":"btcusdt"}')
+    cache = PriceCache(
+        create_redis(redis_service.url, max_connections=8, timeout=1), ttl_seconds=60, timeout=1
+    )
+    await cache.get("warmup")  # opens the connection outside the measured window
+    mget_before = await command_calls(redis_client, "mget")
+    get_before = await command_calls(redis_client, "get")
+
+    assets = ["btcusdt", "ethusdt", "btcusdt"] * 100
+    values = await asyncio.gather(*(cache.get(a) for a in assets))
+
+    assert await command_calls(redis_client, "mget") - mget_before == 1
+    assert await command_calls(redis_client, "get") - get_before == 0
+    assert values[0] == b'{"asset":"btcusdt"}'
+    assert values[1] is None
+    assert values.count(None) == 100
+    await cache.close()
+
+
+async def test_concurrent_http_reads_are_batched(
+    client: TestClient[Any, Any], redis_client: redis.Redis
+) -> None:
+    await client.post("/refresh/btcusdt")
+    await client.get("/prices/btcusdt")
+    before = await command_calls(redis_client, "mget")
+    responses = await asyncio.gather(*(client.get("/prices/btcusdt") for _ in range(50)))
+    assert all(r.status == 200 for r in responses)
+    assert await command_calls(redis_client, "mget") - before < 50
+
+
+async def test_put_sets_value_and_ttl(redis_service: Service, redis_client: redis.Redis) -> None:
+    cache = PriceCache(
+        create_redis(redis_service.url, max_connections=2, timeout=1), ttl_seconds=42, timeout=1
+    )
+    stored = await cache.put(Aggregate(asset="ethusdt", price=1.5, last_updated=7, sources=2), updated_at=9)
+    assert await redis_client.get("price:ethusdt") == stored
+    assert 40 <= await redis_client.ttl("price:ethusdt") <= 42
+    await cache.close()
+
+
+async def test_redis_down_reads_fail_fast_as_backend_unavailable() -> None:
+    redis_server = start_redis()
+    cache = PriceCache(
+        create_redis(redis_server.url, max_connections=2, timeout=0.5), ttl_seconds=60, timeout=0.5
+    )
+    assert await cache.get("btcusdt") is None
+    redis_server.stop()
+    results = await asyncio.gather(*(cache.get("btcusdt") for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, BackendUnavailable) for r in results)
+    await cache.close()
+
+
+async def test_get_with_redis_down_answers_503_json(settings: Settings, aiohttp_client: Any) -> None:
+    redis_server = start_redis()
+    app = create_app(
+        Settings.from_env({**_env(settings), "REDIS_URL": redis_server.url, "REDIS_TIMEOUT_SECONDS": "0.5"})
+    )
+    client = await aiohttp_client(app)
+    redis_server.stop()
+    response = await client.get("/prices/btcusdt")
+    assert response.status == 503
+    assert (await checked(response))["msg"]
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        "EXCHANGE_URLS": ",".join(settings.exchange_urls),
+        "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
+        "PRICES_TABLE": settings.prices_table,
+    }

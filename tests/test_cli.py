@@ -1,0 +1,153 @@
+"""The console commands as real processes: start-up errors, SIGTERM, and the local stack."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from types_aiobotocore_dynamodb import DynamoDBClient
+
+from aggserver.localstack import Service, free_port
+from aggserver.settings import Settings
+from tests.support import poll
+
+SYMBOLS = ["btcusdt", "ethusdt", "solusdt", "adausdt", "xrpusdt", "dogeusdt", "dotusdt", "linkusdt"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aggserver", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_version_and_help() -> None:
+    assert run_cli("--version").stdout.startswith("aggserver ")
+    help_text = run_cli("serve", "--help").stdout
+    assert "--port" in help_text
+    assert "--host" in help_text
+    mockex = subprocess.run(
+        [sys.executable, "-m", "mockex", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "--seed" in mockex.stdout
+
+
+def test_bad_setting_fails_with_one_line() -> None:
+    result = run_cli("serve", env={"PORT": "eighty"})
+    assert result.returncode != 0
+    assert result.stderr.strip() == "aggserver: PORT must be a whole number, got 'eighty'"
+
+
+def test_unreadable_symbols_file_fails_with_one_line(tmp_path: Path) -> None:
+    result = run_cli("serve", env={"SYMBOLS_FILE": str(tmp_path / "none.csv")})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("aggserver: cannot read symbols file")
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    try:
+        async with session.get(url) as response:
+            return (response.status, await response.json())
+    except aiohttp.ClientError:
+        return None
+
+
+async def test_sigterm_flushes_history_and_exits_zero(
+    settings: Settings, redis_service: Service, dynamo: DynamoDBClient, exchanges: Any
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "REDIS_URL": redis_service.url,
+        "EXCHANGE_URLS": ",".join(settings.exchange_urls),
+        "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
+        "PRICES_TABLE": settings.prices_table,
+    }
+    process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve"], env=env, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await poll(lambda: _get_json(session, f"{base}/prices/btcusdt"), timeout=30)
+            for symbol in SYMBOLS:
+                async with session.post(f"{base}/refresh/{symbol}") as response:
+                    assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    for symbol in SYMBOLS:
+        items = await dynamo.query(
+            TableName=settings.prices_table,
+            KeyConditionExpression="asset = :a",
+            ExpressionAttributeValues={":a": {"S": symbol}},
+        )
+        assert items["Count"] == 1, symbol
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it has exited all the same.
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_URL", "AWS_ENDPOINT", "EXCHANGE_URLS"))
+    }
+    env.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aggserver", "stack", "--data-dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            banner.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(banner)
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", text)]
+        assert len(pids) == 5, text  # redis, DynamoDB, three exchanges
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            await poll(lambda: _get_json(session, f"{base}/prices/btcusdt"), timeout=30)
+            async with session.post(f"{base}/refresh/btcusdt") as response:
+                assert response.status == 200
+            status, body = await _get_json(session, f"{base}/prices/BTCUSDT")
+            assert status == 200
+            assert body["asset"] == "btcusdt"
+            assert body["price"] > 0
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, rest
+    assert not [pid for pid in pids if _pid_alive(pid)]
+    assert (tmp_path / "dynalite").is_dir()

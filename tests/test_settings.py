@@ -1,0 +1,60 @@
+"""Settings come from the environment, with documented defaults and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from aggserver.errors import ConfigError
+from aggserver.settings import DEFAULT_EXCHANGE_URLS, Settings
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.port == 8080
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.exchange_urls == DEFAULT_EXCHANGE_URLS
+    assert settings.prices_table == "prices"
+    assert settings.cache_ttl_seconds == 300
+    assert settings.aws_region == "us-west-2"
+    assert settings.dynamodb_endpoint is None
+
+
+def test_environment_overrides() -> None:
+    settings = Settings.from_env(
+        {
+            "PORT": "9000",
+            "EXCHANGE_URLS": "http://a:1/mock/ticker/, http://b:2/t",
+            "CACHE_TTL_SECONDS": "60",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:8000",
+        }
+    )
+    assert settings.port == 9000
+    assert settings.exchange_urls == ("http://a:1/mock/ticker", "http://b:2/t")
+    assert settings.cache_ttl_seconds == 60
+    assert settings.aws_region == "eu-west-1"
+    assert settings.dynamodb_endpoint == "http://127.0.0.1:8000"
+
+
+def test_service_specific_dynamodb_endpoint_wins() -> None:
+    settings = Settings.from_env(
+        {"AWS_ENDPOINT_URL": "http://general:1", "AWS_ENDPOINT_URL_DYNAMODB": "http://dynamo:2"}
+    )
+    assert settings.dynamodb_endpoint == "http://dynamo:2"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("CACHE_TTL_SECONDS", "0"),
+        ("EXCHANGE_TIMEOUT_SECONDS", "-1"),
+        ("EXCHANGE_TIMEOUT_SECONDS", "nan"),
+        ("HISTORY_BATCH_SIZE", "26"),
+        ("PRICES_TABLE", "pr"),
+    ],
+)
+def test_malformed_settings_are_rejected_by_name(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
