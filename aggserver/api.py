@@ -59,6 +59,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc)
 
 
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    """Liveness: answers as long as the process serves requests."""
+    return json_response({"status": "ok"})
+
+
 @routes.get("/prices/{asset}")
 async def get_price(request: web.Request) -> web.Response:
     """The cached aggregate, byte for byte as it was stored."""

@@ -27,9 +27,11 @@ __all__ = [
     "dynamo_backend",
     "free_port",
     "port_is_free",
+    "spawn",
     "start_dynamo",
     "start_mockex",
     "start_redis",
+    "wait_ready",
 ]
 
 # Local DynamoDB servers accept any credentials, but botocore refuses to sign without some.
@@ -96,7 +98,7 @@ class Service:
             return ""
 
 
-def _spawn(name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, url: str) -> Service:
+def spawn(name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, url: str) -> Service:
     log_dir = Path(tempfile.mkdtemp(prefix=f"aggserver-{name}-"))
     log_path = log_dir / "output.log"
     with log_path.open("wb") as log_file:
@@ -115,7 +117,7 @@ def _spawn(name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
     return service
 
 
-def _wait_ready(service: Service, probe: Callable[[], bool], timeout: float) -> Service:
+def wait_ready(service: Service, probe: Callable[[], bool], timeout: float) -> Service:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
@@ -137,7 +139,7 @@ def start_redis(port: int | None = None, *, timeout: float = 10.0) -> Service:
     if binary is None:
         raise ServiceError("redis-server is not installed (apt-get install redis-server)")
     port = port or free_port()
-    service = _spawn(
+    service = spawn(
         "redis",
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         url=f"redis://127.0.0.1:{port}/0",
@@ -148,7 +150,7 @@ def start_redis(port: int | None = None, *, timeout: float = 10.0) -> Service:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
 
-    return _wait_ready(service, ping, timeout)
+    return wait_ready(service, ping, timeout)
 
 
 def _node_major() -> int | None:
@@ -211,7 +213,7 @@ def start_dynamo(port: int | None = None, *, path: Path | None = None, timeout: 
     else:
         moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
         argv = [moto, "-H", "127.0.0.1", "-p", str(port)]
-    service = _spawn(backend, argv, url=url)
+    service = spawn(backend, argv, url=url)
 
     def list_tables() -> bool:
         import botocore.session
@@ -226,7 +228,7 @@ def start_dynamo(port: int | None = None, *, path: Path | None = None, timeout: 
         client.list_tables(Limit=1)
         return True
 
-    return _wait_ready(service, list_tables, timeout)
+    return wait_ready(service, list_tables, timeout)
 
 
 def start_mockex(
@@ -234,7 +236,7 @@ def start_mockex(
 ) -> Service:
     """One mock exchange in its own Python process; ready when its admin endpoint answers."""
     port = port or free_port()
-    service = _spawn(
+    service = spawn(
         name,
         [sys.executable, "-m", "mockex", "--port", str(port), "--name", name, "--seed", str(seed)],
         url=f"http://127.0.0.1:{port}",
@@ -245,4 +247,4 @@ def start_mockex(
         with urllib.request.urlopen(f"{service.url}/mock/admin/faults", timeout=1) as response:  # noqa: S310
             return bool(response.status == 200)
 
-    return _wait_ready(service, answers, timeout)
+    return wait_ready(service, answers, timeout)

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench`` loads a real local stack with wrk and prints the figures."""

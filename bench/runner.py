@@ -1,0 +1,263 @@
+"""``python -m bench``: start a real local stack on free ports, load it with wrk, print figures.
+
+The server (and the ceiling server) run pinned to core 0 and wrk to core 1 when the machine has
+two cores or more, so the load generator does not steal the server's CPU. Each scenario runs
+``--repeat`` times after a warm-up and the median is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+
+from aggserver import __version__
+from aggserver.localstack import (
+    DUMMY_AWS_ENV,
+    Service,
+    free_port,
+    spawn,
+    start_dynamo,
+    start_mockex,
+    start_redis,
+    wait_ready,
+)
+from aggserver.settings import DEFAULT_SYMBOLS_FILE
+from aggserver.symbols import load_symbols
+
+WRK_DIR = Path(__file__).resolve().parent / "wrk"
+HOT_ASSET = "btcusdt"
+
+
+@dataclass(frozen=True)
+class Figures:
+    scenario: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _pinned(core: int) -> list[str]:
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return ["taskset", "-c", str(core)]
+    return []
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own loopback URL
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means it serves
+
+
+@contextmanager
+def _running(service: Service) -> Iterator[Service]:
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def start_server(env: dict[str, str], port: int) -> tuple[Service, float]:
+    """aggserver with production settings on core 0; returns it and its start-up time."""
+    started = time.monotonic()
+    service = spawn(
+        "aggserver",
+        [*_pinned(0), sys.executable, "-m", "aggserver", "serve"],
+        env={**env, "PORT": str(port), "HOST": "127.0.0.1"},
+        url=f"http://127.0.0.1:{port}",
+    )
+    wait_ready(service, lambda: _answers(f"{service.url}/health"), timeout=30)
+    return service, time.monotonic() - started
+
+
+def start_ceiling(port: int, body_size: int) -> Service:
+    service = spawn(
+        "ceiling",
+        [
+            *_pinned(0),
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            "--port",
+            str(port),
+            "--body-size",
+            str(body_size),
+        ],
+        url=f"http://127.0.0.1:{port}",
+    )
+    return wait_ready(service, lambda: _answers(f"{service.url}/prices/{HOT_ASSET}"), timeout=30)
+
+
+async def refresh_all(base: str, symbols: tuple[str, ...], concurrency: int = 64) -> tuple[float, int]:
+    """POST /refresh for every symbol; (seconds taken, failures)."""
+    queue = list(symbols)
+    failures = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal failures
+        while queue:
+            symbol = queue.pop()
+            async with session.post(f"{base}/refresh/{symbol}") as response:
+                await response.read()
+                failures += response.status != 200
+
+    started = time.monotonic()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return time.monotonic() - started, failures
+
+
+def run_wrk(url: str, *, connections: int, seconds: int, script: str, args: list[str]) -> Figures:
+    command = [
+        *_pinned(1),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "2s",
+        "-s",
+        str(WRK_DIR / script),
+        url,
+        "--",
+        *args,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    match = re.search(r"^BENCH (\{.*\})$", output, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no figures:\n{output}")
+    raw = json.loads(match.group(1))
+    errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"] + raw["status"]
+    return Figures(
+        scenario="",
+        requests_per_s=raw["requests"] / (raw["duration_us"] / 1e6),
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        errors=errors,
+    )
+
+
+def median_of(scenario: str, runs: list[Figures]) -> Figures:
+    return Figures(
+        scenario=scenario,
+        requests_per_s=statistics.median(r.requests_per_s for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        errors=max(r.errors for r in runs),
+    )
+
+
+def measure(name: str, url: str, args: argparse.Namespace, script: str, extra: list[str]) -> Figures:
+    run_wrk(url, connections=args.connections, seconds=max(2, args.duration // 3), script=script, args=extra)
+    runs = [
+        run_wrk(url, connections=args.connections, seconds=args.duration, script=script, args=extra)
+        for _ in range(args.repeat)
+    ]
+    figures = median_of(name, runs)
+    print(f"  {name:<10} {figures.requests_per_s:>9,.0f} req/s  p99 {figures.p99_ms:6.2f} ms", flush=True)
+    return figures
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, aggserver {__version__}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run (default %(default)s)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per scenario; median (default %(default)s)"
+    )
+    parser.add_argument("--connections", type=int, default=100, help="wrk connections (default %(default)s)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is not installed (apt-get install wrk); nothing measured")
+    symbols = load_symbols(DEFAULT_SYMBOLS_FILE)
+    print(f"machine: {machine()}\n", flush=True)
+    results: dict[str, object] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
+    with ExitStack() as stack:
+        redis = stack.enter_context(_running(start_redis()))
+        dynamo = stack.enter_context(_running(start_dynamo()))
+        exchanges = [stack.enter_context(_running(start_mockex(name=f"exchange{i}"))) for i in (1, 2, 3)]
+        env = {
+            **os.environ,
+            **DUMMY_AWS_ENV,
+            "REDIS_URL": redis.url,
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamo.url,
+            "EXCHANGE_URLS": ",".join(f"{e.url}/mock/ticker" for e in exchanges),
+            "LOG_LEVEL": "WARNING",
+        }
+        server, startup_s = start_server(env, free_port())
+        stack.enter_context(_running(server))
+        round_s, failures = asyncio.run(refresh_all(server.url, symbols.ordered))
+        print(f"start-up to ready: {startup_s:.2f} s", flush=True)
+        print(f"POST /refresh of all {len(symbols)} assets, 64 in flight: {round_s:.1f} s, {failures} failed")
+        rss = rss_mb(server.process.pid)
+        print(f"server RSS after warm-up: {rss:.0f} MB\n", flush=True)
+        with urllib.request.urlopen(f"{server.url}/prices/{HOT_ASSET}") as response:  # noqa: S310
+            body_size = len(response.read())
+
+        scenarios = [
+            measure("hot", f"{server.url}/prices/{HOT_ASSET}", args, "report.lua", []),
+            measure("uniform", f"{server.url}/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]),
+        ]
+        server.stop()
+        ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
+        ceiling = measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args, "report.lua", [])
+        scenarios.append(ceiling)
+
+    print("\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling |\n|---|---|---|---|---|---|")
+    for figures in scenarios:
+        ratio = figures.requests_per_s / ceiling.requests_per_s
+        print(
+            f"| {figures.scenario} | {figures.requests_per_s:,.0f} | {figures.p50_ms:.2f} | "
+            f"{figures.p99_ms:.2f} | {figures.errors} | {ratio:.2f} |"
+        )
+    results.update(
+        scenarios=[asdict(f) for f in scenarios],
+        startup_seconds=startup_s,
+        refresh_all_seconds=round_s,
+        refresh_failures=failures,
+        rss_mb=rss,
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
