@@ -260,4 +260,4 @@ def main(argv: list[str] | None = None) -> None:
         rss_mb=rss,
     )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(results, indent=2, default=str))
