@@ -188,14 +188,21 @@ def _moto_in_venv() -> bool:
     return (Path(sys.executable).parent / "moto_server").exists()
 
 
-def start_dynamo(port: int | None = None, *, path: Path | None = None, timeout: float = 20.0) -> Service:
+def start_dynamo(
+    port: int | None = None,
+    *,
+    path: Path | None = None,
+    backend: str | None = None,
+    timeout: float = 20.0,
+) -> Service:
     """A local DynamoDB-compatible server; ``path`` keeps its data on disk (dynalite only).
 
+    ``backend`` forces 'dynalite' or 'moto'; by default the best available one is used.
     Ready once a signed ListTables call succeeds, not when the port opens.
     """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    backend = dynamo_backend()
+    backend = backend or dynamo_backend()
     if backend == "dynalite":
         argv = [
             "node",

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
+from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient, TestServer
 from botocore.exceptions import EndpointConnectionError
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
 from aggserver.history import HistoryRecord, HistoryWriter, format_number
+from aggserver.localstack import start_dynamo
 from aggserver.settings import Settings
 from tests.support import Exchanges, poll
 
@@ -159,3 +162,21 @@ async def test_writer_respects_batch_size(batch_size: int) -> None:
     await writer.drain(task, timeout=5)
     assert max(fake.batch_sizes) == batch_size
     assert len(fake.stored) == 30
+
+
+async def test_history_works_against_moto_too(
+    settings: Settings, exchanges: Exchanges, redis_client: object, aiohttp_client: Any
+) -> None:
+    """The fallback server where Node.js is missing: the app must not depend on dynalite."""
+    moto = start_dynamo(backend="moto")
+    try:
+        moto_settings = dataclasses.replace(settings, dynamodb_endpoint=moto.url)
+        client = await aiohttp_client(create_app(moto_settings))
+        assert (await client.post("/refresh/bnbusdt")).status == 200
+        async with get_session().create_client(
+            "dynamodb", region_name=settings.aws_region, endpoint_url=moto.url
+        ) as moto_client:
+            items = await poll(lambda: query_all(moto_client, settings.prices_table, "bnbusdt"))
+        assert items[0]["asset"] == {"S": "bnbusdt"}
+    finally:
+        moto.stop()
