@@ -6,7 +6,17 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Aggregate", "InvalidQuote", "Quote", "aggregate", "parse_quote", "volume_weighted_price"]
+__all__ = [
+    "Aggregate",
+    "InvalidQuote",
+    "Quote",
+    "QuotePolicy",
+    "Selection",
+    "aggregate",
+    "parse_quote",
+    "select_quotes",
+    "volume_weighted_price",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,3 +100,73 @@ def aggregate(asset: str, quotes: Iterable[Quote]) -> Aggregate:
         last_updated=max(q.timestamp for q in accepted),
         sources=len(accepted),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotePolicy:
+    """When a valid quote is still not trusted: too far from its peers, too old, or from the future."""
+
+    # Relative distance from the median of the quotes beyond which a quote is an outlier.
+    outlier_threshold: float = 0.05
+    # A source dropped as an outlier comes back only within this fraction of the threshold.
+    readmit_fraction: float = 0.5
+    max_age_seconds: float = 120.0
+    max_future_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selection:
+    accepted: list[Quote]
+    rejected: dict[str, str]
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def select_quotes(
+    quotes: Sequence[Quote],
+    *,
+    now: float,
+    policy: QuotePolicy,
+    distrusted: frozenset[str] | set[str] = frozenset(),
+    reference: float | None = None,
+) -> Selection:
+    """Drop quotes that are stale, from the future, or outliers; the rest are safe to weight.
+
+    The centre is the median of the fresh quotes. With two quotes the median is their midpoint,
+    so two venues that disagree by more than twice the threshold are both dropped; then
+    ``reference`` (the last good price), when given, decides which of them, if any, to keep.
+    A source in ``distrusted`` (dropped as an outlier earlier) must come within
+    ``readmit_fraction`` of the threshold to count again, so a flapping venue cannot make the
+    price jump back and forth.
+    """
+    rejected: dict[str, str] = {}
+    fresh: list[Quote] = []
+    for quote in quotes:
+        if quote.timestamp < now - policy.max_age_seconds:
+            rejected[quote.source] = f"quote is {now - quote.timestamp:.0f} s old"
+        elif quote.timestamp > now + policy.max_future_seconds:
+            rejected[quote.source] = "quote timestamp is in the future"
+        else:
+            fresh.append(quote)
+    if not fresh:
+        return Selection(accepted=[], rejected=rejected)
+
+    def within(centre: float, quote: Quote) -> bool:
+        limit = policy.outlier_threshold
+        if quote.source in distrusted:
+            limit *= policy.readmit_fraction
+        return abs(quote.price / centre - 1) <= limit
+
+    centre = _median([q.price for q in fresh])
+    accepted = [q for q in fresh if within(centre, q)]
+    if not accepted and reference is not None and reference > 0:
+        centre = reference
+        accepted = [q for q in fresh if within(centre, q)]
+    for quote in fresh:
+        if quote not in accepted:
+            rejected[quote.source] = f"outlier: {quote.price / centre - 1:+.1%} from the median"
+    return Selection(accepted=accepted, rejected=rejected)

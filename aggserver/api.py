@@ -10,12 +10,14 @@ from aiohttp.typedefs import Handler
 
 from aggserver.errors import (
     BackendUnavailable,
+    InvalidParameter,
     InvalidSymbol,
     NoValidQuotes,
     PriceNotFound,
+    PriceTooOld,
     UnknownSymbol,
 )
-from aggserver.keys import CACHE, REFRESHER, SYMBOLS
+from aggserver.keys import READER, REFRESHER, SYMBOLS
 
 __all__ = ["error_middleware", "error_response", "routes"]
 
@@ -32,10 +34,14 @@ def error_response(exc: Exception) -> web.Response:
     """The one place where a failure is turned into a status and a JSON body."""
     if isinstance(exc, InvalidSymbol):
         return json_response({"msg": "Invalid asset symbol"}, 400)
+    if isinstance(exc, InvalidParameter):
+        return json_response({"msg": str(exc)}, 400)
     if isinstance(exc, UnknownSymbol | PriceNotFound):
         return json_response({"msg": "Asset not found"}, 404)
     if isinstance(exc, NoValidQuotes):
         return json_response({"msg": "No valid quote from any exchange", "reasons": exc.reasons}, 502)
+    if isinstance(exc, PriceTooOld):
+        return json_response({"msg": "Price is older than max_age", "age_seconds": exc.age_seconds}, 503)
     if isinstance(exc, BackendUnavailable):
         return json_response({"msg": "Price store unavailable, try again"}, 503)
     if isinstance(exc, web.HTTPException):
@@ -65,16 +71,28 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+def _max_age(request: web.Request) -> float | None:
+    raw = request.query.get("max_age")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise InvalidParameter("max_age must be a number of seconds, 0 or more")
+    return value
+
+
 @routes.get("/prices/{asset}")
 async def get_price(request: web.Request) -> web.Response:
-    """The cached aggregate, byte for byte as it was stored."""
+    """The cached aggregate as stored, with its age and staleness appended."""
     asset = request.match_info["asset"].lower()
     if asset not in request.app[SYMBOLS]:
         raise InvalidSymbol(asset)
-    cached = await request.app[CACHE].get(asset)
-    if cached is None:
-        raise PriceNotFound(asset)
-    return web.Response(body=cached, content_type="application/json")
+    max_age = _max_age(request) if request.query_string else None
+    body = await request.app[READER].answer(asset, max_age)
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.post("/refresh/{asset}")

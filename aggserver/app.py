@@ -12,13 +12,30 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver import api
+from aggserver.aggregate import QuotePolicy
 from aggserver.cache import PriceCache, create_redis
 from aggserver.exchanges import ExchangeClient, create_session
-from aggserver.history import HistoryWriter, ensure_table
-from aggserver.keys import CACHE, HISTORY, HTTP_SESSION, REFRESHER, SETTINGS, SYMBOLS
+from aggserver.history import HistoryGate, HistoryRecord, HistoryWriter, ensure_table, latest_record
+from aggserver.keys import (
+    CACHE,
+    EXCHANGES,
+    HISTORY,
+    HTTP_SESSION,
+    LATEST_RECORD,
+    POPULARITY,
+    READER,
+    REFRESHER,
+    SCHEDULER,
+    SETTINGS,
+    SYMBOLS,
+    TIERS,
+)
+from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
+from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
+from aggserver.tiers import Popularity, TierMap
 
 __all__ = ["create_app"]
 
@@ -45,7 +62,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_timeout_seconds,
     )
-    cache = PriceCache(client, ttl_seconds=settings.cache_ttl_seconds, timeout=settings.redis_timeout_seconds)
+    cache = PriceCache(client, timeout=settings.redis_timeout_seconds)
     app[CACHE] = cache
     yield
     await cache.close()
@@ -80,6 +97,11 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
             table_ready=table_ready,
         )
         app[HISTORY] = writer
+
+        async def latest(asset: str) -> HistoryRecord | None:
+            return await latest_record(client, settings.prices_table, asset)
+
+        app[LATEST_RECORD] = latest
         task = asyncio.create_task(writer.run(), name="history-writer")
         yield
         await writer.drain(task, timeout=HISTORY_FLUSH_SECONDS)
@@ -87,12 +109,59 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The refresh and read paths, which share the exchanges, the cache and the history."""
     settings = app[SETTINGS]
     exchanges = ExchangeClient(
-        app[HTTP_SESSION], settings.exchange_urls, timeout=settings.exchange_timeout_seconds
+        app[HTTP_SESSION],
+        settings.exchange_urls,
+        timeout=settings.exchange_timeout_seconds,
+        budget=settings.refresh_budget_seconds,
+        bulk=settings.exchange_bulk,
+        concurrency=settings.exchange_concurrency,
+        breaker_failures=settings.breaker_failures,
+        breaker_reset=settings.breaker_reset_seconds,
     )
-    app[REFRESHER] = Refresher(exchanges=exchanges, cache=app[CACHE], history=app[HISTORY])
+    refresher = Refresher(
+        exchanges=exchanges,
+        cache=app[CACHE],
+        history=app[HISTORY],
+        tiers=app[TIERS],
+        policy=QuotePolicy(
+            outlier_threshold=settings.outlier_threshold, max_age_seconds=settings.quote_max_age_seconds
+        ),
+        gate=HistoryGate(
+            deviation=settings.history_deviation, heartbeat_seconds=settings.history_heartbeat_seconds
+        ),
+    )
+    reader = PriceReader(
+        cache=app[CACHE],
+        refresher=refresher,
+        tiers=app[TIERS],
+        popularity=app[POPULARITY],
+        latest_record=app[LATEST_RECORD],
+    )
+    app[EXCHANGES] = exchanges
+    app[REFRESHER] = refresher
+    app[READER] = reader
     yield
+    await reader.close()
+
+
+async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Automatic refresh by tier; stopped first on shutdown, so history flushes what it queued."""
+    scheduler = Scheduler(
+        symbols=app[SYMBOLS].ordered,
+        tiers=app[TIERS],
+        popularity=app[POPULARITY],
+        refresher=app[REFRESHER],
+        cache=app[CACHE],
+        latest_record=app[LATEST_RECORD],
+    )
+    app[SCHEDULER] = scheduler
+    if app[SETTINGS].auto_refresh:
+        scheduler.start()
+    yield
+    await scheduler.stop()
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
@@ -100,8 +169,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings.from_env()
     app = web.Application(middlewares=[api.error_middleware])
     app[SETTINGS] = settings
-    app[SYMBOLS] = load_symbols(settings.symbols_file)
-    # Torn down in reverse: the refresher stops before history flushes, before pools close.
-    app.cleanup_ctx.extend([http_session_ctx, cache_ctx, history_ctx, refresher_ctx])
+    symbols = load_symbols(settings.symbols_file)
+    app[SYMBOLS] = symbols
+    app[TIERS] = TierMap(symbols.ordered, settings)
+    app[POPULARITY] = Popularity(
+        promote_rate=settings.promote_gets_per_second, max_promoted=settings.promote_max
+    )
+    # Torn down in reverse: the scheduler stops, then refreshes, then history flushes, then pools close.
+    app.cleanup_ctx.extend([http_session_ctx, cache_ctx, history_ctx, refresher_ctx, scheduler_ctx])
     app.router.add_routes(api.routes)
     return app

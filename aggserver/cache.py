@@ -1,13 +1,16 @@
 """The Redis side: key scheme, cached value format, and reads batched per loop iteration.
 
-Each asset has one key holding the ready-to-send JSON of its latest aggregate, so a GET answers
-with the stored bytes and never re-encodes. Reads issued in the same event-loop iteration are
-sent together as one MGET: a thousand concurrent GETs cost one round trip, not a thousand.
+Each asset has one key holding the JSON of its latest aggregate. A GET answers with those bytes
+plus two fields computed at answer time (``age_seconds``, ``stale``) spliced onto the end, so an
+unchanged price is never decoded and re-encoded per request. Reads issued in the same event-loop
+iteration are sent together as one MGET: a thousand concurrent GETs cost one round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import orjson
@@ -16,8 +19,9 @@ from redis.exceptions import RedisError
 
 from aggserver.aggregate import Aggregate
 from aggserver.errors import BackendUnavailable
+from aggserver.history import HistoryRecord
 
-__all__ = ["PriceCache", "encode_price", "price_key"]
+__all__ = ["CachedPrice", "PriceCache", "create_redis", "encode_price", "encode_restored", "price_key"]
 
 KEY_PREFIX = "price:"
 
@@ -27,17 +31,56 @@ def price_key(asset: str) -> str:
     return KEY_PREFIX + asset
 
 
-def encode_price(aggregate: Aggregate, *, updated_at: int) -> bytes:
-    """The JSON a GET answers with: the three contract fields first, then extras."""
-    return orjson.dumps(
-        {
-            "asset": aggregate.asset,
-            "price": aggregate.price,
-            "last_updated": aggregate.last_updated,
-            "sources": aggregate.sources,
-            "updated_at": updated_at,
-        }
-    )
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachedPrice:
+    """A stored price, decoded once: its JSON without the closing brace, and what freshness needs."""
+
+    raw: bytes
+    price: float
+    last_updated: int
+    tier: str
+    restored: bool
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CachedPrice:
+        fields = orjson.loads(raw)
+        return cls(
+            raw=raw,
+            price=float(fields["price"]),
+            last_updated=int(fields["last_updated"]),
+            tier=str(fields.get("refresh_tier", "cold")),
+            restored=bool(fields.get("restored", False)),
+        )
+
+    def answer(self, *, age_seconds: int, stale: bool) -> bytes:
+        """The GET body: the stored JSON with the age and staleness of this moment appended."""
+        return b'%s,"age_seconds":%d,"stale":%s}' % (
+            self.raw[:-1],
+            age_seconds,
+            b"true" if stale else b"false",
+        )
+
+
+def encode_price(aggregate: Aggregate, *, updated_at: int, tier: str, restored: bool = False) -> bytes:
+    """The stored JSON: the three contract fields first, then what the server knows about them."""
+    fields: dict[str, object] = {
+        "asset": aggregate.asset,
+        "price": aggregate.price,
+        "last_updated": aggregate.last_updated,
+    }
+    if aggregate.sources:
+        fields["sources"] = aggregate.sources
+    fields["updated_at"] = updated_at
+    fields["refresh_tier"] = tier
+    if restored:
+        fields["restored"] = True
+    return orjson.dumps(fields)
+
+
+def encode_restored(record: HistoryRecord, *, tier: str) -> bytes:
+    """A price brought back from DynamoDB: marked ``restored`` so it is always served as stale."""
+    aggregate = Aggregate(asset=record.asset, price=record.price, last_updated=record.timestamp, sources=0)
+    return encode_price(aggregate, updated_at=record.updated_at, tier=tier, restored=True)
 
 
 def create_redis(url: str, *, max_connections: int, timeout: float) -> redis.Redis:
@@ -58,9 +101,8 @@ def create_redis(url: str, *, max_connections: int, timeout: float) -> redis.Red
 class PriceCache:
     """Latest prices in Redis, with reads coalesced into one MGET per loop iteration."""
 
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int, timeout: float) -> None:
+    def __init__(self, client: redis.Redis, *, timeout: float) -> None:
         self._client = client
-        self._ttl = ttl_seconds
         self._timeout = timeout
         self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -98,15 +140,35 @@ class PriceCache:
                 if not future.done():
                     future.set_result(value)
 
-    async def put(self, aggregate: Aggregate, *, updated_at: int) -> bytes:
-        """Store ``aggregate`` with the TTL; returns the bytes stored."""
-        value = encode_price(aggregate, updated_at=updated_at)
+    async def get_many(self, assets: Sequence[str]) -> list[bytes | None]:
+        """Values for many assets in one MGET (start-up checks, not the request path)."""
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._client.set(price_key(aggregate.asset), value, ex=self._ttl)
+            async with asyncio.timeout(self._timeout * 5):
+                return cast(list[bytes | None], await self._client.mget([price_key(a) for a in assets]))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BackendUnavailable(f"redis read failed: {type(exc).__name__}") from exc
+
+    async def put_many(
+        self, values: Sequence[tuple[str, bytes, int]], *, only_if_missing: bool = False
+    ) -> None:
+        """Store (asset, value, ttl) triples in one pipelined round trip."""
+        if not values:
+            return
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for asset, value, ttl in values:
+                        pipe.set(price_key(asset), value, ex=ttl, nx=only_if_missing)
+                    await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"redis write failed: {type(exc).__name__}") from exc
-        return value
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return bool(await self._client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
 
     async def close(self) -> None:
         """Wait for reads already sent, then release the pool."""

@@ -2,8 +2,10 @@
 
 AggError
  ├── InvalidSymbol      malformed asset symbol                      -> 400
+ ├── InvalidParameter   a malformed query parameter                 -> 400
  ├── UnknownSymbol      well-formed but not in symbols.csv          -> 404 (400 on GET)
- ├── PriceNotFound      known symbol without a cached price         -> 404
+ ├── PriceNotFound      known symbol without a price anywhere       -> 404
+ ├── PriceTooOld        the price is older than the client's max_age -> 503
  ├── NoValidQuotes      every exchange failed or sent a bad quote   -> 502
  └── BackendUnavailable Redis could not be reached in time          -> 503
 ConfigError             a setting or input file is unusable (start-up only)
@@ -15,9 +17,11 @@ __all__ = [
     "AggError",
     "BackendUnavailable",
     "ConfigError",
+    "InvalidParameter",
     "InvalidSymbol",
     "NoValidQuotes",
     "PriceNotFound",
+    "PriceTooOld",
     "UnknownSymbol",
 ]
 
@@ -30,12 +34,24 @@ class InvalidSymbol(AggError):
     """The path segment cannot be an asset symbol at all."""
 
 
+class InvalidParameter(AggError):
+    """A query parameter that cannot be used; the message says which and why."""
+
+
 class UnknownSymbol(AggError):
     """The symbol is well-formed but not one of ours."""
 
 
 class PriceNotFound(AggError):
     """No price is cached for a known symbol."""
+
+
+class PriceTooOld(AggError):
+    """The price is older than the client accepts; ``age_seconds`` says how old."""
+
+    def __init__(self, age_seconds: int) -> None:
+        super().__init__(f"price is {age_seconds} s old")
+        self.age_seconds = age_seconds
 
 
 class NoValidQuotes(AggError):

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-__all__ = ["HistoryRecord", "HistoryWriter", "ensure_table", "format_number"]
+__all__ = [
+    "HistoryGate",
+    "HistoryRecord",
+    "HistoryWriter",
+    "LatestRecord",
+    "ensure_table",
+    "format_number",
+    "latest_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,53 @@ class HistoryRecord:
 def format_number(value: float) -> str:
     """A float as a DynamoDB number: plain decimal notation, every digit of its repr kept."""
     return format(Decimal(repr(value)), "f")
+
+
+# The newest record of an asset, with the client and table already bound.
+LatestRecord = Callable[[str], Awaitable["HistoryRecord | None"]]
+
+
+async def latest_record(client: DynamoDBClient, table: str, asset: str) -> HistoryRecord | None:
+    """The newest record of ``asset``, or None when it has none."""
+    response = await client.query(
+        TableName=table,
+        KeyConditionExpression="asset = :asset",
+        ExpressionAttributeValues={":asset": {"S": asset}},
+        ScanIndexForward=False,
+        Limit=1,
+    )
+    items = response.get("Items", [])
+    if not items:
+        return None
+    item = items[0]
+    return HistoryRecord(
+        asset=asset,
+        timestamp=int(item["timestamp"]["N"]),
+        price=float(item["price"]["N"]),
+        updated_at=int(item.get("updated_at", item["timestamp"])["N"]),
+    )
+
+
+class HistoryGate:
+    """Deviation + heartbeat, as price oracles publish: record an aggregate only when it moved
+    more than ``deviation`` (relative) since the last record of the asset, or when
+    ``heartbeat_seconds`` passed since then. A deviation of 0 records every aggregate."""
+
+    def __init__(self, *, deviation: float, heartbeat_seconds: float) -> None:
+        self._deviation = deviation
+        self._heartbeat = heartbeat_seconds
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def should_record(self, asset: str, price: float, now: float) -> bool:
+        if self._deviation <= 0:
+            return True
+        last = self._last.get(asset)
+        if last is not None:
+            last_price, last_time = last
+            if abs(price / last_price - 1) <= self._deviation and now - last_time < self._heartbeat:
+                return False
+        self._last[asset] = (price, now)
+        return True
 
 
 async def ensure_table(client: DynamoDBClient, table: str, *, timeout: float = 30.0) -> bool:

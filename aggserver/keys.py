@@ -6,12 +6,29 @@ import aiohttp
 from aiohttp import web
 
 from aggserver.cache import PriceCache
-from aggserver.history import HistoryWriter
+from aggserver.exchanges import ExchangeClient
+from aggserver.history import HistoryWriter, LatestRecord
+from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
+from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
 from aggserver.symbols import SymbolSet
+from aggserver.tiers import Popularity, TierMap
 
-__all__ = ["CACHE", "HISTORY", "HTTP_SESSION", "REFRESHER", "SETTINGS", "SYMBOLS"]
+__all__ = [
+    "CACHE",
+    "EXCHANGES",
+    "HISTORY",
+    "HTTP_SESSION",
+    "LATEST_RECORD",
+    "POPULARITY",
+    "READER",
+    "REFRESHER",
+    "SCHEDULER",
+    "SETTINGS",
+    "SYMBOLS",
+    "TIERS",
+]
 
 SETTINGS = web.AppKey("settings", Settings)
 SYMBOLS = web.AppKey("symbols", SymbolSet)
@@ -19,3 +36,9 @@ HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 CACHE = web.AppKey("cache", PriceCache)
 HISTORY = web.AppKey("history", HistoryWriter)
 REFRESHER = web.AppKey("refresher", Refresher)
+TIERS = web.AppKey("tiers", TierMap)
+POPULARITY = web.AppKey("popularity", Popularity)
+READER = web.AppKey("reader", PriceReader)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+EXCHANGES = web.AppKey("exchanges", ExchangeClient)
+LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")

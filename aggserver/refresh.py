@@ -1,16 +1,23 @@
-"""Refreshing one asset: fetch every exchange, aggregate, cache, queue the history record."""
+"""Refreshing prices: fetch the exchanges, keep only trustworthy quotes, aggregate, store.
+
+One refresh per asset is in flight at a time (single-flight): a POST storm, the scheduler and
+cache-miss fallbacks asking for the same asset share one fetch. Redis being down does not stop
+refreshes: the price is kept in this process (served from there) and history is still queued.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from aggserver.aggregate import Aggregate, aggregate
-from aggserver.cache import PriceCache
-from aggserver.errors import NoValidQuotes
-from aggserver.exchanges import ExchangeClient
-from aggserver.history import HistoryRecord, HistoryWriter
+from aggserver.aggregate import Aggregate, QuotePolicy, aggregate, select_quotes
+from aggserver.cache import CachedPrice, PriceCache, encode_price
+from aggserver.errors import BackendUnavailable, NoValidQuotes
+from aggserver.exchanges import ExchangeClient, FetchResult
+from aggserver.history import HistoryGate, HistoryRecord, HistoryWriter
+from aggserver.tiers import TierMap
 
 __all__ = ["Refresher"]
 
@@ -18,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class Refresher:
-    """The refresh path; cache and history only ever see aggregates of valid quotes."""
+    """The refresh path; cache and history only ever see aggregates of accepted quotes."""
 
     def __init__(
         self,
@@ -26,24 +33,123 @@ class Refresher:
         exchanges: ExchangeClient,
         cache: PriceCache,
         history: HistoryWriter,
+        tiers: TierMap,
+        policy: QuotePolicy,
+        gate: HistoryGate,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._exchanges = exchanges
         self._cache = cache
         self._history = history
+        self._tiers = tiers
+        self._policy = policy
+        self._gate = gate
         self._clock = clock
+        self._in_flight: dict[str, asyncio.Future[Aggregate]] = {}
+        # (source, asset) pairs last dropped as outliers: they must come well back in to count.
+        self._distrusted: dict[str, set[str]] = {}
+        # The latest price this process has computed or read, for when Redis is unreachable.
+        self.last_seen: dict[str, CachedPrice] = {}
+        self.redis_write_failures = 0
 
     async def refresh(self, asset: str) -> Aggregate:
-        """Fetch, aggregate and store ``asset``; NoValidQuotes leaves the cache untouched."""
-        result = await self._exchanges.fetch(asset)
-        if result.rejected:
-            log.debug("refresh %s: rejected %s", asset, result.rejected)
-        if not result.quotes:
-            raise NoValidQuotes(result.rejected)
-        latest = aggregate(asset, result.quotes)
-        now = int(self._clock())
-        await self._cache.put(latest, updated_at=now)
-        self._history.submit(
-            HistoryRecord(asset=asset, timestamp=latest.last_updated, price=latest.price, updated_at=now)
+        """Fetch, aggregate and store ``asset``; NoValidQuotes leaves the stored price untouched."""
+        running = self._in_flight.get(asset)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Aggregate] = asyncio.get_running_loop().create_future()
+        self._in_flight[asset] = future
+        try:
+            result = (await self._store([(asset, await self._exchanges.fetch(asset))]))[asset]
+            if isinstance(result, NoValidQuotes):
+                raise result
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here, so an unwatched failure is not reported twice
+            raise
+        finally:
+            del self._in_flight[asset]
+
+    async def refresh_many(self, assets: Sequence[str]) -> tuple[int, int]:
+        """Refresh many assets with bulk requests; returns (refreshed, failed). Never raises for
+        an asset's failure; assets already being refreshed are left to that refresh."""
+        loop = asyncio.get_running_loop()
+        mine = [a for a in dict.fromkeys(assets) if a not in self._in_flight]
+        futures = {asset: loop.create_future() for asset in mine}
+        self._in_flight.update(futures)
+        try:
+            fetched = await self._exchanges.fetch_many(mine)
+            results = await self._store(list(fetched.items()))
+        except BaseException as exc:
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()
+            raise
+        finally:
+            for asset in mine:
+                self._in_flight.pop(asset, None)
+        failed = 0
+        for asset, result in results.items():
+            future = futures[asset]
+            if isinstance(result, NoValidQuotes):
+                failed += 1
+                future.set_exception(result)
+                future.exception()
+            else:
+                future.set_result(result)
+        return len(mine) - failed, failed
+
+    async def _store(
+        self, fetched: Sequence[tuple[str, FetchResult]]
+    ) -> dict[str, Aggregate | NoValidQuotes]:
+        now = self._clock()
+        results: dict[str, Aggregate | NoValidQuotes] = {}
+        writes: list[tuple[str, bytes, int]] = []
+        for asset, fetch in fetched:
+            outcome = self._aggregate(asset, fetch, now)
+            results[asset] = outcome
+            if isinstance(outcome, NoValidQuotes):
+                continue
+            tier = self._tiers.of(asset)
+            value = encode_price(outcome, updated_at=int(now), tier=tier.name)
+            writes.append((asset, value, tier.ttl))
+            self.last_seen[asset] = CachedPrice.decode(value)
+            if self._gate.should_record(asset, outcome.price, now):
+                self._history.submit(
+                    HistoryRecord(
+                        asset=asset, timestamp=outcome.last_updated, price=outcome.price, updated_at=int(now)
+                    )
+                )
+        try:
+            await self._cache.put_many(writes)
+        except BackendUnavailable as exc:
+            self.redis_write_failures += 1
+            if self.redis_write_failures == 1 or self.redis_write_failures % 100 == 0:
+                log.warning(
+                    "%s: serving %d refreshed prices from memory until Redis returns", exc, len(writes)
+                )
+        return results
+
+    def _aggregate(self, asset: str, fetch: FetchResult, now: float) -> Aggregate | NoValidQuotes:
+        previous = self.last_seen.get(asset)
+        reference = previous.price if previous is not None else None
+        distrusted = self._distrusted.get(asset, set())
+        selection = select_quotes(
+            fetch.quotes, now=now, policy=self._policy, distrusted=distrusted, reference=reference
         )
-        return latest
+        outliers = {s for s, reason in selection.rejected.items() if reason.startswith("outlier")}
+        still_distrusted = (distrusted - {q.source for q in selection.accepted}) | outliers
+        if still_distrusted:
+            self._distrusted[asset] = still_distrusted
+        else:
+            self._distrusted.pop(asset, None)
+        rejected = {**fetch.rejected, **selection.rejected}
+        if rejected:
+            log.debug("refresh %s: rejected %s", asset, rejected)
+        if not selection.accepted:
+            return NoValidQuotes(rejected)
+        return aggregate(asset, selection.accepted)

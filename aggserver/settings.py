@@ -30,6 +30,8 @@ class Settings:
     redis_timeout_seconds: float = 1.0
     exchange_urls: tuple[str, ...] = DEFAULT_EXCHANGE_URLS
     exchange_timeout_seconds: float = 2.0
+    # Use an exchange's bulk endpoint (``.../tickers?symbols=``) for scheduled rounds.
+    exchange_bulk: bool = True
     symbols_file: Path = DEFAULT_SYMBOLS_FILE
     prices_table: str = "prices"
     cache_ttl_seconds: int = 300
@@ -38,6 +40,24 @@ class Settings:
     dynamodb_endpoint: str | None = None
     history_batch_size: int = 25
     history_max_pending: int = 100_000
+    # Record a new aggregate only when it moved more than this fraction since the last record,
+    # or when the heartbeat has passed; 0 records every aggregate.
+    history_deviation: float = 0.0
+    history_heartbeat_seconds: float = 3_600.0
+    auto_refresh: bool = True
+    hot_assets: int = 20
+    hot_interval_seconds: float = 5.0
+    medium_assets: int = 180
+    medium_interval_seconds: float = 30.0
+    cold_interval_seconds: float = 300.0
+    refresh_budget_seconds: float = 3.0
+    exchange_concurrency: int = 32
+    breaker_failures: int = 5
+    breaker_reset_seconds: float = 5.0
+    outlier_threshold: float = 0.05
+    quote_max_age_seconds: float = 120.0
+    promote_gets_per_second: float = 1.0
+    promote_max: int = 200
     log_level: str = "INFO"
 
     @classmethod
@@ -58,6 +78,7 @@ class Settings:
             exchange_timeout_seconds=_float(
                 env, "EXCHANGE_TIMEOUT_SECONDS", defaults.exchange_timeout_seconds
             ),
+            exchange_bulk=_bool(env, "EXCHANGE_BULK", defaults.exchange_bulk),
             symbols_file=Path(env.get("SYMBOLS_FILE") or defaults.symbols_file),
             prices_table=env.get("PRICES_TABLE", defaults.prices_table),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", defaults.cache_ttl_seconds, minimum=1),
@@ -67,6 +88,24 @@ class Settings:
                 env, "HISTORY_BATCH_SIZE", defaults.history_batch_size, minimum=1, maximum=25
             ),
             history_max_pending=_int(env, "HISTORY_MAX_PENDING", defaults.history_max_pending, minimum=1),
+            history_deviation=_float(env, "HISTORY_DEVIATION", defaults.history_deviation, allow_zero=True),
+            history_heartbeat_seconds=_float(
+                env, "HISTORY_HEARTBEAT_SECONDS", defaults.history_heartbeat_seconds
+            ),
+            auto_refresh=_bool(env, "AUTO_REFRESH", defaults.auto_refresh),
+            hot_assets=_int(env, "HOT_ASSETS", defaults.hot_assets, minimum=0),
+            hot_interval_seconds=_float(env, "HOT_INTERVAL_SECONDS", defaults.hot_interval_seconds),
+            medium_assets=_int(env, "MEDIUM_ASSETS", defaults.medium_assets, minimum=0),
+            medium_interval_seconds=_float(env, "MEDIUM_INTERVAL_SECONDS", defaults.medium_interval_seconds),
+            cold_interval_seconds=_float(env, "COLD_INTERVAL_SECONDS", defaults.cold_interval_seconds),
+            refresh_budget_seconds=_float(env, "REFRESH_BUDGET_SECONDS", defaults.refresh_budget_seconds),
+            exchange_concurrency=_int(env, "EXCHANGE_CONCURRENCY", defaults.exchange_concurrency, minimum=1),
+            breaker_failures=_int(env, "BREAKER_FAILURES", defaults.breaker_failures, minimum=1),
+            breaker_reset_seconds=_float(env, "BREAKER_RESET_SECONDS", defaults.breaker_reset_seconds),
+            outlier_threshold=_float(env, "OUTLIER_THRESHOLD", defaults.outlier_threshold),
+            quote_max_age_seconds=_float(env, "QUOTE_MAX_AGE_SECONDS", defaults.quote_max_age_seconds),
+            promote_gets_per_second=_float(env, "PROMOTE_GETS_PER_SECOND", defaults.promote_gets_per_second),
+            promote_max=_int(env, "PROMOTE_MAX", defaults.promote_max, minimum=0),
             log_level=env.get("LOG_LEVEL", defaults.log_level).upper(),
         )
         if len(settings.prices_table) < 3:
@@ -94,14 +133,25 @@ def _int(
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not (value > 0 or (allow_zero and value == 0)) or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")

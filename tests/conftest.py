@@ -75,6 +75,8 @@ def settings(redis_service: Service, dynamo_service: Service, exchange_services:
             "EXCHANGE_TIMEOUT_SECONDS": "1",
             "AWS_ENDPOINT_URL_DYNAMODB": dynamo_service.url,
             "PRICES_TABLE": f"prices-{uuid.uuid4().hex[:12]}",
+            # Tests refresh on purpose; the scheduler's own tests turn it on.
+            "AUTO_REFRESH": "false",
         }
     )
 

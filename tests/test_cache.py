@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from aggserver.aggregate import Aggregate
 from aggserver.app import create_app
-from aggserver.cache import PriceCache, create_redis, price_key
+from aggserver.cache import PriceCache, create_redis, encode_price, price_key
 from aggserver.errors import BackendUnavailable
 from aggserver.localstack import Service, start_redis
 from aggserver.settings import Settings
@@ -27,9 +27,7 @@ async def test_concurrent_reads_share_one_round_trip(
     redis_service: Service, redis_client: redis.Redis
 ) -> None:
     await redis_client.set(price_key("btcusdt"), b'{"asset":"btcusdt"}')
-    cache = PriceCache(
-        create_redis(redis_service.url, max_connections=8, timeout=1), ttl_seconds=60, timeout=1
-    )
+    cache = PriceCache(create_redis(redis_service.url, max_connections=8, timeout=1), timeout=1)
     await cache.get("warmup")  # opens the connection outside the measured window
     mget_before = await command_calls(redis_client, "mget")
     get_before = await command_calls(redis_client, "get")
@@ -56,11 +54,12 @@ async def test_concurrent_http_reads_are_batched(
     assert await command_calls(redis_client, "mget") - before < 50
 
 
-async def test_put_sets_value_and_ttl(redis_service: Service, redis_client: redis.Redis) -> None:
-    cache = PriceCache(
-        create_redis(redis_service.url, max_connections=2, timeout=1), ttl_seconds=42, timeout=1
+async def test_put_many_sets_value_and_ttl(redis_service: Service, redis_client: redis.Redis) -> None:
+    cache = PriceCache(create_redis(redis_service.url, max_connections=2, timeout=1), timeout=1)
+    stored = encode_price(
+        Aggregate(asset="ethusdt", price=1.5, last_updated=7, sources=2), updated_at=9, tier="hot"
     )
-    stored = await cache.put(Aggregate(asset="ethusdt", price=1.5, last_updated=7, sources=2), updated_at=9)
+    await cache.put_many([("ethusdt", stored, 42)])
     assert await redis_client.get("price:ethusdt") == stored
     assert 40 <= await redis_client.ttl("price:ethusdt") <= 42
     await cache.close()
@@ -68,9 +67,7 @@ async def test_put_sets_value_and_ttl(redis_service: Service, redis_client: redi
 
 async def test_redis_down_reads_fail_fast_as_backend_unavailable() -> None:
     redis_server = start_redis()
-    cache = PriceCache(
-        create_redis(redis_server.url, max_connections=2, timeout=0.5), ttl_seconds=60, timeout=0.5
-    )
+    cache = PriceCache(create_redis(redis_server.url, max_connections=2, timeout=0.5), timeout=0.5)
     assert await cache.get("btcusdt") is None
     redis_server.stop()
     results = await asyncio.gather(*(cache.get("btcusdt") for _ in range(5)), return_exceptions=True)

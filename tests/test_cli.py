@@ -74,12 +74,13 @@ async def test_sigterm_flushes_history_and_exits_zero(
         "EXCHANGE_URLS": ",".join(settings.exchange_urls),
         "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
         "PRICES_TABLE": settings.prices_table,
+        "AUTO_REFRESH": "false",
     }
     process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve"], env=env, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-            await poll(lambda: _get_json(session, f"{base}/prices/btcusdt"), timeout=30)
+            await poll(lambda: _get_json(session, f"{base}/health"), timeout=30)
             for symbol in SYMBOLS:
                 async with session.post(f"{base}/refresh/{symbol}") as response:
                     assert response.status == 200

@@ -1,0 +1,179 @@
+"""Automatic refresh: every asset at its tier's cadence, work spread evenly over each interval.
+
+Start-up: every asset missing from Redis is refreshed in one catch-up round, as fast as the
+exchange bounds allow, while DynamoDB's latest records are restored for the same assets (so a
+restart does not answer 404s, even with the exchanges down). After that each tier runs its own
+loop: an interval is cut into slots and each slot refreshes its share of the tier with bulk
+requests, so 9,800 cold assets become ~33 symbols a second, not 9,800 fetches at once. Once a
+second, GET traffic decides which assets are promoted to the hot tier; a promoted asset is
+refreshed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+from aggserver.cache import PriceCache, encode_restored
+from aggserver.errors import BackendUnavailable
+from aggserver.history import LatestRecord
+from aggserver.refresh import Refresher
+from aggserver.tiers import Popularity, Tier, TierMap
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger(__name__)
+
+SLOT_SECONDS = 1.0  # a tier's interval is cut into slots of about this length
+CATCH_UP_CHUNK = 1_000
+MAX_SLOT_TASKS = 8  # per tier; past it a slot waits rather than piling up work
+WARM_CONCURRENCY = 16
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        symbols: Sequence[str],
+        tiers: TierMap,
+        popularity: Popularity,
+        refresher: Refresher,
+        cache: PriceCache,
+        latest_record: LatestRecord,
+    ) -> None:
+        self._symbols = symbols
+        self._tiers = tiers
+        self._popularity = popularity
+        self._refresher = refresher
+        self._cache = cache
+        self._latest_record = latest_record
+        self._tasks: list[asyncio.Task[None]] = []
+        self._promoted_refreshes: set[asyncio.Task[None]] = set()
+        self.catch_up_seconds: float | None = None
+        self.rounds: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._start_up(), name="scheduler-start-up"),
+            asyncio.create_task(self._promotions(), name="scheduler-promotions"),
+        ]
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *self._promoted_refreshes]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _start_up(self) -> None:
+        missing = await self._missing(self._symbols)
+        # Restored prices (written only where Redis has none) cover the moments before the
+        # catch-up round reaches an asset, or the whole time if the exchanges are down.
+        restore = asyncio.create_task(self._restore(missing), name="scheduler-restore")
+        self._tasks.append(restore)
+        started = time.monotonic()
+        refreshed, failed = await self.refresh_all(missing)
+        self.catch_up_seconds = time.monotonic() - started
+        log.info(
+            "start-up: %d prices cached, %d refreshed (%d failed) in %.1f s",
+            len(self._symbols) - len(missing),
+            refreshed,
+            failed,
+            self.catch_up_seconds,
+        )
+        loops = [self._tier_loop(tier) for tier in (self._tiers.hot, self._tiers.medium, self._tiers.cold)]
+        await asyncio.gather(*loops)
+
+    async def refresh_all(self, assets: Sequence[str]) -> tuple[int, int]:
+        """Refresh ``assets`` as fast as the exchange bounds allow; (refreshed, failed)."""
+        chunks = [assets[i : i + CATCH_UP_CHUNK] for i in range(0, len(assets), CATCH_UP_CHUNK)]
+        outcomes = await asyncio.gather(*(self._refresher.refresh_many(c) for c in chunks))
+        return sum(o[0] for o in outcomes), sum(o[1] for o in outcomes)
+
+    async def _missing(self, assets: Sequence[str]) -> list[str]:
+        missing: list[str] = []
+        for i in range(0, len(assets), CATCH_UP_CHUNK):
+            chunk = assets[i : i + CATCH_UP_CHUNK]
+            try:
+                values = await self._cache.get_many(chunk)
+            except BackendUnavailable:
+                return list(assets)
+            missing.extend(a for a, v in zip(chunk, values, strict=True) if v is None)
+        return missing
+
+    async def _restore(self, assets: Sequence[str]) -> None:
+        """Put DynamoDB's latest record of each asset into Redis, where Redis has none."""
+        if not assets:
+            return
+        queue = list(assets)
+        writes: list[tuple[str, bytes, int]] = []
+
+        async def worker() -> None:
+            while queue:
+                asset = queue.pop()
+                try:
+                    record = await self._latest_record(asset)
+                except Exception as exc:  # noqa: BLE001 - history is a bonus at start-up
+                    log.warning("cannot restore prices from DynamoDB (%s); refreshing instead", exc)
+                    queue.clear()
+                    return
+                if record is not None:
+                    tier = self._tiers.of(asset)
+                    writes.append((asset, encode_restored(record, tier=tier.name), tier.ttl))
+
+        await asyncio.gather(*(worker() for _ in range(WARM_CONCURRENCY)))
+        try:
+            await self._cache.put_many(writes, only_if_missing=True)
+        except BackendUnavailable as exc:
+            log.warning("cannot restore prices into Redis: %s", exc)
+            return
+        log.info("start-up: %d prices with history restored where Redis had none", len(writes))
+
+    async def _tier_loop(self, tier: Tier) -> None:
+        loop = asyncio.get_running_loop()
+        in_flight: set[asyncio.Task[None]] = set()
+        next_round = loop.time()
+        while True:
+            members = self._tiers.members(tier)
+            slots = max(1, min(len(members), math.ceil(tier.interval / SLOT_SECONDS)))
+            slot_length = tier.interval / slots
+            round_start = next_round
+            for slot in range(slots):
+                await _sleep_until(loop, round_start + slot * slot_length)
+                share = [a for a in members[slot::slots] if self._tiers.of(a) is tier]
+                if not share:
+                    continue
+                if len(in_flight) >= MAX_SLOT_TASKS:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                task = asyncio.create_task(self._refresh_share(share))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            next_round = round_start + tier.interval
+            # A round that overran its interval starts the next one at once, not in a burst.
+            next_round = max(next_round, loop.time())
+            self.rounds[tier.name] = loop.time() - round_start
+            await _sleep_until(loop, next_round)
+
+    async def _refresh_share(self, assets: list[str]) -> None:
+        try:
+            await self._refresher.refresh_many(assets)
+        except Exception:  # one slot's failure must not stop the tier
+            log.exception("refresh of %d assets failed", len(assets))
+
+    async def _promotions(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            promoted = self._popularity.update(self._tiers)
+            if promoted:
+                log.info("promoted to hot by traffic: %s", ", ".join(promoted[:10]))
+                task = asyncio.create_task(self._refresh_share(promoted))
+                self._promoted_refreshes.add(task)
+                task.add_done_callback(self._promoted_refreshes.discard)
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    delay = deadline - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)

@@ -1,0 +1,233 @@
+"""Bad venues and lost backends, against real processes: the price stays trustworthy and served."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiobotocore.session import get_session
+from aiohttp.test_utils import TestClient
+from types_aiobotocore_dynamodb import DynamoDBClient
+
+from aggserver.app import create_app
+from aggserver.breaker import BreakerState, CircuitBreaker
+from aggserver.keys import EXCHANGES
+from aggserver.localstack import Service, start_dynamo, start_redis
+from aggserver.settings import Settings
+from tests.support import Exchanges, checked, poll
+
+Client = TestClient[Any, Any]
+
+
+async def pin_all(exchanges: Exchanges, asset: str, prices: list[float], *, age: int = 0) -> None:
+    timestamp = int(time.time()) - age
+    for index, price in enumerate(prices):
+        await exchanges.pin(index, {asset: {"price": price, "volume": 1.0 + index, "timestamp": timestamp}})
+
+
+async def test_ten_x_outlier_does_not_move_the_price(client: Client, exchanges: Exchanges) -> None:
+    await pin_all(exchanges, "ethusdt", [100.0, 101.0, 100.5])
+    await exchanges.set_faults(2, mode="outlier", price_factor=10)
+    assert (await client.post("/refresh/ethusdt")).status == 200
+    body = await checked(await client.get("/prices/ethusdt"))
+    two_venue_vwap = (100.0 * 1 + 101.0 * 2) / 3
+    assert abs(body["price"] / two_venue_vwap - 1) < 0.005
+    assert body["sources"] == 2
+
+
+async def test_flapping_venue_is_readmitted_only_well_inside_the_threshold(
+    client: Client, exchanges: Exchanges
+) -> None:
+    await pin_all(exchanges, "solusdt", [100.0, 100.0, 100.0])
+    await exchanges.set_faults(2, mode="outlier", price_factor=10)
+    await client.post("/refresh/solusdt")
+    await exchanges.set_faults(2, mode="outlier", price_factor=1.04)  # inside 5%, outside 2.5%
+    await client.post("/refresh/solusdt")
+    assert (await checked(await client.get("/prices/solusdt")))["sources"] == 2
+    await exchanges.set_faults(2, mode="ok")
+    await client.post("/refresh/solusdt")
+    assert (await checked(await client.get("/prices/solusdt")))["sources"] == 3
+
+
+async def test_two_of_three_sources_succeeds_and_says_so(client: Client, exchanges: Exchanges) -> None:
+    await exchanges.set_faults(1, mode="down")
+    assert (await client.post("/refresh/adausdt")).status == 200
+    assert (await checked(await client.get("/prices/adausdt")))["sources"] == 2
+
+
+async def test_half_failing_exchange_never_breaks_a_refresh(client: Client, exchanges: Exchanges) -> None:
+    await exchanges.set_faults(0, mode="ok", error_rate=0.5)
+    for _ in range(10):
+        assert (await client.post("/refresh/xrpusdt")).status == 200
+        assert (await checked(await client.get("/prices/xrpusdt")))["sources"] in (2, 3)
+
+
+async def test_refresh_storm_costs_one_request_per_exchange(client: Client, exchanges: Exchanges) -> None:
+    for index in range(3):
+        await exchanges.set_faults(index, mode="slow", latency_ms=300)
+    responses = await asyncio.gather(*(client.post("/refresh/btcusdt") for _ in range(50)))
+    assert [r.status for r in responses] == [200] * 50
+    assert [await exchanges.served(i, "btcusdt") for i in range(3)] == [1, 1, 1]
+
+
+@pytest.fixture
+def fast_breaker(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, breaker_failures=2, breaker_reset_seconds=0.3)
+
+
+async def test_circuit_opens_on_a_dead_exchange_and_closes_when_it_returns(
+    fast_breaker: Settings, exchanges: Exchanges, redis_client: redis.Redis, aiohttp_client: Any
+) -> None:
+    app = create_app(fast_breaker)
+    client = await aiohttp_client(app)
+    breaker = app[EXCHANGES].exchanges[2].breaker
+    await exchanges.set_faults(2, mode="down")
+    for _ in range(6):
+        assert (await client.post("/refresh/dotusdt")).status == 200
+    assert _state(breaker) is BreakerState.OPEN
+    assert await exchanges.served(2, "dotusdt") == 2  # after two failures it cost nothing
+    await exchanges.set_faults(2, mode="ok")
+
+    async def healed() -> bool:
+        await client.post("/refresh/dotusdt")
+        return bool((await (await client.get("/prices/dotusdt")).json())["sources"] == 3)
+
+    await poll(healed, timeout=10, interval=0.1)
+    assert _state(breaker) is BreakerState.CLOSED
+
+
+async def test_all_exchanges_down_keeps_serving_the_last_price_as_stale(
+    client: Client, exchanges: Exchanges
+) -> None:
+    await pin_all(exchanges, "btcusdt", [100.0, 100.0, 100.0], age=30)
+    await client.post("/refresh/btcusdt")
+    for index in range(3):
+        await exchanges.set_faults(index, mode="down")
+    assert (await client.post("/refresh/btcusdt")).status == 502
+    body = await checked(await client.get("/prices/btcusdt"))
+    assert body["price"] == 100.0
+    assert body["stale"] is True
+    assert body["age_seconds"] >= 30
+
+
+async def test_redis_miss_is_served_from_dynamodb_as_stale(
+    client: Client,
+    exchanges: Exchanges,
+    redis_client: redis.Redis,
+    settings: Settings,
+    dynamo: DynamoDBClient,
+) -> None:
+    await pin_all(exchanges, "linkusdt", [15.0, 15.0, 15.0])
+    await client.post("/refresh/linkusdt")
+    await poll(lambda: _count(dynamo, settings.prices_table, "linkusdt"))
+    await redis_client.delete("price:linkusdt")
+    before = await exchanges.served(0, "linkusdt")
+    body = await checked(await client.get("/prices/linkusdt"))
+    assert body["price"] == 15.0
+    assert body["stale"] is True
+    # Put back into Redis, and a refresh goes out in the background.
+    await poll(lambda: redis_client.exists("price:linkusdt"))
+    await poll(lambda: _served_more(exchanges, "linkusdt", before))
+
+
+async def _count(dynamo: DynamoDBClient, table: str, asset: str) -> int:
+    response = await dynamo.query(
+        TableName=table, KeyConditionExpression="asset = :a", ExpressionAttributeValues={":a": {"S": asset}}
+    )
+    return int(response["Count"])
+
+
+async def _served_more(exchanges: Exchanges, asset: str, before: int) -> bool:
+    return await exchanges.served(0, asset) > before
+
+
+@pytest.fixture
+def own_redis() -> Iterator[Service]:
+    service = start_redis()
+    yield service
+    service.stop()
+
+
+async def test_redis_stopped_and_restarted_while_serving(
+    settings: Settings, own_redis: Service, exchanges: Exchanges, aiohttp_client: Any
+) -> None:
+    app = create_app(dataclasses.replace(settings, redis_url=own_redis.url, redis_timeout_seconds=0.5))
+    client = await aiohttp_client(app)
+    assert (await client.post("/refresh/btcusdt")).status == 200
+    port = int(own_redis.url.rsplit(":", 1)[1].split("/")[0])
+    own_redis.stop()
+
+    # Redis is gone: reads come from this process's last price, refreshes keep going.
+    for _ in range(5):
+        response = await client.get("/prices/btcusdt")
+        assert response.status == 200
+        assert (await checked(response))["asset"] == "btcusdt"
+    assert (await client.post("/refresh/ethusdt")).status == 200
+    assert (await client.get("/prices/ethusdt")).status == 200
+    assert (await client.get("/prices/solusdt")).status == 503  # nothing anywhere: say so
+
+    restarted = start_redis(port)
+    try:
+        direct = redis.Redis.from_url(restarted.url)
+
+        async def written_again() -> bool:
+            await client.post("/refresh/ethusdt")
+            return bool(await direct.exists("price:ethusdt"))
+
+        await poll(written_again, timeout=15, interval=0.2)
+        assert (await client.get("/prices/ethusdt")).status == 200
+        await direct.aclose()
+    finally:
+        restarted.stop()
+
+
+@pytest.fixture
+async def own_dynamo(tmp_path: Path) -> AsyncIterator[Service]:
+    service = start_dynamo(path=tmp_path / "dynalite", backend="dynalite")
+    yield service
+    service.stop()
+
+
+async def test_dynamodb_outage_loses_no_history(
+    settings: Settings,
+    own_dynamo: Service,
+    exchanges: Exchanges,
+    redis_client: redis.Redis,
+    aiohttp_client: Any,
+    tmp_path: Path,
+) -> None:
+    app = create_app(dataclasses.replace(settings, dynamodb_endpoint=own_dynamo.url))
+    client = await aiohttp_client(app)
+    before = ["btcusdt", "ethusdt", "solusdt"]
+    during = ["adausdt", "xrpusdt", "dogeusdt", "dotusdt", "linkusdt"]
+    for asset in before:
+        assert (await client.post(f"/refresh/{asset}")).status == 200
+    port = int(own_dynamo.url.rsplit(":", 1)[1])
+    own_dynamo.stop()
+    for asset in during:  # refreshes and reads do not notice DynamoDB is gone
+        assert (await client.post(f"/refresh/{asset}")).status == 200
+        assert (await client.get(f"/prices/{asset}")).status == 200
+    restarted = start_dynamo(port, path=tmp_path / "dynalite", backend="dynalite")
+    try:
+        async with get_session().create_client(
+            "dynamodb", region_name=settings.aws_region, endpoint_url=restarted.url
+        ) as dynamo:
+
+            async def all_recorded() -> bool:
+                counts = [await _count(dynamo, settings.prices_table, a) for a in before + during]
+                return counts == [1] * len(counts)
+
+            await poll(all_recorded, timeout=30, interval=0.2)
+    finally:
+        restarted.stop()
+
+
+def _state(breaker: CircuitBreaker) -> BreakerState:
+    # A call, so that mypy does not narrow the state across the calls that change it.
+    return breaker.state
