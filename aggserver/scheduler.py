@@ -1,8 +1,10 @@
 """Automatic refresh: every asset at its tier's cadence, work spread evenly over each interval.
 
 Start-up: every asset missing from Redis is refreshed in one catch-up round, as fast as the
-exchange bounds allow, while DynamoDB's latest records are restored for the same assets (so a
-restart does not answer 404s, even with the exchanges down). After that each tier runs its own
+exchange bounds allow (about a second for 10,000 assets with bulk requests); whatever that
+round could not price is restored from DynamoDB's latest records, so a restart with the
+exchanges down does not answer 404s. Until the round reaches an asset, a GET falls back to
+its DynamoDB record by itself (see reader.py). After that each tier runs its own
 loop: an interval is cut into slots and each slot refreshes its share of the tier with bulk
 requests, so 9,800 cold assets become ~33 symbols a second, not 9,800 fetches at once. Once a
 second, GET traffic decides which assets are promoted to the hot tier; a promoted asset is
@@ -69,10 +71,6 @@ class Scheduler:
 
     async def _start_up(self) -> None:
         missing = await self._missing(self._symbols)
-        # Restored prices (written only where Redis has none) cover the moments before the
-        # catch-up round reaches an asset, or the whole time if the exchanges are down.
-        restore = asyncio.create_task(self._restore(missing), name="scheduler-restore")
-        self._tasks.append(restore)
         started = time.monotonic()
         refreshed, failed = await self.refresh_all(missing)
         self.catch_up_seconds = time.monotonic() - started
@@ -83,6 +81,11 @@ class Scheduler:
             failed,
             self.catch_up_seconds,
         )
+        if failed:
+            # Whatever the exchanges could not price yet comes back from history meanwhile.
+            still_missing = await self._missing(missing)
+            restore = asyncio.create_task(self._restore(still_missing), name="scheduler-restore")
+            self._tasks.append(restore)
         loops = [self._tier_loop(tier) for tier in (self._tiers.hot, self._tiers.medium, self._tiers.cold)]
         await asyncio.gather(*loops)
 

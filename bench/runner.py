@@ -8,7 +8,6 @@ two cores or more, so the load generator does not steal the server's CPU. Each s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -24,8 +23,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-import aiohttp
+import redis as redis_sync
 
 from aggserver import __version__
 from aggserver.localstack import (
@@ -107,23 +107,52 @@ def start_ceiling(port: int, body_size: int) -> Service:
     return wait_ready(service, lambda: _answers(f"{service.url}/prices/{HOT_ASSET}"), timeout=30)
 
 
-async def refresh_all(base: str, symbols: tuple[str, ...], concurrency: int = 64) -> tuple[float, int]:
-    """POST /refresh for every symbol; (seconds taken, failures)."""
-    queue = list(symbols)
-    failures = 0
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal failures
-        while queue:
-            symbol = queue.pop()
-            async with session.post(f"{base}/refresh/{symbol}") as response:
-                await response.read()
-                failures += response.status != 200
-
+def wait_all_cached(redis_url: str, count: int, timeout: float = 300) -> float:
+    """Seconds until Redis holds ``count`` prices (the server's start-up catch-up round)."""
+    client = redis_sync.Redis.from_url(redis_url)
     started = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return time.monotonic() - started, failures
+    try:
+        while client.dbsize() < count:
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"only {client.dbsize()} of {count} prices after {timeout} s")
+            time.sleep(0.05)
+        return time.monotonic() - started
+    finally:
+        client.close()
+
+
+def wait_history(dynamo_url: str, table: str, count: int, timeout: float = 300) -> float:
+    """Seconds until the table holds ``count`` items (the history writer has caught up)."""
+    import botocore.session
+
+    client: Any = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-west-2",
+        endpoint_url=dynamo_url,
+        aws_access_key_id=DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    started = time.monotonic()
+    while True:
+        try:
+            found = client.scan(TableName=table, Select="COUNT")["Count"]
+        except client.exceptions.ResourceNotFoundException:
+            found = 0
+        if found >= count:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"only {found} of {count} history records after {timeout} s")
+        time.sleep(0.2)
+
+
+def keyspace(redis_url: str) -> tuple[int, int]:
+    """Redis's own (hits, misses) counters of key lookups."""
+    client = redis_sync.Redis.from_url(redis_url)
+    try:
+        stats = client.info("stats")
+        return int(stats["keyspace_hits"]), int(stats["keyspace_misses"])
+    finally:
+        client.close()
 
 
 def run_wrk(url: str, *, connections: int, seconds: int, script: str, args: list[str]) -> Figures:
@@ -228,19 +257,36 @@ def main(argv: list[str] | None = None) -> None:
         }
         server, startup_s = start_server(env, free_port())
         stack.enter_context(_running(server))
-        round_s, failures = asyncio.run(refresh_all(server.url, symbols.ordered))
         print(f"start-up to ready: {startup_s:.2f} s", flush=True)
-        print(f"POST /refresh of all {len(symbols)} assets, 64 in flight: {round_s:.1f} s, {failures} failed")
+        bulk_round_s = wait_all_cached(redis.url, len(symbols))
+        print(f"first full round of {len(symbols)} assets, bulk requests: {bulk_round_s:.1f} s", flush=True)
+        history_s = bulk_round_s + wait_history(dynamo.url, "prices", len(symbols))
+        history_rate = len(symbols) / history_s
+        print(f"history: {len(symbols)} records in DynamoDB after {history_s:.1f} s ({history_rate:,.0f}/s)")
         rss = rss_mb(server.process.pid)
-        print(f"server RSS after warm-up: {rss:.0f} MB\n", flush=True)
+        print(f"server RSS with {len(symbols)} assets cached: {rss:.0f} MB\n", flush=True)
         with urllib.request.urlopen(f"{server.url}/prices/{HOT_ASSET}") as response:  # noqa: S310
             body_size = len(response.read())
 
-        scenarios = [
-            measure("hot", f"{server.url}/prices/{HOT_ASSET}", args, "report.lua", []),
-            measure("uniform", f"{server.url}/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]),
-        ]
+        scenarios = [measure("hot", f"{server.url}/prices/{HOT_ASSET}", args, "report.lua", [])]
+        hits_before, misses_before = keyspace(redis.url)
+        scenarios.append(
+            measure("uniform", f"{server.url}/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)])
+        )
+        hits, misses = (a - b for a, b in zip(keyspace(redis.url), (hits_before, misses_before), strict=True))
+        hit_rate = hits / max(1, hits + misses)
+        print(f"  cache hit rate during uniform (Redis keyspace counters): {hit_rate:.2%}", flush=True)
         server.stop()
+
+        # The same round with one request per asset and exchange, on an empty cache and table.
+        redis_sync.Redis.from_url(redis.url).flushdb()
+        per_symbol_env = {**env, "EXCHANGE_BULK": "false", "PRICES_TABLE": "prices_per_symbol"}
+        per_symbol, _ = start_server(per_symbol_env, free_port())
+        stack.enter_context(_running(per_symbol))
+        per_symbol_round_s = wait_all_cached(redis.url, len(symbols))
+        print(f"first full round, one request per asset: {per_symbol_round_s:.1f} s", flush=True)
+        per_symbol.stop()
+
         ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
         ceiling = measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args, "report.lua", [])
         scenarios.append(ceiling)
@@ -255,8 +301,10 @@ def main(argv: list[str] | None = None) -> None:
     results.update(
         scenarios=[asdict(f) for f in scenarios],
         startup_seconds=startup_s,
-        refresh_all_seconds=round_s,
-        refresh_failures=failures,
+        full_round_bulk_seconds=bulk_round_s,
+        full_round_per_symbol_seconds=per_symbol_round_s,
+        uniform_hit_rate=hit_rate,
+        history_records_per_second=history_rate,
         rss_mb=rss,
     )
     if args.json:
