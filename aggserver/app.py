@@ -23,6 +23,7 @@ from aggserver.keys import (
     HISTORY,
     HTTP_SESSION,
     LATEST_RECORD,
+    LEASE,
     POPULARITY,
     READER,
     REFRESHER,
@@ -31,6 +32,7 @@ from aggserver.keys import (
     SYMBOLS,
     TIERS,
 )
+from aggserver.lease import Lease
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
@@ -149,7 +151,8 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Automatic refresh by tier; stopped first on shutdown, so history flushes what it queued."""
+    """Automatic refresh by tier, run by whichever process holds the lease; stopped first on
+    shutdown, so history flushes what it queued."""
     scheduler = Scheduler(
         symbols=app[SYMBOLS].ordered,
         tiers=app[TIERS],
@@ -159,9 +162,19 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         latest_record=app[LATEST_RECORD],
     )
     app[SCHEDULER] = scheduler
-    if app[SETTINGS].auto_refresh:
-        scheduler.start()
+    settings = app[SETTINGS]
+    lease = Lease(
+        app[CACHE].client,
+        ttl_seconds=settings.lease_seconds,
+        on_acquire=scheduler.start,
+        on_lose=scheduler.stop,
+    )
+    app[LEASE] = lease
+    if settings.auto_refresh:
+        # One process across all workers and instances sharing this Redis does the refreshing.
+        lease.start()
     yield
+    await lease.stop()
     await scheduler.stop()
 
 

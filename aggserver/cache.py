@@ -107,6 +107,11 @@ class PriceCache:
         self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
 
+    @property
+    def client(self) -> redis.Redis:
+        """The underlying client, for the few callers that need other commands (the lease)."""
+        return self._client
+
     async def get(self, asset: str) -> bytes | None:
         """The cached JSON of ``asset``, or None; BackendUnavailable if Redis does not answer."""
         loop = asyncio.get_running_loop()

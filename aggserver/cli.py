@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (serve, stack):
         sub.add_argument("--host", help="listen address (overrides HOST)")
         sub.add_argument("--port", type=int, help="listen port (overrides PORT)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (SO_REUSEPORT); one of them, holding the "
+        "refresh lease in Redis, does the refreshing (default %(default)s)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     stack.add_argument(
         "--data-dir",
         default=os.environ.get("AGGSERVER_DATA_DIR", ".aggserver-data"),
@@ -70,7 +81,7 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _run(settings: Settings) -> None:
+def _run(settings: Settings, *, reuse_port: bool = False) -> None:
     app = create_app(settings)
     web.run_app(
         app,
@@ -80,7 +91,45 @@ def _run(settings: Settings) -> None:
         access_log=None,
         print=None,
         shutdown_timeout=10,
+        reuse_port=reuse_port or None,
+        # A deep accept queue: a thousand clients connecting at once must not be refused.
+        backlog=4096,
     )
+
+
+def _supervise(args: argparse.Namespace, workers: int) -> None:
+    """Run ``workers`` copies of ``serve`` on one port; SIGTERM/SIGINT stop them all gracefully."""
+    argv = [sys.executable, "-m", "aggserver", "serve", "--reuse-port"]
+    argv += ["--host", args.host] if args.host else []
+    argv += ["--port", str(args.port)] if args.port is not None else []
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    processes = [subprocess.Popen(argv) for _ in range(workers)]
+    restarts: list[float] = []
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("serving with %d workers (pids %s)", workers, ", ".join(str(p.pid) for p in processes))
+    while not stopping:
+        for index, process in enumerate(processes):
+            code = process.poll()
+            if code is not None and not stopping:
+                restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
+                if len(restarts) > 2 * workers:
+                    log.error("workers keep exiting (last code %s): giving up", code)
+                    stop(signal.SIGTERM, None)
+                    break
+                log.error("worker %d exited with %s; starting another", process.pid, code)
+                processes[index] = subprocess.Popen(argv)
+        time.sleep(0.5)
+    codes = [process.wait() for process in processes]
+    sys.exit(0 if all(code == 0 for code in codes) else 1)
 
 
 def _preferred_port(port: int) -> int:
@@ -142,7 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             settings = _settings(args, os.environ)
             _setup_logging(settings.log_level)
-            _run(settings)
+            if args.workers < 1:
+                raise ConfigError("--workers must be 1 or more")
+            if args.workers > 1:
+                _supervise(args, args.workers)
+            else:
+                _run(settings, reuse_port=args.reuse_port)
         else:
             _stack(args)
     except (ConfigError, ServiceError) as exc:

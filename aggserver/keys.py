@@ -8,6 +8,7 @@ from aiohttp import web
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
 from aggserver.history import HistoryWriter, LatestRecord
+from aggserver.lease import Lease
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
@@ -21,6 +22,7 @@ __all__ = [
     "HISTORY",
     "HTTP_SESSION",
     "LATEST_RECORD",
+    "LEASE",
     "POPULARITY",
     "READER",
     "REFRESHER",
@@ -42,3 +44,4 @@ READER = web.AppKey("reader", PriceReader)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 EXCHANGES = web.AppKey("exchanges", ExchangeClient)
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
+LEASE = web.AppKey("lease", Lease)

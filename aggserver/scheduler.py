@@ -58,16 +58,22 @@ class Scheduler:
         self.rounds: dict[str, float] = {}
 
     def start(self) -> None:
+        """Begin (again): a catch-up round for whatever is missing, then the tier loops."""
         self._tasks = [
             asyncio.create_task(self._start_up(), name="scheduler-start-up"),
             asyncio.create_task(self._promotions(), name="scheduler-promotions"),
         ]
+
+    @property
+    def running(self) -> bool:
+        return any(not task.done() for task in self._tasks)
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self._promoted_refreshes]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks = []
 
     async def _start_up(self) -> None:
         missing = await self._missing(self._symbols)

@@ -45,6 +45,8 @@ class Settings:
     history_deviation: float = 0.0
     history_heartbeat_seconds: float = 3_600.0
     auto_refresh: bool = True
+    # How long the refresh lease outlives its holder: the worst-case takeover time.
+    lease_seconds: float = 10.0
     hot_assets: int = 20
     hot_interval_seconds: float = 5.0
     medium_assets: int = 180
@@ -93,6 +95,7 @@ class Settings:
                 env, "HISTORY_HEARTBEAT_SECONDS", defaults.history_heartbeat_seconds
             ),
             auto_refresh=_bool(env, "AUTO_REFRESH", defaults.auto_refresh),
+            lease_seconds=_float(env, "LEASE_SECONDS", defaults.lease_seconds),
             hot_assets=_int(env, "HOT_ASSETS", defaults.hot_assets, minimum=0),
             hot_interval_seconds=_float(env, "HOT_INTERVAL_SECONDS", defaults.hot_interval_seconds),
             medium_assets=_int(env, "MEDIUM_ASSETS", defaults.medium_assets, minimum=0),

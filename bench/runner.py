@@ -28,6 +28,7 @@ from typing import Any
 import redis as redis_sync
 
 from aggserver import __version__
+from aggserver.lease import LEASE_KEY
 from aggserver.localstack import (
     DUMMY_AWS_ENV,
     Service,
@@ -112,7 +113,7 @@ def wait_all_cached(redis_url: str, count: int, timeout: float = 300) -> float:
     client = redis_sync.Redis.from_url(redis_url)
     started = time.monotonic()
     try:
-        while client.dbsize() < count:
+        while client.dbsize() - client.exists(LEASE_KEY) < count:
             if time.monotonic() - started > timeout:
                 raise RuntimeError(f"only {client.dbsize()} of {count} prices after {timeout} s")
             time.sleep(0.05)
