@@ -24,6 +24,7 @@ from aggserver.keys import (
     HTTP_SESSION,
     LATEST_RECORD,
     LEASE,
+    NEAR_CACHE,
     POPULARITY,
     READER,
     REFRESHER,
@@ -33,6 +34,7 @@ from aggserver.keys import (
     TIERS,
 )
 from aggserver.lease import Lease
+from aggserver.nearcache import NearCache
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
@@ -66,8 +68,12 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.redis_timeout_seconds,
     )
     cache = PriceCache(client, timeout=settings.redis_timeout_seconds)
+    near = NearCache(max_age=settings.near_cache_seconds)
+    near.start(client)
     app[CACHE] = cache
+    app[NEAR_CACHE] = near
     yield
+    await near.stop()
     await cache.close()
 
 
@@ -135,6 +141,7 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         gate=HistoryGate(
             deviation=settings.history_deviation, heartbeat_seconds=settings.history_heartbeat_seconds
         ),
+        near=app[NEAR_CACHE],
     )
     reader = PriceReader(
         cache=app[CACHE],
@@ -142,6 +149,7 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         tiers=app[TIERS],
         popularity=app[POPULARITY],
         latest_record=app[LATEST_RECORD],
+        near=app[NEAR_CACHE],
     )
     app[EXCHANGES] = exchanges
     app[REFRESHER] = refresher

@@ -21,9 +21,19 @@ from aggserver.aggregate import Aggregate
 from aggserver.errors import BackendUnavailable
 from aggserver.history import HistoryRecord
 
-__all__ = ["CachedPrice", "PriceCache", "create_redis", "encode_price", "encode_restored", "price_key"]
+__all__ = [
+    "UPDATES_CHANNEL",
+    "CachedPrice",
+    "PriceCache",
+    "create_redis",
+    "encode_price",
+    "encode_restored",
+    "price_key",
+]
 
 KEY_PREFIX = "price:"
+# Every write of new prices announces their assets here (comma-separated), for near-caches.
+UPDATES_CHANNEL = "prices:updated"
 
 
 def price_key(asset: str) -> str:
@@ -156,7 +166,7 @@ class PriceCache:
     async def put_many(
         self, values: Sequence[tuple[str, bytes, int]], *, only_if_missing: bool = False
     ) -> None:
-        """Store (asset, value, ttl) triples in one pipelined round trip."""
+        """Store (asset, value, ttl) triples and announce them, in one pipelined round trip."""
         if not values:
             return
         try:
@@ -164,6 +174,7 @@ class PriceCache:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for asset, value, ttl in values:
                         pipe.set(price_key(asset), value, ex=ttl, nx=only_if_missing)
+                    pipe.publish(UPDATES_CHANNEL, ",".join(asset for asset, _, _ in values))
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"redis write failed: {type(exc).__name__}") from exc

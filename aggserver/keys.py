@@ -9,6 +9,7 @@ from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
 from aggserver.history import HistoryWriter, LatestRecord
 from aggserver.lease import Lease
+from aggserver.nearcache import NearCache
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
@@ -23,6 +24,7 @@ __all__ = [
     "HTTP_SESSION",
     "LATEST_RECORD",
     "LEASE",
+    "NEAR_CACHE",
     "POPULARITY",
     "READER",
     "REFRESHER",
@@ -45,3 +47,4 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 EXCHANGES = web.AppKey("exchanges", ExchangeClient)
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
 LEASE = web.AppKey("lease", Lease)
+NEAR_CACHE = web.AppKey("near_cache", NearCache)

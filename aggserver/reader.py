@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from aggserver.cache import CachedPrice, PriceCache, encode_restored
 from aggserver.errors import BackendUnavailable, PriceNotFound, PriceTooOld
 from aggserver.history import LatestRecord
+from aggserver.nearcache import NearCache
 from aggserver.refresh import Refresher
 from aggserver.tiers import Popularity, TierMap
 
@@ -32,9 +33,11 @@ class PriceReader:
         tiers: TierMap,
         popularity: Popularity,
         latest_record: LatestRecord,
+        near: NearCache,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cache = cache
+        self._near = near
         self._refresher = refresher
         self._tiers = tiers
         self._popularity = popularity
@@ -52,6 +55,17 @@ class PriceReader:
         ``max_age``, BackendUnavailable when Redis is down and nothing else has a price.
         """
         self._popularity.hit(asset)
+        near = self._near
+        cached = near.get(asset) if near.enabled else None
+        if cached is None:
+            cached = await self._read(asset, near.generation)
+        age = max(0, int(self._clock()) - cached.last_updated)
+        if max_age is not None and age > max_age:
+            raise PriceTooOld(age)
+        stale = cached.restored or self._tiers.by_name.get(cached.tier, self._tiers.cold).is_stale(age)
+        return cached.answer(age_seconds=age, stale=stale)
+
+    async def _read(self, asset: str, generation: int) -> CachedPrice:
         last_seen = self._refresher.last_seen
         try:
             raw = await self._cache.get(asset)
@@ -74,11 +88,8 @@ class PriceReader:
                 else:
                     cached = CachedPrice.decode(raw)
                     last_seen[asset] = cached
-        age = max(0, int(self._clock()) - cached.last_updated)
-        if max_age is not None and age > max_age:
-            raise PriceTooOld(age)
-        stale = cached.restored or self._tiers.by_name.get(cached.tier, self._tiers.cold).is_stale(age)
-        return cached.answer(age_seconds=age, stale=stale)
+                self._near.put(asset, cached, generation=generation)
+        return cached
 
     async def _from_history(self, asset: str, *, store: bool) -> CachedPrice | None:
         # One DynamoDB lookup per asset at a time, however many GETs miss together.

@@ -17,6 +17,7 @@ from aggserver.cache import CachedPrice, PriceCache, encode_price
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges import ExchangeClient, FetchResult
 from aggserver.history import HistoryGate, HistoryRecord, HistoryWriter
+from aggserver.nearcache import NearCache
 from aggserver.tiers import TierMap
 
 __all__ = ["Refresher"]
@@ -36,9 +37,11 @@ class Refresher:
         tiers: TierMap,
         policy: QuotePolicy,
         gate: HistoryGate,
+        near: NearCache,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._exchanges = exchanges
+        self._near = near
         self._cache = cache
         self._history = history
         self._tiers = tiers
@@ -132,6 +135,9 @@ class Refresher:
                 log.warning(
                     "%s: serving %d refreshed prices from memory until Redis returns", exc, len(writes)
                 )
+        # Other processes drop their copies when the publish reaches them; this one at once, so
+        # a GET right after a POST /refresh sees the new price.
+        self._near.invalidate(asset for asset, _, _ in writes)
         return results
 
     def _aggregate(self, asset: str, fetch: FetchResult, now: float) -> Aggregate | NoValidQuotes:

@@ -28,6 +28,9 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = 32
     redis_timeout_seconds: float = 1.0
+    # How long a process may answer from its own copy of a price; updates published through
+    # Redis drop copies sooner. 0 reads Redis on every GET.
+    near_cache_seconds: float = 2.0
     exchange_urls: tuple[str, ...] = DEFAULT_EXCHANGE_URLS
     exchange_timeout_seconds: float = 2.0
     # Use an exchange's bulk endpoint (``.../tickers?symbols=``) for scheduled rounds.
@@ -76,6 +79,9 @@ class Settings:
                 env, "REDIS_MAX_CONNECTIONS", defaults.redis_max_connections, minimum=2
             ),
             redis_timeout_seconds=_float(env, "REDIS_TIMEOUT_SECONDS", defaults.redis_timeout_seconds),
+            near_cache_seconds=_float(
+                env, "NEAR_CACHE_SECONDS", defaults.near_cache_seconds, allow_zero=True
+            ),
             exchange_urls=urls or defaults.exchange_urls,
             exchange_timeout_seconds=_float(
                 env, "EXCHANGE_TIMEOUT_SECONDS", defaults.exchange_timeout_seconds
