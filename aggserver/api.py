@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggserver.errors import (
     BackendUnavailable,
@@ -17,13 +20,23 @@ from aggserver.errors import (
     PriceTooOld,
     UnknownSymbol,
 )
-from aggserver.keys import READER, REFRESHER, SYMBOLS
+from aggserver.keys import (
+    CACHE,
+    HISTORY_READY,
+    METRICS_REGISTRY,
+    READER,
+    REFRESHER,
+    REQUEST_STATS,
+    SYMBOLS,
+)
 
-__all__ = ["error_middleware", "error_response", "routes"]
+__all__ = ["error_middleware", "error_response", "metrics_middleware", "routes"]
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+
+OPENAPI_SPEC = Path(__file__).resolve().parent / "openapi.yaml"
 
 
 def json_response(body: object, status: int = 200) -> web.Response:
@@ -63,6 +76,43 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except Exception as exc:  # noqa: BLE001 - every failure leaves as JSON, never as HTML
         return error_response(exc)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts and times every answer (errors included: it wraps the error middleware)."""
+    started = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[REQUEST_STATS].record(route, response.status, time.perf_counter() - started)
+    return response
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = generate_latest(request.app[METRICS_REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/ready")
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: 200 only when Redis answers and the DynamoDB table is reachable."""
+    checks = {
+        "redis": await request.app[CACHE].ping(),
+        "dynamodb": await request.app[HISTORY_READY](),
+    }
+    body: dict[str, object] = {name: "ok" if ok else "down" for name, ok in checks.items()}
+    if all(checks.values()):
+        return json_response({"status": "ready", **body})
+    down = ", ".join(name for name, ok in checks.items() if not ok)
+    return json_response({"msg": f"Not ready: {down} unreachable", **body}, 503)
+
+
+@routes.get("/openapi.yaml")
+async def openapi_spec(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI_SPEC.read_bytes(), content_type="application/yaml")
 
 
 @routes.get("/health")

@@ -11,6 +11,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import CollectorRegistry
 
 from aggserver import api
 from aggserver.aggregate import QuotePolicy
@@ -21,25 +22,30 @@ from aggserver.keys import (
     CACHE,
     EXCHANGES,
     HISTORY,
+    HISTORY_READY,
     HTTP_SESSION,
     LATEST_RECORD,
     LEASE,
+    METRICS_REGISTRY,
     NEAR_CACHE,
     POPULARITY,
     READER,
     REFRESHER,
+    REQUEST_STATS,
     SCHEDULER,
     SETTINGS,
     SYMBOLS,
     TIERS,
 )
 from aggserver.lease import Lease
+from aggserver.metrics import MetricsCollector, RequestStats
 from aggserver.nearcache import NearCache
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
+from aggserver.telemetry import app_families
 from aggserver.tiers import Popularity, TierMap
 
 __all__ = ["create_app"]
@@ -110,7 +116,16 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
         async def latest(asset: str) -> HistoryRecord | None:
             return await latest_record(client, settings.prices_table, asset)
 
+        async def table_answers() -> bool:
+            try:
+                async with asyncio.timeout(2):
+                    await client.describe_table(TableName=settings.prices_table)
+            except (BotoCoreError, ClientError, TimeoutError):
+                return False
+            return True
+
         app[LATEST_RECORD] = latest
+        app[HISTORY_READY] = table_answers
         task = asyncio.create_task(writer.run(), name="history-writer")
         yield
         await writer.drain(task, timeout=HISTORY_FLUSH_SECONDS)
@@ -189,8 +204,15 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> web.Application:
     """Build the app; with no settings they are read from the environment (as ``adev`` needs)."""
     settings = settings or Settings.from_env()
-    app = web.Application(middlewares=[api.error_middleware])
+    middlewares = [api.error_middleware]
+    if settings.request_metrics:
+        middlewares.insert(0, api.metrics_middleware)
+    app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
+    app[REQUEST_STATS] = RequestStats()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricsCollector([lambda: app_families(app)]))
+    app[METRICS_REGISTRY] = registry
     symbols = load_symbols(settings.symbols_file)
     app[SYMBOLS] = symbols
     app[TIERS] = TierMap(symbols.ordered, settings)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import orjson
 import uvloop
 from aiohttp import web
 
@@ -77,8 +78,28 @@ def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     return Settings.from_env(overrides)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (LOG_FORMAT=json); a dozen lines, so no dependency for it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, object] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(fields).decode()
+
+
+def _setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
 def _run(settings: Settings, *, reuse_port: bool = False) -> None:
@@ -88,7 +109,8 @@ def _run(settings: Settings, *, reuse_port: bool = False) -> None:
         host=settings.host,
         port=settings.port,
         loop=uvloop.new_event_loop(),
-        access_log=None,
+        # No per-request log line unless asked for: it would cost more than the request.
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         print=None,
         shutdown_timeout=10,
         reuse_port=reuse_port or None,
@@ -177,7 +199,7 @@ def _stack(args: argparse.Namespace) -> None:
         _start_stack_services(env, Path(args.data_dir).resolve(), services)
         os.environ.update(env)  # botocore reads the credentials from the environment
         settings = _settings(args, env)
-        _setup_logging(settings.log_level)
+        _setup_logging(settings)
         _print_stack(services, settings)
         _run(settings)
     finally:
@@ -190,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "serve":
             settings = _settings(args, os.environ)
-            _setup_logging(settings.log_level)
+            _setup_logging(settings)
             if args.workers < 1:
                 raise ConfigError("--workers must be 1 or more")
             if args.workers > 1:

@@ -14,6 +14,7 @@ import orjson
 
 from aggserver.aggregate import InvalidQuote, Quote, parse_quote
 from aggserver.breaker import CircuitBreaker
+from aggserver.metrics import Histogram
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -76,6 +77,9 @@ class Exchange:
     bulk_url: str | None
     breaker: CircuitBreaker
     slots: asyncio.Semaphore
+    requests: int = 0
+    errors: int = 0
+    latency: Histogram = field(default_factory=Histogram)
 
     @classmethod
     def from_url(
@@ -198,6 +202,9 @@ class ExchangeClient:
         """One request through the exchange's breaker and concurrency bound."""
         if not exchange.breaker.allow():
             raise ExchangeFailure("circuit open")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        exchange.requests += 1
         try:
             async with (
                 exchange.slots,
@@ -207,19 +214,23 @@ class ExchangeClient:
                     raise ExchangeFailure(f"HTTP {response.status}", status=response.status)
                 body = await _read_limited(response, limit)
         except TimeoutError:
-            exchange.breaker.failure()
+            self._failed(exchange)
             raise ExchangeFailure("timed out") from None
         except aiohttp.ClientError as exc:
-            exchange.breaker.failure()
+            self._failed(exchange)
             raise ExchangeFailure(f"request failed: {type(exc).__name__}") from None
-        except ExchangeFailure:
-            exchange.breaker.failure()
+        except (ExchangeFailure, asyncio.CancelledError):
+            self._failed(exchange)
             raise
-        except asyncio.CancelledError:
-            exchange.breaker.failure()
-            raise
+        finally:
+            exchange.latency.observe(loop.time() - started)
         exchange.breaker.success()
         return body
+
+    @staticmethod
+    def _failed(exchange: Exchange) -> None:
+        exchange.errors += 1
+        exchange.breaker.failure()
 
 
 def _record(result: FetchResult, source: str, outcome: Quote | str) -> None:

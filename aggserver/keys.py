@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
 from aggserver.history import HistoryWriter, LatestRecord
 from aggserver.lease import Lease
+from aggserver.metrics import RequestStats
 from aggserver.nearcache import NearCache
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
@@ -21,13 +25,16 @@ __all__ = [
     "CACHE",
     "EXCHANGES",
     "HISTORY",
+    "HISTORY_READY",
     "HTTP_SESSION",
     "LATEST_RECORD",
     "LEASE",
+    "METRICS_REGISTRY",
     "NEAR_CACHE",
     "POPULARITY",
     "READER",
     "REFRESHER",
+    "REQUEST_STATS",
     "SCHEDULER",
     "SETTINGS",
     "SYMBOLS",
@@ -48,3 +55,7 @@ EXCHANGES = web.AppKey("exchanges", ExchangeClient)
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
 LEASE = web.AppKey("lease", Lease)
 NEAR_CACHE = web.AppKey("near_cache", NearCache)
+REQUEST_STATS = web.AppKey("request_stats", RequestStats)
+METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+# Whether the DynamoDB table answers now (for /ready).
+HISTORY_READY: web.AppKey[Callable[[], Awaitable[bool]]] = web.AppKey("history_ready")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from aggserver.aggregate import Aggregate, QuotePolicy, aggregate, select_quotes
@@ -54,6 +55,7 @@ class Refresher:
         # The latest price this process has computed or read, for when Redis is unreachable.
         self.last_seen: dict[str, CachedPrice] = {}
         self.redis_write_failures = 0
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (tier, "ok" | "no_valid_quotes")
 
     async def refresh(self, asset: str) -> Aggregate:
         """Fetch, aggregate and store ``asset``; NoValidQuotes leaves the stored price untouched."""
@@ -115,9 +117,11 @@ class Refresher:
         for asset, fetch in fetched:
             outcome = self._aggregate(asset, fetch, now)
             results[asset] = outcome
-            if isinstance(outcome, NoValidQuotes):
-                continue
             tier = self._tiers.of(asset)
+            if isinstance(outcome, NoValidQuotes):
+                self.outcomes[tier.name, "no_valid_quotes"] += 1
+                continue
+            self.outcomes[tier.name, "ok"] += 1
             value = encode_price(outcome, updated_at=int(now), tier=tier.name)
             writes.append((asset, value, tier.ttl))
             self.last_seen[asset] = CachedPrice.decode(value)

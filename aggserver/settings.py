@@ -30,7 +30,7 @@ class Settings:
     redis_timeout_seconds: float = 1.0
     # How long a process may answer from its own copy of a price; updates published through
     # Redis drop copies sooner. 0 reads Redis on every GET.
-    near_cache_seconds: float = 2.0
+    near_cache_seconds: float = 5.0
     exchange_urls: tuple[str, ...] = DEFAULT_EXCHANGE_URLS
     exchange_timeout_seconds: float = 2.0
     # Use an exchange's bulk endpoint (``.../tickers?symbols=``) for scheduled rounds.
@@ -64,6 +64,10 @@ class Settings:
     promote_gets_per_second: float = 1.0
     promote_max: int = 200
     log_level: str = "INFO"
+    log_format: str = "text"
+    access_log: bool = False
+    # Count requests by route and status and time them (exported on /metrics).
+    request_metrics: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,7 +120,16 @@ class Settings:
             promote_gets_per_second=_float(env, "PROMOTE_GETS_PER_SECOND", defaults.promote_gets_per_second),
             promote_max=_int(env, "PROMOTE_MAX", defaults.promote_max, minimum=0),
             log_level=env.get("LOG_LEVEL", defaults.log_level).upper(),
+            log_format=env.get("LOG_FORMAT", defaults.log_format).lower(),
+            access_log=_bool(env, "ACCESS_LOG", defaults.access_log),
+            request_metrics=_bool(env, "REQUEST_METRICS", defaults.request_metrics),
         )
+        if settings.log_format not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {settings.log_format!r}")
+        if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(
+                f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {settings.log_level!r}"
+            )
         if len(settings.prices_table) < 3:
             raise ConfigError("PRICES_TABLE must be at least 3 characters (a DynamoDB rule)")
         return settings

@@ -276,8 +276,17 @@ def main(argv: list[str] | None = None) -> None:
         )
         hits, misses = (a - b for a, b in zip(keyspace(redis.url), (hits_before, misses_before), strict=True))
         hit_rate = hits / max(1, hits + misses)
-        print(f"  cache hit rate during uniform (Redis keyspace counters): {hit_rate:.2%}", flush=True)
+        print(f"  Redis hit rate during uniform (keyspace counters): {hit_rate:.2%}", flush=True)
         server.stop()
+
+        # The same Redis read by a server without the near-cache: every GET is an MGET.
+        direct, _ = start_server({**env, "NEAR_CACHE_SECONDS": "0"}, free_port())
+        stack.enter_context(_running(direct))
+        scenarios.append(measure("hot-direct", f"{direct.url}/prices/{HOT_ASSET}", args, "report.lua", []))
+        scenarios.append(
+            measure("uniform-direct", f"{direct.url}/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)])
+        )
+        direct.stop()
 
         # The same round with one request per asset and exchange, on an empty cache and table.
         redis_sync.Redis.from_url(redis.url).flushdb()

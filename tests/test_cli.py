@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -75,6 +76,7 @@ async def test_sigterm_flushes_history_and_exits_zero(
         "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
         "PRICES_TABLE": settings.prices_table,
         "AUTO_REFRESH": "false",
+        "LOG_FORMAT": "json",
     }
     process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve"], env=env, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -91,6 +93,10 @@ async def test_sigterm_flushes_history_and_exits_zero(
             process.kill()
             process.communicate()
     assert process.returncode == 0, stderr
+    # LOG_FORMAT=json: every line is one JSON object; no access log by default.
+    lines = [json.loads(line) for line in stderr.decode().splitlines()]
+    assert any("history writer stopped" in line["message"] for line in lines)
+    assert not any("/refresh/" in line["message"] for line in lines)
     for symbol in SYMBOLS:
         items = await dynamo.query(
             TableName=settings.prices_table,

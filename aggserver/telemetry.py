@@ -1,0 +1,100 @@
+"""What ``/metrics`` reports about a running app, read from the objects that count it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client.core import Metric
+
+from aggserver.breaker import BreakerState
+from aggserver.keys import EXCHANGES, HISTORY, LEASE, NEAR_CACHE, READER, REFRESHER, REQUEST_STATS, SCHEDULER
+from aggserver.metrics import counter, gauge, histogram
+
+__all__ = ["app_families"]
+
+_BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+def app_families(app: web.Application) -> Iterator[Metric]:
+    requests = app[REQUEST_STATS]
+    yield counter(
+        "aggserver_http_requests",
+        "HTTP requests answered, by route and status.",
+        ["route", "status"],
+        {(route, str(status)): n for (route, status), n in requests.counts.items()},
+    )
+    yield histogram(
+        "aggserver_http_request_duration_seconds", "Time to answer, by route.", "route", requests.latency
+    )
+    reader, near = app[READER], app[NEAR_CACHE]
+    yield counter(
+        "aggserver_cache_lookups",
+        "GET /prices lookups by where they were answered from.",
+        ["result"],
+        {
+            ("near_hit",): near.hits,
+            ("redis_hit",): reader.hits,
+            ("redis_miss",): reader.misses,
+        },
+    )
+    yield gauge(
+        "aggserver_near_cache_entries", "Prices held in this process's near-cache.", [], {(): len(near)}
+    )
+    yield counter(
+        "aggserver_refreshes",
+        "Asset refreshes by tier and outcome.",
+        ["tier", "outcome"],
+        {key: float(n) for key, n in app[REFRESHER].outcomes.items()},
+    )
+    exchanges = app[EXCHANGES].exchanges
+    yield counter(
+        "aggserver_exchange_requests",
+        "Requests sent to each exchange.",
+        ["exchange"],
+        {(e.name,): e.requests for e in exchanges},
+    )
+    yield counter(
+        "aggserver_exchange_errors",
+        "Failed requests (timeouts, transport, non-200) by exchange.",
+        ["exchange"],
+        {(e.name,): e.errors for e in exchanges},
+    )
+    yield histogram(
+        "aggserver_exchange_request_duration_seconds",
+        "Exchange request time.",
+        "exchange",
+        {e.name: e.latency for e in exchanges},
+    )
+    yield gauge(
+        "aggserver_exchange_circuit_state",
+        "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+        ["exchange"],
+        {(e.name,): _BREAKER_VALUES[e.breaker.state] for e in exchanges},
+    )
+    history = app[HISTORY]
+    yield gauge(
+        "aggserver_history_queue_depth", "History records waiting for DynamoDB.", [], {(): history.pending}
+    )
+    yield counter(
+        "aggserver_history_records",
+        "History records by fate.",
+        ["result"],
+        {("written",): history.written, ("retried",): history.retried, ("dropped",): history.dropped},
+    )
+    scheduler = app[SCHEDULER]
+    yield gauge(
+        "aggserver_refresh_round_seconds",
+        "Duration of the last full refresh round, by tier ('catch_up': the start-up round).",
+        ["tier"],
+        {
+            **{(tier,): seconds for tier, seconds in scheduler.rounds.items()},
+            **({("catch_up",): scheduler.catch_up_seconds} if scheduler.catch_up_seconds is not None else {}),
+        },
+    )
+    yield gauge(
+        "aggserver_refresh_lease_held",
+        "1 when this process runs the scheduler.",
+        [],
+        {(): int(app[LEASE].held)},
+    )
