@@ -77,12 +77,23 @@ def _running(service: Service) -> Iterator[Service]:
         service.stop()
 
 
-def start_server(env: dict[str, str], port: int) -> tuple[Service, float]:
-    """aggserver with production settings on core 0; returns it and its start-up time."""
+def start_server(
+    env: dict[str, str], port: int, *, workers: int = 1, pinned: bool = True
+) -> tuple[Service, float]:
+    """aggserver with production settings (on core 0 unless ``pinned`` is off); returns it and
+    its start-up time."""
     started = time.monotonic()
     service = spawn(
         "aggserver",
-        [*_pinned(0), sys.executable, "-m", "aggserver", "serve"],
+        [
+            *(_pinned(0) if pinned else []),
+            sys.executable,
+            "-m",
+            "aggserver",
+            "serve",
+            "--workers",
+            str(workers),
+        ],
         env={**env, "PORT": str(port), "HOST": "127.0.0.1"},
         url=f"http://127.0.0.1:{port}",
     )
@@ -156,11 +167,20 @@ def keyspace(redis_url: str) -> tuple[int, int]:
         client.close()
 
 
-def run_wrk(url: str, *, connections: int, seconds: int, script: str, args: list[str]) -> Figures:
+def run_wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: int,
+    script: str,
+    args: list[str],
+    threads: int = 1,
+    pinned: bool = True,
+) -> Figures:
     command = [
-        *_pinned(1),
+        *(_pinned(1) if pinned else []),
         "wrk",
-        "-t1",
+        f"-t{threads}",
         f"-c{connections}",
         f"-d{seconds}s",
         "--timeout",
@@ -196,12 +216,26 @@ def median_of(scenario: str, runs: list[Figures]) -> Figures:
     )
 
 
-def measure(name: str, url: str, args: argparse.Namespace, script: str, extra: list[str]) -> Figures:
-    run_wrk(url, connections=args.connections, seconds=max(2, args.duration // 3), script=script, args=extra)
-    runs = [
-        run_wrk(url, connections=args.connections, seconds=args.duration, script=script, args=extra)
-        for _ in range(args.repeat)
-    ]
+def measure(
+    name: str,
+    url: str,
+    args: argparse.Namespace,
+    script: str = "report.lua",
+    extra: list[str] | None = None,
+    *,
+    connections: int | None = None,
+    threads: int = 1,
+    pinned: bool = True,
+) -> Figures:
+    options = {
+        "connections": connections or args.connections,
+        "script": script,
+        "args": extra or [],
+        "threads": threads,
+        "pinned": pinned,
+    }
+    run_wrk(url, seconds=max(2, args.duration // 3), **options)  # type: ignore[arg-type]
+    runs = [run_wrk(url, seconds=args.duration, **options) for _ in range(args.repeat)]  # type: ignore[arg-type]
     figures = median_of(name, runs)
     print(f"  {name:<10} {figures.requests_per_s:>9,.0f} req/s  p99 {figures.p99_ms:6.2f} ms", flush=True)
     return figures
@@ -242,8 +276,15 @@ def main(argv: list[str] | None = None) -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed (apt-get install wrk); nothing measured")
     symbols = load_symbols(DEFAULT_SYMBOLS_FILE)
+    uniform = ["uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]]
     print(f"machine: {machine()}\n", flush=True)
     results: dict[str, object] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
+    scenarios: list[Figures] = []
+
+    def run_server(env: dict[str, str], **options: Any) -> Service:
+        server, _ = start_server(env, free_port(), **options)
+        return stack.enter_context(_running(server))
+
     with ExitStack() as stack:
         redis = stack.enter_context(_running(start_redis()))
         dynamo = stack.enter_context(_running(start_dynamo()))
@@ -269,36 +310,54 @@ def main(argv: list[str] | None = None) -> None:
         with urllib.request.urlopen(f"{server.url}/prices/{HOT_ASSET}") as response:  # noqa: S310
             body_size = len(response.read())
 
-        scenarios = [measure("hot", f"{server.url}/prices/{HOT_ASSET}", args, "report.lua", [])]
+        hot_url = f"{server.url}/prices/{HOT_ASSET}"
+        scenarios.append(measure("hot", hot_url, args))
         hits_before, misses_before = keyspace(redis.url)
-        scenarios.append(
-            measure("uniform", f"{server.url}/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)])
-        )
+        scenarios.append(measure("uniform", f"{server.url}/", args, *uniform))  # type: ignore[arg-type]
         hits, misses = (a - b for a, b in zip(keyspace(redis.url), (hits_before, misses_before), strict=True))
         hit_rate = hits / max(1, hits + misses)
         print(f"  Redis hit rate during uniform (keyspace counters): {hit_rate:.2%}", flush=True)
+        scenarios.append(measure("mixed", f"{server.url}/", args, "mixed.lua", [str(DEFAULT_SYMBOLS_FILE)]))
         server.stop()
 
-        # The same Redis read by a server without the near-cache: every GET is an MGET.
-        direct, _ = start_server({**env, "NEAR_CACHE_SECONDS": "0"}, free_port())
-        stack.enter_context(_running(direct))
-        scenarios.append(measure("hot-direct", f"{direct.url}/prices/{HOT_ASSET}", args, "report.lua", []))
-        scenarios.append(
-            measure("uniform-direct", f"{direct.url}/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)])
-        )
+        # Every GET an MGET: the same Redis read by a server without the near-cache.
+        direct = run_server({**env, "NEAR_CACHE_SECONDS": "0"})
+        scenarios.append(measure("hot-direct", f"{direct.url}/prices/{HOT_ASSET}", args))
+        scenarios.append(measure("uniform-direct", f"{direct.url}/", args, *uniform))  # type: ignore[arg-type]
         direct.stop()
+
+        # What request metrics cost: the hot scenario with them off.
+        bare = run_server({**env, "REQUEST_METRICS": "false"})
+        scenarios.append(measure("hot-no-metrics", f"{bare.url}/prices/{HOT_ASSET}", args))
+        bare.stop()
+
+        # Serving while every asset is refreshed every 10 s (1,000 assets a second).
+        busy = run_server({**env, "MEDIUM_INTERVAL_SECONDS": "10", "COLD_INTERVAL_SECONDS": "10"})
+        scenarios.append(measure("during-refresh", f"{busy.url}/", args, *uniform))  # type: ignore[arg-type]
+        busy.stop()
+
+        # Unpinned, both cores shared with wrk: one worker, two workers, and 1000 connections.
+        one = run_server(env, pinned=False)
+        scenarios.append(measure("1-worker", f"{one.url}/prices/{HOT_ASSET}", args, threads=2, pinned=False))
+        one.stop()
+        two = run_server(env, workers=2, pinned=False)
+        scenarios.append(measure("2-workers", f"{two.url}/prices/{HOT_ASSET}", args, threads=2, pinned=False))
+        scenarios.append(
+            measure(
+                "thousand", f"{two.url}/prices/{HOT_ASSET}", args, connections=1000, threads=2, pinned=False
+            )
+        )
+        two.stop()
 
         # The same round with one request per asset and exchange, on an empty cache and table.
         redis_sync.Redis.from_url(redis.url).flushdb()
-        per_symbol_env = {**env, "EXCHANGE_BULK": "false", "PRICES_TABLE": "prices_per_symbol"}
-        per_symbol, _ = start_server(per_symbol_env, free_port())
-        stack.enter_context(_running(per_symbol))
+        per_symbol = run_server({**env, "EXCHANGE_BULK": "false", "PRICES_TABLE": "prices_per_symbol"})
         per_symbol_round_s = wait_all_cached(redis.url, len(symbols))
         print(f"first full round, one request per asset: {per_symbol_round_s:.1f} s", flush=True)
         per_symbol.stop()
 
         ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
-        ceiling = measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args, "report.lua", [])
+        ceiling = measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args)
         scenarios.append(ceiling)
 
     print("\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling |\n|---|---|---|---|---|---|")
@@ -308,8 +367,27 @@ def main(argv: list[str] | None = None) -> None:
             f"| {figures.scenario} | {figures.requests_per_s:,.0f} | {figures.p50_ms:.2f} | "
             f"{figures.p99_ms:.2f} | {figures.errors} | {ratio:.2f} |"
         )
+    by_name = {f.scenario: f for f in scenarios}
+    ratios = {
+        "hot / ceiling": by_name["hot"].requests_per_s / ceiling.requests_per_s,
+        "hot p99 / ceiling p99": by_name["hot"].p99_ms / ceiling.p99_ms,
+        "uniform / hot": by_name["uniform"].requests_per_s / by_name["hot"].requests_per_s,
+        "uniform-direct / ceiling": by_name["uniform-direct"].requests_per_s / ceiling.requests_per_s,
+        "during-refresh p99 / uniform p99": by_name["during-refresh"].p99_ms / by_name["uniform"].p99_ms,
+        "metrics overhead (1 - hot / hot-no-metrics)": 1
+        - by_name["hot"].requests_per_s / by_name["hot-no-metrics"].requests_per_s,
+        "2-workers / 1-worker": by_name["2-workers"].requests_per_s / by_name["1-worker"].requests_per_s,
+    }
+    print()
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}")
+    print(
+        f"full round bulk {bulk_round_s:.1f} s, per-symbol {per_symbol_round_s:.1f} s; RSS {rss:.0f} MB; "
+        f"start-up {startup_s:.2f} s; history {history_rate:,.0f} records/s; Redis hit rate {hit_rate:.2%}"
+    )
     results.update(
         scenarios=[asdict(f) for f in scenarios],
+        ratios=ratios,
         startup_seconds=startup_s,
         full_round_bulk_seconds=bulk_round_s,
         full_round_per_symbol_seconds=per_symbol_round_s,
