@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -30,7 +32,7 @@ from aggserver.keys import (
     SYMBOLS,
 )
 
-__all__ = ["error_middleware", "error_response", "metrics_middleware", "routes"]
+__all__ = ["add_routes", "error_response", "guarded", "routes"]
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +72,56 @@ def error_response(exc: Exception) -> web.Response:
     return json_response({"msg": "Internal server error"}, 500)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Exception as exc:  # noqa: BLE001 - every failure leaves as JSON, never as HTML
-        return error_response(exc)
+def guarded(route: str) -> Callable[[Handler], Handler]:
+    """Wrap a handler so that any failure leaves as JSON (via ``error_response``) and, when
+    request metrics are on, the answer is counted and timed under ``route``.
+
+    A wrapper per handler instead of middlewares: aiohttp adds a layer of its own per request
+    once any middleware exists, and the price route is measured to the percent.
+    """
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded_handler(request: web.Request) -> web.StreamResponse:
+            stats = request.app[REQUEST_STATS]
+            started = time.perf_counter() if stats.enabled else 0.0
+            try:
+                response = await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every failure leaves as JSON, never as HTML
+                response = error_response(exc)
+            if stats.enabled:
+                stats.record(route, response.status, time.perf_counter() - started)
+            return response
+
+        return guarded_handler
+
+    return wrap
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Counts and times every answer (errors included: it wraps the error middleware)."""
-    started = time.perf_counter()
-    response = await handler(request)
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    request.app[REQUEST_STATS].record(route, response.status, time.perf_counter() - started)
-    return response
+def add_routes(app: web.Application) -> None:
+    """The API's routes, then JSON answers for a wrong method on any of them (405) and for
+    any other path (404): no path or method is ever answered with HTML."""
+    app.router.add_routes(routes)
+    for resource in list(app.router.resources()):
+        if not isinstance(resource, web.Resource):
+            continue
+        allowed = sorted({route.method for route in resource})
+
+        @guarded(resource.canonical)
+        async def method_not_allowed(request: web.Request, allowed: list[str] = allowed) -> web.Response:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+
+        resource.add_route("*", method_not_allowed)
+
+    @guarded("unmatched")
+    async def not_found(request: web.Request) -> web.Response:
+        raise web.HTTPNotFound()
+
+    app.router.add_route("*", "/{path:.*}", not_found)
 
 
 @routes.get("/metrics")
+@guarded("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format."""
     body = generate_latest(request.app[METRICS_REGISTRY])
@@ -97,6 +129,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/ready")
+@guarded("/ready")
 async def ready(request: web.Request) -> web.Response:
     """Readiness: 200 only when Redis answers and the DynamoDB table is reachable."""
     checks = {
@@ -111,11 +144,13 @@ async def ready(request: web.Request) -> web.Response:
 
 
 @routes.get("/openapi.yaml")
+@guarded("/openapi.yaml")
 async def openapi_spec(request: web.Request) -> web.Response:
     return web.Response(body=OPENAPI_SPEC.read_bytes(), content_type="application/yaml")
 
 
 @routes.get("/health")
+@guarded("/health")
 async def health(request: web.Request) -> web.Response:
     """Liveness: answers as long as the process serves requests."""
     return json_response({"status": "ok"})
@@ -135,6 +170,7 @@ def _max_age(request: web.Request) -> float | None:
 
 
 @routes.get("/prices/{asset}")
+@guarded("/prices/{asset}")
 async def get_price(request: web.Request) -> web.Response:
     """The cached aggregate as stored, with its age and staleness appended."""
     asset = request.match_info["asset"].lower()
@@ -146,6 +182,7 @@ async def get_price(request: web.Request) -> web.Response:
 
 
 @routes.post("/refresh/{asset}")
+@guarded("/refresh/{asset}")
 async def refresh_price(request: web.Request) -> web.Response:
     asset = request.app[SYMBOLS].resolve(request.match_info["asset"])
     await request.app[REFRESHER].refresh(asset)

@@ -204,12 +204,9 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> web.Application:
     """Build the app; with no settings they are read from the environment (as ``adev`` needs)."""
     settings = settings or Settings.from_env()
-    middlewares = [api.error_middleware]
-    if settings.request_metrics:
-        middlewares.insert(0, api.metrics_middleware)
-    app = web.Application(middlewares=middlewares)
+    app = web.Application()
     app[SETTINGS] = settings
-    app[REQUEST_STATS] = RequestStats()
+    app[REQUEST_STATS] = RequestStats(enabled=settings.request_metrics)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MetricsCollector([lambda: app_families(app)]))
     app[METRICS_REGISTRY] = registry
@@ -222,7 +219,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     # Torn down in reverse: the scheduler stops, then refreshes, then history flushes, then pools close.
     app.cleanup_ctx.extend([http_session_ctx, cache_ctx, history_ctx, refresher_ctx, scheduler_ctx])
     app.on_startup.append(_freeze_startup_objects)
-    app.router.add_routes(api.routes)
+    api.add_routes(app)
     return app
 
 

@@ -47,8 +47,9 @@ class Histogram:
 
 @dataclass
 class RequestStats:
-    """Requests by (route, status) and latency by route, filled in by the API middleware."""
+    """Requests by (route, status) and latency by route, filled in by ``api.guarded``."""
 
+    enabled: bool = True
     counts: Counter[tuple[str, int]] = field(default_factory=Counter)
     latency: dict[str, Histogram] = field(default_factory=dict)
 

@@ -320,6 +320,10 @@ def main(argv: list[str] | None = None) -> None:
         scenarios.append(measure("mixed", f"{server.url}/", args, "mixed.lua", [str(DEFAULT_SYMBOLS_FILE)]))
         server.stop()
 
+        # The ceiling is measured here and again at the end: a shared machine drifts.
+        ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
+        ceilings = [measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args)]
+
         # Every GET an MGET: the same Redis read by a server without the near-cache.
         direct = run_server({**env, "NEAR_CACHE_SECONDS": "0"})
         scenarios.append(measure("hot-direct", f"{direct.url}/prices/{HOT_ASSET}", args))
@@ -356,8 +360,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"first full round, one request per asset: {per_symbol_round_s:.1f} s", flush=True)
         per_symbol.stop()
 
-        ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
-        ceiling = measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args)
+        ceilings.append(measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args))
+        ceiling = median_of("ceiling", ceilings)
         scenarios.append(ceiling)
 
     print("\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling |\n|---|---|---|---|---|---|")
