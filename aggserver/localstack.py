@@ -26,6 +26,7 @@ __all__ = [
     "Service",
     "dynamo_backend",
     "free_port",
+    "local_dynamo_client",
     "port_is_free",
     "spawn",
     "start_dynamo",
@@ -223,19 +224,23 @@ def start_dynamo(
     service = spawn(backend, argv, url=url)
 
     def list_tables() -> bool:
-        import botocore.session
-
-        client: Any = botocore.session.get_session().create_client(
-            "dynamodb",
-            region_name="us-west-2",
-            endpoint_url=url,
-            aws_access_key_id=DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        )
-        client.list_tables(Limit=1)
+        local_dynamo_client(url).list_tables(Limit=1)
         return True
 
     return wait_ready(service, list_tables, timeout)
+
+
+def local_dynamo_client(url: str) -> Any:
+    """A plain (blocking) botocore client for a local DynamoDB-compatible server."""
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-west-2",
+        endpoint_url=url,
+        aws_access_key_id=DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def start_mockex(

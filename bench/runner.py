@@ -33,6 +33,7 @@ from aggserver.localstack import (
     DUMMY_AWS_ENV,
     Service,
     free_port,
+    local_dynamo_client,
     spawn,
     start_dynamo,
     start_mockex,
@@ -135,15 +136,7 @@ def wait_all_cached(redis_url: str, count: int, timeout: float = 300) -> float:
 
 def wait_history(dynamo_url: str, table: str, count: int, timeout: float = 300) -> float:
     """Seconds until the table holds ``count`` items (the history writer has caught up)."""
-    import botocore.session
-
-    client: Any = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name="us-west-2",
-        endpoint_url=dynamo_url,
-        aws_access_key_id=DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
+    client = local_dynamo_client(dynamo_url)
     started = time.monotonic()
     while True:
         try:

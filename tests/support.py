@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import ClientResponse, ClientSession
+from aiohttp import ClientError, ClientResponse, ClientSession
 from openapi_core import OpenAPI
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS31Validator
 
 from aggserver.localstack import Service
+from aggserver.settings import Settings
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 SPEC = OpenAPI.from_file_path(str(SPEC_PATH))
@@ -78,6 +80,29 @@ async def poll(check: Callable[[], Any], *, timeout: float = 10.0, interval: flo
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def answers(session: ClientSession, url: str) -> bool:
+    """Whether ``url`` answers 200 now (False while the server is not up yet)."""
+    try:
+        async with session.get(url) as response:
+            return response.status == 200
+    except ClientError:
+        return False
+
+
+def server_env(settings: Settings, redis_url: str, port: int, **extra: str) -> dict[str, str]:
+    """The environment for an ``aggserver serve`` child process using the test's backends."""
+    return {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "REDIS_URL": redis_url,
+        "EXCHANGE_URLS": ",".join(settings.exchange_urls),
+        "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
+        "PRICES_TABLE": settings.prices_table,
+        **extra,
+    }
 
 
 async def checked(response: ClientResponse) -> Any:

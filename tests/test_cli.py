@@ -16,7 +16,7 @@ from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.localstack import Service, free_port
 from aggserver.settings import Settings
-from tests.support import poll
+from tests.support import poll, server_env
 
 SYMBOLS = ["btcusdt", "ethusdt", "solusdt", "adausdt", "xrpusdt", "dogeusdt", "dotusdt", "linkusdt"]
 
@@ -67,17 +67,7 @@ async def test_sigterm_flushes_history_and_exits_zero(
     settings: Settings, redis_service: Service, dynamo: DynamoDBClient, exchanges: Any
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "REDIS_URL": redis_service.url,
-        "EXCHANGE_URLS": ",".join(settings.exchange_urls),
-        "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
-        "PRICES_TABLE": settings.prices_table,
-        "AUTO_REFRESH": "false",
-        "LOG_FORMAT": "json",
-    }
+    env = server_env(settings, redis_service.url, port, AUTO_REFRESH="false", LOG_FORMAT="json")
     process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve"], env=env, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from aggserver.keys import NEAR_CACHE
 from aggserver.localstack import Service, free_port
 from aggserver.nearcache import NearCache
 from aggserver.settings import Settings
-from tests.support import Exchanges, checked, poll
+from tests.support import Exchanges, answers, checked, poll, server_env
 
 
 class Clock:
@@ -71,28 +70,11 @@ def test_nothing_is_cached_without_a_live_subscription() -> None:
 @pytest.fixture
 def other_process(settings: Settings, redis_service: Service) -> Iterator[str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "REDIS_URL": redis_service.url,
-        "EXCHANGE_URLS": ",".join(settings.exchange_urls),
-        "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
-        "PRICES_TABLE": settings.prices_table,
-        "AUTO_REFRESH": "false",
-    }
+    env = server_env(settings, redis_service.url, port, AUTO_REFRESH="false")
     process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve"], env=env)
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=30)
-
-
-async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with session.get(url) as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 async def test_update_by_another_process_is_seen_through_pubsub(
@@ -109,7 +91,7 @@ async def test_update_by_another_process_is_seen_through_pubsub(
     for index in range(3):
         await exchanges.pin(index, {"btcusdt": {"price": 100.0, "volume": 1, "timestamp": now}})
     async with aiohttp.ClientSession() as session:
-        await poll(lambda: _answers(session, f"{other_process}/health"), timeout=30)
+        await poll(lambda: answers(session, f"{other_process}/health"), timeout=30)
         await poll(lambda: app[NEAR_CACHE].connected)
         async with session.post(f"{other_process}/refresh/btcusdt") as response:
             assert response.status == 200

@@ -19,23 +19,9 @@ from aggserver.lease import LEASE_KEY
 from aggserver.localstack import Service, free_port
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
-from tests.support import Exchanges, poll
+from tests.support import Exchanges, answers, poll, server_env
 
 SYMBOL_COUNT = len(load_symbols(Settings().symbols_file))
-
-
-def server_env(settings: Settings, redis_service: Service, port: int, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "REDIS_URL": redis_service.url,
-        "EXCHANGE_URLS": ",".join(settings.exchange_urls),
-        "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
-        "PRICES_TABLE": settings.prices_table,
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
 
 
 class Servers:
@@ -61,14 +47,6 @@ def servers() -> Iterator[Servers]:
     started.stop()
 
 
-async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with session.get(url) as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
 async def test_workers_share_one_port_and_stop_cleanly_on_sigterm(
     settings: Settings,
     redis_service: Service,
@@ -78,11 +56,13 @@ async def test_workers_share_one_port_and_stop_cleanly_on_sigterm(
 ) -> None:
     port = free_port()
     supervisor = servers.start(
-        server_env(settings, redis_service, port, AUTO_REFRESH="false"), "--workers", "2"
+        server_env(settings, redis_service.url, port, LOG_LEVEL="WARNING", AUTO_REFRESH="false"),
+        "--workers",
+        "2",
     )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
-        await poll(lambda: _answers(session, f"{base}/health"), timeout=30)
+        await poll(lambda: answers(session, f"{base}/health"), timeout=30)
         async with session.post(f"{base}/refresh/btcusdt") as response:
             assert response.status == 200
         # Fresh connections land on either worker; both read the same Redis.
@@ -117,9 +97,12 @@ async def test_refresh_work_is_done_once_and_taken_over_when_the_holder_dies(
         "MEDIUM_INTERVAL_SECONDS": "1",
         "COLD_INTERVAL_SECONDS": "2",
         "LEASE_SECONDS": "2",
+        "LOG_LEVEL": "WARNING",
     }
     ports = [free_port() for _ in range(3)]
-    processes = {servers.start(server_env(settings, redis_service, port, **fast)).pid: port for port in ports}
+    processes = {
+        servers.start(server_env(settings, redis_service.url, port, **fast)).pid: port for port in ports
+    }
     await poll(lambda: redis_client.exists(LEASE_KEY), timeout=30)
     await poll(lambda: _all_cached(redis_client), timeout=60, interval=0.2)
 
