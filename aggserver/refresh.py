@@ -25,6 +25,9 @@ __all__ = ["Refresher"]
 
 log = logging.getLogger(__name__)
 
+# Assets aggregated between two yields to the event loop during a bulk refresh.
+YIELD_EVERY = 64
+
 
 class Refresher:
     """The refresh path; cache and history only ever see aggregates of accepted quotes."""
@@ -114,7 +117,9 @@ class Refresher:
         now = self._clock()
         results: dict[str, Aggregate | NoValidQuotes] = {}
         writes: list[tuple[str, bytes, int]] = []
-        for asset, fetch in fetched:
+        for done, (asset, fetch) in enumerate(fetched, start=1):
+            if done % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a big round must not hold up the GETs waiting behind it
             outcome = self._aggregate(asset, fetch, now)
             results[asset] = outcome
             tier = self._tiers.of(asset)
@@ -124,7 +129,13 @@ class Refresher:
             self.outcomes[tier.name, "ok"] += 1
             value = encode_price(outcome, updated_at=int(now), tier=tier.name)
             writes.append((asset, value, tier.ttl))
-            self.last_seen[asset] = CachedPrice.decode(value)
+            self.last_seen[asset] = CachedPrice(
+                raw=value,
+                price=outcome.price,
+                last_updated=outcome.last_updated,
+                tier=tier.name,
+                restored=False,
+            )
             if self._gate.should_record(asset, outcome.price, now):
                 self._history.submit(
                     HistoryRecord(
