@@ -53,7 +53,9 @@ class Scheduler:
         self._cache = cache
         self._latest_record = latest_record
         self._tasks: list[asyncio.Task[None]] = []
-        self._promoted_refreshes: set[asyncio.Task[None]] = set()
+        # Refreshes started by tier slots and promotions: stop() cancels them with the loops, or
+        # they would outlive the scheduler (and the pools they use) by a whole slot's work.
+        self._work: set[asyncio.Task[None]] = set()
         self.catch_up_seconds: float | None = None
         self.rounds: dict[str, float] = {}
 
@@ -69,7 +71,7 @@ class Scheduler:
         return any(not task.done() for task in self._tasks)
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._promoted_refreshes]
+        tasks = [*self._tasks, *self._work]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -156,7 +158,7 @@ class Scheduler:
                     continue
                 if len(in_flight) >= MAX_SLOT_TASKS:
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                task = asyncio.create_task(self._refresh_share(share))
+                task = self._start_work(share)
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             next_round = round_start + tier.interval
@@ -164,6 +166,12 @@ class Scheduler:
             next_round = max(next_round, loop.time())
             self.rounds[tier.name] = loop.time() - round_start
             await _sleep_until(loop, next_round)
+
+    def _start_work(self, assets: list[str]) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._refresh_share(assets))
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+        return task
 
     async def _refresh_share(self, assets: list[str]) -> None:
         try:
@@ -177,9 +185,7 @@ class Scheduler:
             promoted = self._popularity.update(self._tiers)
             if promoted:
                 log.info("promoted to hot by traffic: %s", ", ".join(promoted[:10]))
-                task = asyncio.create_task(self._refresh_share(promoted))
-                self._promoted_refreshes.add(task)
-                task.add_done_callback(self._promoted_refreshes.discard)
+                self._start_work(promoted)
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
