@@ -129,7 +129,12 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(writer.run(), name="history-writer")
         yield
         await writer.drain(task, timeout=HISTORY_FLUSH_SECONDS)
-        log.info("history writer stopped: %d written, %d pending", writer.written, writer.pending)
+        log.info(
+            "history writer stopped: %d written, %d pending, %d dropped",
+            writer.written,
+            writer.pending,
+            writer.dropped,
+        )
 
 
 async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:

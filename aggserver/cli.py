@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import TextIO
 
 import orjson
 import uvloop
@@ -19,6 +21,7 @@ from aiohttp import web
 from aggserver import __version__
 from aggserver.app import create_app
 from aggserver.errors import ConfigError
+from aggserver.keys import SCHEDULER
 from aggserver.localstack import (
     DUMMY_AWS_ENV,
     Service,
@@ -29,6 +32,7 @@ from aggserver.localstack import (
     start_mockex,
     start_redis,
 )
+from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
 
 __all__ = ["main"]
@@ -102,8 +106,10 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
-def _run(settings: Settings, *, reuse_port: bool = False) -> None:
+def _run(settings: Settings, *, reuse_port: bool = False, show_progress: bool = False) -> None:
     app = create_app(settings)
+    if show_progress:
+        app.cleanup_ctx.append(_warm_up_progress)
     web.run_app(
         app,
         host=settings.host,
@@ -117,6 +123,34 @@ def _run(settings: Settings, *, reuse_port: bool = False) -> None:
         # A deep accept queue: a thousand clients connecting at once must not be refused.
         backlog=4096,
     )
+
+
+async def _warm_up_progress(app: web.Application) -> AsyncIterator[None]:
+    """Shows the start-up round filling the cache: a bar on a terminal, a few lines otherwise."""
+    task = asyncio.create_task(_report_progress(app[SCHEDULER], sys.stdout))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _report_progress(scheduler: Scheduler, out: TextIO) -> None:
+    tty = out.isatty()
+    last_line = -1
+    while scheduler.catch_up_seconds is None:
+        done, total = scheduler.catch_up_progress
+        if total:
+            if tty:
+                filled = 30 * done // total
+                out.write(f"\rwarming up [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} assets")
+            elif done * 4 // total > last_line:  # 0, 25, 50, 75 %
+                last_line = done * 4 // total
+                out.write(f"warming up: {done:,}/{total:,} assets\n")
+            out.flush()
+        await asyncio.sleep(0.2)
+    done, total = scheduler.catch_up_progress
+    end = "\r" if tty else ""
+    out.write(f"{end}warmed up: {total:,} assets priced in {scheduler.catch_up_seconds:.1f} s{' ' * 20}\n")
+    out.flush()
 
 
 def _supervise(args: argparse.Namespace, workers: int) -> None:
@@ -201,7 +235,7 @@ def _stack(args: argparse.Namespace) -> None:
         settings = _settings(args, env)
         _setup_logging(settings)
         _print_stack(services, settings)
-        _run(settings)
+        _run(settings, show_progress=settings.auto_refresh)
     finally:
         for service in reversed(services):
             service.stop()

@@ -57,6 +57,8 @@ class Scheduler:
         # they would outlive the scheduler (and the pools they use) by a whole slot's work.
         self._work: set[asyncio.Task[None]] = set()
         self.catch_up_seconds: float | None = None
+        # Progress of the start-up round: (assets priced so far, assets it has to price).
+        self.catch_up_progress = (0, 0)
         self.rounds: dict[str, float] = {}
 
     def start(self) -> None:
@@ -100,7 +102,15 @@ class Scheduler:
     async def refresh_all(self, assets: Sequence[str]) -> tuple[int, int]:
         """Refresh ``assets`` as fast as the exchange bounds allow; (refreshed, failed)."""
         chunks = [assets[i : i + CATCH_UP_CHUNK] for i in range(0, len(assets), CATCH_UP_CHUNK)]
-        outcomes = await asyncio.gather(*(self._refresher.refresh_many(c) for c in chunks))
+        self.catch_up_progress = (0, len(assets))
+
+        async def one(chunk: Sequence[str]) -> tuple[int, int]:
+            outcome = await self._refresher.refresh_many(chunk)
+            done, total = self.catch_up_progress
+            self.catch_up_progress = (done + len(chunk), total)
+            return outcome
+
+        outcomes = await asyncio.gather(*(one(c) for c in chunks))
         return sum(o[0] for o in outcomes), sum(o[1] for o in outcomes)
 
     async def _missing(self, assets: Sequence[str]) -> list[str]:

@@ -139,6 +139,15 @@ async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> N
             assert status == 200
             assert body["asset"] == "btcusdt"
             assert body["price"] > 0
+        # Not a terminal: plain progress lines until the start-up round has priced everything.
+        progress = []
+        for line in process.stdout:
+            if line.startswith("warm"):
+                progress.append(line)
+            if line.startswith("warmed up"):
+                break
+        assert progress[0].startswith("warming up: 0/")
+        assert progress[-1].startswith("warmed up: 10,000 assets priced")
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=30)
     finally:
@@ -148,3 +157,48 @@ async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> N
     assert process.returncode == 0, rest
     assert not [pid for pid in pids if _pid_alive(pid)]
     assert (tmp_path / "dynalite").is_dir()
+
+
+async def test_sigterm_during_scheduled_refreshes_leaves_nothing_queued(
+    settings: Settings, redis_service: Service, dynamo: DynamoDBClient, exchanges: Any, redis_client: Any
+) -> None:
+    port = free_port()
+    env = server_env(
+        settings,
+        redis_service.url,
+        port,
+        HOT_INTERVAL_SECONDS="0.2",
+        MEDIUM_INTERVAL_SECONDS="0.5",
+        COLD_INTERVAL_SECONDS="2",
+        LOG_FORMAT="json",
+    )
+    process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve"], env=env, stderr=subprocess.PIPE)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await poll(lambda: _get_json(session, f"http://127.0.0.1:{port}/health"), timeout=30)
+        # The start-up round is done and the tier loops are busy when the signal arrives.
+        await poll(lambda: _items_at_least(dynamo, settings.prices_table, 10_000), timeout=60, interval=0.5)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    lines = [json.loads(line) for line in stderr.decode().splitlines()]
+    final = next(line["message"] for line in lines if "history writer stopped" in line["message"])
+    written, pending = (int(n) for n in re.findall(r"(\d+) written, (\d+) pending", final)[0])
+    assert pending == 0
+    assert written >= 10_000
+    assert await _items_at_least(dynamo, settings.prices_table, 10_000)
+
+
+async def _items_at_least(dynamo: DynamoDBClient, table: str, count: int) -> bool:
+    try:
+        found = 0
+        paginator = dynamo.get_paginator("scan")
+        async for page in paginator.paginate(TableName=table, Select="COUNT"):
+            found += page["Count"]
+    except dynamo.exceptions.ResourceNotFoundException:
+        return False
+    return found >= count
