@@ -78,16 +78,18 @@ class MetricsCollector(Collector):
 def counter(
     name: str, documentation: str, labels: Sequence[str], values: dict[tuple[str, ...], float]
 ) -> Metric:
-    family = CounterMetricFamily(name, documentation, labels=list(labels))
-    for label_values, value in values.items():
-        family.add_metric(list(label_values), value)
-    return family
+    return _labelled(CounterMetricFamily(name, documentation, labels=list(labels)), values)
 
 
 def gauge(
     name: str, documentation: str, labels: Sequence[str], values: dict[tuple[str, ...], float]
 ) -> Metric:
-    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    return _labelled(GaugeMetricFamily(name, documentation, labels=list(labels)), values)
+
+
+def _labelled(
+    family: CounterMetricFamily | GaugeMetricFamily, values: dict[tuple[str, ...], float]
+) -> Metric:
     for label_values, value in values.items():
         family.add_metric(list(label_values), value)
     return family

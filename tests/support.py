@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +107,27 @@ def server_env(settings: Settings, redis_url: str, port: int, **extra: str) -> d
         "PRICES_TABLE": settings.prices_table,
         **extra,
     }
+
+
+@contextlib.contextmanager
+def child_server(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``aggserver serve`` in a child process (stderr captured); killed if the test leaves it running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aggserver", "serve", *args], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def stop_with(process: subprocess.Popen[bytes], signum: int, timeout: float = 60) -> list[dict[str, Any]]:
+    """Send ``signum``, wait for the exit, and return its JSON log lines (LOG_FORMAT=json)."""
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=timeout)
+    return [json.loads(line) for line in stderr.decode().splitlines()]
 
 
 async def checked(response: ClientResponse) -> Any:

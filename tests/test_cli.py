@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -16,7 +15,7 @@ from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.localstack import Service, free_port
 from aggserver.settings import Settings
-from tests.support import poll, server_env
+from tests.support import child_server, poll, server_env, stop_with
 
 SYMBOLS = ["btcusdt", "ethusdt", "solusdt", "adausdt", "xrpusdt", "dogeusdt", "dotusdt", "linkusdt"]
 
@@ -68,23 +67,16 @@ async def test_sigterm_flushes_history_and_exits_zero(
 ) -> None:
     port = free_port()
     env = server_env(settings, redis_service.url, port, AUTO_REFRESH="false", LOG_FORMAT="json")
-    process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve"], env=env, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    try:
+    with child_server(env) as process:
         async with aiohttp.ClientSession() as session:
             await poll(lambda: _get_json(session, f"{base}/health"), timeout=30)
             for symbol in SYMBOLS:
                 async with session.post(f"{base}/refresh/{symbol}") as response:
                     assert response.status == 200
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, stderr
-    # LOG_FORMAT=json: every line is one JSON object; no access log by default.
-    lines = [json.loads(line) for line in stderr.decode().splitlines()]
+        # LOG_FORMAT=json: every line is one JSON object; no access log by default.
+        lines = stop_with(process, signal.SIGTERM)
+    assert process.returncode == 0, lines
     assert any("history writer stopped" in line["message"] for line in lines)
     assert not any("/refresh/" in line["message"] for line in lines)
     for symbol in SYMBOLS:
@@ -172,20 +164,13 @@ async def test_sigterm_during_scheduled_refreshes_leaves_nothing_queued(
         COLD_INTERVAL_SECONDS="2",
         LOG_FORMAT="json",
     )
-    process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve"], env=env, stderr=subprocess.PIPE)
-    try:
+    with child_server(env) as process:
         async with aiohttp.ClientSession() as session:
             await poll(lambda: _get_json(session, f"http://127.0.0.1:{port}/health"), timeout=30)
         # The start-up round is done and the tier loops are busy when the signal arrives.
         await poll(lambda: _items_at_least(dynamo, settings.prices_table, 10_000), timeout=60, interval=0.5)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        lines = stop_with(process, signal.SIGTERM)
     assert process.returncode == 0
-    lines = [json.loads(line) for line in stderr.decode().splitlines()]
     final = next(line["message"] for line in lines if "history writer stopped" in line["message"])
     written, pending = (int(n) for n in re.findall(r"(\d+) written, (\d+) pending", final)[0])
     assert pending == 0
