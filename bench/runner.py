@@ -253,6 +253,20 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, aggserver {__version__}"
 
 
+def install_wrk() -> bool:
+    """Install wrk from Debian's packages (as root, or through sudo); True when it is there."""
+    if shutil.which("apt-get") is None:
+        return False
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    print("bench: wrk is missing; installing it with apt-get", flush=True)
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        if subprocess.run(
+            [*prefix, *command], check=False, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        ).returncode:
+            return False
+    return shutil.which("wrk") is not None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (default %(default)s)")
@@ -266,8 +280,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        sys.exit("bench: wrk is not installed (apt-get install wrk); nothing measured")
+    if shutil.which("wrk") is None and not install_wrk():
+        sys.exit("bench: wrk is not installed and apt-get could not install it; nothing measured")
     symbols = load_symbols(DEFAULT_SYMBOLS_FILE)
     uniform = ["uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]]
     print(f"machine: {machine()}\n", flush=True)
