@@ -75,7 +75,7 @@ class Lease:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self.held:
-            await self._lost("shutting down")
+            await self._lost("shutting down", level=logging.INFO)
             with contextlib.suppress(RedisError, OSError):  # else it expires by itself
                 await self._client.eval(_RELEASE, 1, LEASE_KEY, self.holder_id)
 
@@ -97,7 +97,7 @@ class Lease:
                 log.debug("refresh lease not renewed: %s", type(exc).__name__)
             await asyncio.sleep(period)
 
-    async def _lost(self, why: str) -> None:
+    async def _lost(self, why: str, *, level: int = logging.WARNING) -> None:
         self.held = False
-        log.warning("refresh lease lost (%s): scheduler stopped", why)
+        log.log(level, "refresh lease given up (%s): scheduler stopped", why)
         await self._on_lose()

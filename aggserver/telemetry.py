@@ -85,7 +85,8 @@ def app_families(app: web.Application) -> Iterator[Metric]:
     scheduler = app[SCHEDULER]
     yield gauge(
         "aggserver_refresh_round_seconds",
-        "Duration of the last full refresh round, by tier ('catch_up': the start-up round).",
+        "How long the last round of each tier took to hand out its slots ('catch_up': the "
+        "start-up round of every missing asset, start to finish).",
         ["tier"],
         {
             **{(tier,): seconds for tier, seconds in scheduler.rounds.items()},
