@@ -68,10 +68,6 @@ class Scheduler:
             asyncio.create_task(self._promotions(), name="scheduler-promotions"),
         ]
 
-    @property
-    def running(self) -> bool:
-        return any(not task.done() for task in self._tasks)
-
     async def stop(self) -> None:
         tasks = [*self._tasks, *self._work]
         for task in tasks:

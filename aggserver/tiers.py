@@ -61,9 +61,6 @@ class TierMap:
             return self._members["hot"] + sorted(self.promoted)
         return [s for s in self._members[tier.name] if s not in self.promoted]
 
-    def base(self, asset: str) -> Tier:
-        return self._base[asset]
-
 
 class Popularity:
     """GET traffic per asset as an exponentially decayed rate, and who should be hot because of it.
@@ -92,9 +89,6 @@ class Popularity:
 
     def hit(self, asset: str) -> None:
         self._counts[asset] += 1
-
-    def rate(self, asset: str) -> float:
-        return self._rates.get(asset, 0.0)
 
     def update(self, tiers: TierMap) -> list[str]:
         """Fold the counts in, promote busy assets and demote idle ones; returns new promotions."""
