@@ -106,23 +106,61 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
+# After shutdown, how long tasks the app did not own (a library's, say) get to finish.
+LEFTOVER_TASKS_SECONDS = 5.0
+
+
 def _run(settings: Settings, *, reuse_port: bool = False, show_progress: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down within a bounded time and return."""
     app = create_app(settings)
     if show_progress:
         app.cleanup_ctx.append(_warm_up_progress)
-    web.run_app(
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(_serve(app, settings, reuse_port=reuse_port))
+        # web.run_app would wait for every leftover task without limit; a task that swallows
+        # its cancellation (seen about once in ten shutdowns) would then hang the process.
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            _, stuck = loop.run_until_complete(asyncio.wait(leftovers, timeout=LEFTOVER_TASKS_SECONDS))
+            if stuck:
+                log.warning(
+                    "exiting with %d tasks that did not stop: %s", len(stuck), [t.get_coro() for t in stuck]
+                )
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+async def _serve(app: web.Application, settings: Settings, *, reuse_port: bool) -> None:
+    runner = web.AppRunner(
         app,
-        host=settings.host,
-        port=settings.port,
-        loop=uvloop.new_event_loop(),
         # No per-request log line unless asked for: it would cost more than the request.
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
-        print=None,
         shutdown_timeout=10,
-        reuse_port=reuse_port or None,
-        # A deep accept queue: a thousand clients connecting at once must not be refused.
-        backlog=4096,
     )
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            reuse_port=reuse_port or None,
+            # A deep accept queue: a thousand clients connecting at once must not be refused.
+            backlog=4096,
+        )
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        # Stops accepting, lets in-flight requests finish (shutdown_timeout), runs the cleanup
+        # contexts in reverse: scheduler, refresh path, history flush, pools.
+        await runner.cleanup()
 
 
 async def _warm_up_progress(app: web.Application) -> AsyncIterator[None]:
@@ -185,7 +223,8 @@ def _supervise(args: argparse.Namespace, workers: int) -> None:
                 processes[index] = subprocess.Popen(argv)
         time.sleep(0.5)
     codes = [process.wait() for process in processes]
-    sys.exit(0 if all(code == 0 for code in codes) else 1)
+    # A worker still starting when the signal came dies of it before it can handle it: clean.
+    sys.exit(0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1)
 
 
 def _preferred_port(port: int) -> int:
