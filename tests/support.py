@@ -60,6 +60,14 @@ class Exchanges:
     async def pin(self, index: int, quotes: dict[str, dict[str, float]]) -> None:
         await self._call("POST", index, "/mock/admin/quotes", quotes)
 
+    async def total_served(self, index: int) -> int:
+        """Quotes exchange ``index`` served since the last reset, all symbols together."""
+        stats = await self._call("GET", index, "/mock/admin/stats")
+        return int(stats["requests"])
+
+    async def served_more_than(self, index: int, symbol: str, count: int) -> bool:
+        return await self.served(index, symbol) > count
+
     async def served(self, index: int, symbol: str) -> int:
         stats = await self._call("GET", index, "/mock/admin/stats")
         return int(stats["by_symbol"].get(symbol, 0))

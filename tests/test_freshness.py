@@ -73,16 +73,11 @@ async def test_refresh_work_is_spread_not_bursty(
     samples = []
     for _ in range(8):
         await asyncio.sleep(0.5)
-        samples.append(await _total_served(exchanges))
+        samples.append(await exchanges.total_served(0))
     per_half_second = [b - a for a, b in itertools.pairwise(samples)]
     # 10,000 assets over 4 s: ~1,250 per half second, never the whole tier at once.
     assert max(per_half_second) < len(SYMBOLS) / 2
     assert min(per_half_second) > 0
-
-
-async def _total_served(exchanges: Exchanges) -> int:
-    stats = await exchanges._call("GET", 0, "/mock/admin/stats")
-    return int(stats["requests"])
 
 
 async def test_busy_cold_asset_is_promoted_to_hot(
@@ -101,11 +96,7 @@ async def test_busy_cold_asset_is_promoted_to_hot(
     await poll(promoted, timeout=15, interval=0.1)
     # Now refreshed at the hot cadence, not once an hour.
     served = await exchanges.served(0, asset)
-    await poll(lambda: _served_more_than(exchanges, asset, served + 2), timeout=10)
-
-
-async def _served_more_than(exchanges: Exchanges, asset: str, count: int) -> bool:
-    return await exchanges.served(0, asset) > count
+    await poll(lambda: exchanges.served_more_than(0, asset, served + 2), timeout=10)
 
 
 async def test_answer_says_how_fresh_it_is(client: Client, exchanges: Exchanges) -> None:

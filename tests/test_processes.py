@@ -80,11 +80,6 @@ async def test_workers_share_one_port_and_stop_cleanly_on_sigterm(
     assert supervisor.wait(timeout=30) == 0
 
 
-async def _quotes_served(exchanges: Exchanges) -> int:
-    stats = await exchanges._call("GET", 0, "/mock/admin/stats")
-    return int(stats["requests"])
-
-
 async def test_refresh_work_is_done_once_and_taken_over_when_the_holder_dies(
     settings: Settings,
     redis_service: Service,
@@ -107,11 +102,11 @@ async def test_refresh_work_is_done_once_and_taken_over_when_the_holder_dies(
     await poll(lambda: _all_cached(redis_client), timeout=60, interval=0.2)
 
     # Quotes served in a window: one instance's schedule is 10,000 assets per 2 s per exchange.
-    before = await _quotes_served(exchanges)
+    before = await exchanges.total_served(0)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.sleep(4)
-    served = await _quotes_served(exchanges) - before
+    served = await exchanges.total_served(0) - before
     one_instance = SYMBOL_COUNT / 2 * (loop.time() - started)
     assert served < 1.5 * one_instance, (served, one_instance)
 

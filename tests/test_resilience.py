@@ -133,7 +133,7 @@ async def test_redis_miss_is_served_from_dynamodb_as_stale(
     assert body["stale"] is True
     # Put back into Redis, and a refresh goes out in the background.
     await poll(lambda: redis_client.exists("price:linkusdt"))
-    await poll(lambda: _served_more(exchanges, "linkusdt", before))
+    await poll(lambda: exchanges.served_more_than(0, "linkusdt", before))
 
 
 async def _count(dynamo: DynamoDBClient, table: str, asset: str) -> int:
@@ -141,10 +141,6 @@ async def _count(dynamo: DynamoDBClient, table: str, asset: str) -> int:
         TableName=table, KeyConditionExpression="asset = :a", ExpressionAttributeValues={":a": {"S": asset}}
     )
     return int(response["Count"])
-
-
-async def _served_more(exchanges: Exchanges, asset: str, before: int) -> bool:
-    return await exchanges.served(0, asset) > before
 
 
 @pytest.fixture
