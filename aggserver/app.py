@@ -52,8 +52,6 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-# How long shutdown waits for queued history to reach DynamoDB.
-HISTORY_FLUSH_SECONDS = 20.0
 EXCHANGE_CONNECTIONS = 100
 
 
@@ -72,6 +70,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_timeout_seconds,
+        cluster=settings.redis_cluster,
     )
     cache = PriceCache(client, timeout=settings.redis_timeout_seconds)
     near = NearCache(max_age=settings.near_cache_seconds)
@@ -128,7 +127,7 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HISTORY_READY] = table_answers
         task = asyncio.create_task(writer.run(), name="history-writer")
         yield
-        await writer.drain(task, timeout=HISTORY_FLUSH_SECONDS)
+        await writer.drain(task, timeout=settings.history_flush_seconds)
         log.info(
             "history writer stopped: %d written, %d pending, %d dropped",
             writer.written,

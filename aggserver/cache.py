@@ -4,17 +4,23 @@ Each asset has one key holding the JSON of its latest aggregate. A GET answers w
 plus two fields computed at answer time (``age_seconds``, ``stale``) spliced onto the end, so an
 unchanged price is never decoded and re-encoded per request. Reads issued in the same event-loop
 iteration are sent together as one MGET: a thousand concurrent GETs cost one round trip.
+
+On a Redis Cluster a multi-key command must stay within one hash slot, so price keys carry a
+hash tag naming one of ``CLUSTER_BUCKETS`` buckets (``price:{07}btcusdt``): a batch becomes at
+most that many MGETs, sent to their nodes concurrently, and the buckets spread over the nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import orjson
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from aggserver.aggregate import Aggregate
@@ -25,6 +31,7 @@ __all__ = [
     "UPDATES_CHANNEL",
     "CachedPrice",
     "PriceCache",
+    "RedisClient",
     "create_redis",
     "encode_price",
     "encode_restored",
@@ -34,10 +41,16 @@ __all__ = [
 KEY_PREFIX = "price:"
 # Every write of new prices announces their assets here (comma-separated), for near-caches.
 UPDATES_CHANNEL = "prices:updated"
+# Few enough that a batch of reads is a handful of MGETs, enough to spread over a cluster's nodes.
+CLUSTER_BUCKETS = 16
+
+RedisClient = redis.Redis | RedisCluster
 
 
-def price_key(asset: str) -> str:
-    """The Redis key of an asset's latest aggregate."""
+def price_key(asset: str, *, cluster: bool = False) -> str:
+    """The Redis key of an asset's latest aggregate (hash-tagged by bucket on a cluster)."""
+    if cluster:
+        return "%s{%02d}%s" % (KEY_PREFIX, zlib.crc32(asset.encode()) % CLUSTER_BUCKETS, asset)
     return KEY_PREFIX + asset
 
 
@@ -93,11 +106,19 @@ def encode_restored(record: HistoryRecord, *, tier: str) -> bytes:
     return encode_price(aggregate, updated_at=record.updated_at, tier=tier, restored=True)
 
 
-def create_redis(url: str, *, max_connections: int, timeout: float) -> redis.Redis:
+def create_redis(url: str, *, max_connections: int, timeout: float, cluster: bool = False) -> RedisClient:
     """A client over a bounded, blocking pool: a burst waits for a connection instead of failing.
 
     ``from_pool`` hands the pool to the client, so closing the client closes its connections.
+    A cluster client keeps a pool per node, found from ``url`` (any one node) on first use.
     """
+    if cluster:
+        return RedisCluster.from_url(
+            url,
+            max_connections=max_connections,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -111,14 +132,15 @@ def create_redis(url: str, *, max_connections: int, timeout: float) -> redis.Red
 class PriceCache:
     """Latest prices in Redis, with reads coalesced into one MGET per loop iteration."""
 
-    def __init__(self, client: redis.Redis, *, timeout: float) -> None:
+    def __init__(self, client: RedisClient, *, timeout: float) -> None:
         self._client = client
+        self._cluster = isinstance(client, RedisCluster)
         self._timeout = timeout
         self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> RedisClient:
         """The underlying client, for the few callers that need other commands (the lease)."""
         return self._client
 
@@ -128,7 +150,7 @@ class PriceCache:
         if not self._pending:
             loop.call_soon(self._flush)
         future: asyncio.Future[bytes | None] = loop.create_future()
-        self._pending.setdefault(price_key(asset), []).append(future)
+        self._pending.setdefault(price_key(asset, cluster=self._cluster), []).append(future)
         return await future
 
     def _flush(self) -> None:
@@ -141,8 +163,7 @@ class PriceCache:
         keys = list(batch)
         try:
             async with asyncio.timeout(self._timeout):
-                # Without decode_responses the client returns bytes, never str.
-                values = cast(list[bytes | None], await self._client.mget(keys))
+                values = await self._mget(keys)
         except (RedisError, OSError, TimeoutError) as exc:
             reason = f"redis read failed: {type(exc).__name__}"
             for futures in batch.values():
@@ -155,11 +176,17 @@ class PriceCache:
                 if not future.done():
                     future.set_result(value)
 
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        # Without decode_responses the client returns bytes, never str.
+        if isinstance(self._client, RedisCluster):
+            return cast(list[bytes | None], await self._client.mget_nonatomic(keys))
+        return cast(list[bytes | None], await self._client.mget(keys))
+
     async def get_many(self, assets: Sequence[str]) -> list[bytes | None]:
         """Values for many assets in one MGET (start-up checks, not the request path)."""
         try:
             async with asyncio.timeout(self._timeout * 5):
-                return cast(list[bytes | None], await self._client.mget([price_key(a) for a in assets]))
+                return await self._mget([price_key(a, cluster=self._cluster) for a in assets])
         except (RedisError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"redis read failed: {type(exc).__name__}") from exc
 
@@ -171,11 +198,18 @@ class PriceCache:
             return
         try:
             async with asyncio.timeout(self._timeout * 2):
+                announcement = ",".join(asset for asset, _, _ in values)
                 async with self._client.pipeline(transaction=False) as pipe:
                     for asset, value, ttl in values:
-                        pipe.set(price_key(asset), value, ex=ttl, nx=only_if_missing)
-                    pipe.publish(UPDATES_CHANNEL, ",".join(asset for asset, _, _ in values))
-                    await pipe.execute()
+                        pipe.set(price_key(asset, cluster=self._cluster), value, ex=ttl, nx=only_if_missing)
+                    if isinstance(self._client, RedisCluster):
+                        # A cluster pipeline refuses PUBLISH. Announced only once stored, or a
+                        # near-cache could reread and keep the old value; the bus reaches every node.
+                        await pipe.execute()
+                        await self._client.publish(UPDATES_CHANNEL, announcement)
+                    else:
+                        pipe.publish(UPDATES_CHANNEL, announcement)
+                        await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"redis write failed: {type(exc).__name__}") from exc
 

@@ -1,7 +1,8 @@
 """DynamoDB history: table set-up and one background writer that batches every record.
 
 Records are queued in memory and written by a single task in BatchWriteItem calls of at most
-25 items. Anything DynamoDB leaves unprocessed, and any batch that fails outright, goes back to
+25 items, a few calls in flight at a time (one call is a round trip; a backlog after an outage,
+or the flush at shutdown, would otherwise drain at one batch per round trip). Anything DynamoDB leaves unprocessed, and any batch that fails outright, goes back to
 the front of the queue and is retried with backoff, so an outage delays history instead of
 losing it. Writes are idempotent: a record's key is (asset, timestamp), so a retry overwrites.
 """
@@ -153,6 +154,7 @@ class HistoryWriter:
         table: str,
         *,
         batch_size: int = MAX_BATCH,
+        concurrency: int = 4,
         max_pending: int = 100_000,
         table_ready: bool = False,
         sleep: Callable[[float], Any] = asyncio.sleep,
@@ -160,6 +162,7 @@ class HistoryWriter:
         self._client = client
         self._table = table
         self._batch_size = min(batch_size, MAX_BATCH)
+        self._concurrency = concurrency
         self._max_pending = max_pending
         self._table_ready = table_ready
         self._sleep = sleep
@@ -196,7 +199,7 @@ class HistoryWriter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if await self._write_once():
+            if await self._write_round():
                 backoff = BACKOFF_START
             else:
                 await self._sleep(backoff)
@@ -212,21 +215,31 @@ class HistoryWriter:
             log.error("history flush timed out: %d records not written", len(self._pending))
             task.cancel()
 
-    def _next_batch(self) -> list[HistoryRecord]:
-        # BatchWriteItem rejects a batch that names one key twice; a later duplicate wins.
-        batch: dict[tuple[str, int], HistoryRecord] = {}
-        while self._pending and len(batch) < self._batch_size:
+    def _next_batches(self) -> list[list[HistoryRecord]]:
+        # BatchWriteItem rejects a batch that names one key twice, and two batches in flight
+        # together may land in either order: a key appears once per round, the later record winning.
+        round_: dict[tuple[str, int], HistoryRecord] = {}
+        limit = self._batch_size * self._concurrency
+        while self._pending and len(round_) < limit:
             record = self._pending.popleft()
-            batch[(record.asset, record.timestamp)] = record
-        return list(batch.values())
+            round_[(record.asset, record.timestamp)] = record
+        records = list(round_.values())
+        return [records[i : i + self._batch_size] for i in range(0, len(records), self._batch_size)]
 
-    async def _write_once(self) -> bool:
-        """Write one batch; False when the caller should back off before the next."""
-        batch = self._next_batch()
-        try:
-            if not self._table_ready:
+    async def _write_round(self) -> bool:
+        """Write up to ``concurrency`` batches at once; False when the caller should back off."""
+        if not self._table_ready:
+            try:
                 await ensure_table(self._client, self._table)
-                self._table_ready = True
+            except (BotoCoreError, ClientError, TimeoutError) as exc:
+                log.warning("history table not ready (%s); %d records queued", _describe(exc), self.pending)
+                return False
+            self._table_ready = True
+        batches = self._next_batches()
+        return all(await asyncio.gather(*(self._write(batch) for batch in batches)))
+
+    async def _write(self, batch: list[HistoryRecord]) -> bool:
+        try:
             response = await self._client.batch_write_item(
                 RequestItems={self._table: [{"PutRequest": {"Item": r.to_item()}} for r in batch]}
             )

@@ -19,8 +19,9 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
+
+from aggserver.cache import RedisClient
 
 __all__ = ["LEASE_KEY", "Lease"]
 
@@ -53,7 +54,7 @@ class Lease:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         ttl_seconds: float,
         on_acquire: Callable[[], None],

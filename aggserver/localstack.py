@@ -32,6 +32,7 @@ __all__ = [
     "start_dynamo",
     "start_mockex",
     "start_redis",
+    "start_redis_cluster",
     "wait_ready",
 ]
 
@@ -134,17 +135,24 @@ def wait_ready(service: Service, probe: Callable[[], bool], timeout: float) -> S
     raise ServiceError(f"{service.name} did not become ready within {timeout} s:\n{tail}")
 
 
-def start_redis(port: int | None = None, *, timeout: float = 10.0) -> Service:
-    """A throw-away redis-server on 127.0.0.1 (no persistence), ready when it answers PING."""
+def start_redis(port: int | None = None, *, timeout: float = 10.0, cluster: bool = False) -> Service:
+    """A throw-away redis-server on 127.0.0.1 (no persistence), ready when it answers PING.
+
+    With ``cluster`` it is a cluster node that holds no slots yet (see start_redis_cluster).
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError("redis-server is not installed (apt-get install redis-server)")
     port = port or free_port()
-    service = spawn(
-        "redis",
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        url=f"redis://127.0.0.1:{port}/0",
-    )
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    scratch = None
+    if cluster:
+        # The node writes its cluster state file into --dir.
+        scratch = tempfile.mkdtemp(prefix="aggserver-redis-node-")
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", scratch]
+    service = spawn("redis", argv, url=f"redis://127.0.0.1:{port}/0")
+    if scratch is not None:
+        service.cleanup.append(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
     def ping() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
@@ -152,6 +160,52 @@ def start_redis(port: int | None = None, *, timeout: float = 10.0) -> Service:
             return sock.recv(16).startswith(b"+PONG")
 
     return wait_ready(service, ping, timeout)
+
+
+def _cluster_node_port() -> int:
+    # A node also listens on its port + 10000 for the cluster bus.
+    while True:
+        port = free_port()
+        if port + 10_000 <= 65_535 and port_is_free(port + 10_000):
+            return port
+
+
+def start_redis_cluster(nodes: int = 3, *, timeout: float = 30.0) -> list[Service]:
+    """A Redis Cluster of ``nodes`` primaries on free ports, ready when every node says ``ok``.
+
+    Any node's URL reaches the whole cluster (with ``REDIS_CLUSTER=true``).
+    """
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise ServiceError("redis-cli is not installed (apt-get install redis-tools)")
+    services: list[Service] = []
+    try:
+        for _ in range(nodes):
+            services.append(start_redis(_cluster_node_port(), cluster=True))
+        addresses = [service.url.removeprefix("redis://").removesuffix("/0") for service in services]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+        def every_node_ok() -> bool:
+            for address in addresses:
+                host, port = address.split(":")
+                info = subprocess.run(
+                    [cli, "-h", host, "-p", port, "cluster", "info"], capture_output=True, text=True, timeout=5
+                ).stdout
+                if "cluster_state:ok" not in info:
+                    return False
+            return True
+
+        wait_ready(services[0], every_node_ok, timeout)
+    except BaseException:
+        for service in services:
+            service.stop()
+        raise
+    return services
 
 
 def _node_major() -> int | None:

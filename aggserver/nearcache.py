@@ -15,10 +15,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from aggserver.cache import UPDATES_CHANNEL, CachedPrice
+from aggserver.cache import UPDATES_CHANNEL, CachedPrice, RedisClient
 
 __all__ = ["NearCache"]
 
@@ -62,7 +62,7 @@ class NearCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def start(self, client: redis.Redis) -> None:
+    def start(self, client: RedisClient) -> None:
         if self.enabled:
             self._listener = asyncio.create_task(self._listen(client), name="near-cache-listener")
 
@@ -71,11 +71,14 @@ class NearCache:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
 
-    async def _listen(self, client: redis.Redis) -> None:
+    async def _listen(self, client: RedisClient) -> None:
         backoff = 0.1
         while True:
-            pubsub = client.pubsub()
+            pubsub = None
             try:
+                if isinstance(client, RedisCluster):
+                    await client.initialize()  # its pub/sub needs the slot map; commands load it lazily
+                pubsub = client.pubsub()
                 await pubsub.subscribe(UPDATES_CHANNEL)
                 # Only from here on are updates seen: anything cached before may be stale.
                 self._entries.clear()
@@ -91,6 +94,7 @@ class NearCache:
             finally:
                 self.connected = False
                 self._entries.clear()
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)

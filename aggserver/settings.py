@@ -26,6 +26,8 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # REDIS_URL names any one node of a Redis Cluster (ElastiCache cluster mode) instead.
+    redis_cluster: bool = False
     redis_max_connections: int = 32
     redis_timeout_seconds: float = 1.0
     # How long a process may answer from its own copy of a price; updates published through
@@ -47,6 +49,8 @@ class Settings:
     # or when the heartbeat has passed; 0 records every aggregate.
     history_deviation: float = 0.0
     history_heartbeat_seconds: float = 3_600.0
+    # How long shutdown waits for queued history to reach DynamoDB before giving up on it.
+    history_flush_seconds: float = 20.0
     auto_refresh: bool = True
     # How long the refresh lease outlives its holder: the worst-case takeover time.
     lease_seconds: float = 10.0
@@ -79,6 +83,7 @@ class Settings:
             host=env.get("HOST", defaults.host),
             port=_int(env, "PORT", defaults.port, minimum=0, maximum=65535),
             redis_url=env.get("REDIS_URL", defaults.redis_url),
+            redis_cluster=_bool(env, "REDIS_CLUSTER", defaults.redis_cluster),
             redis_max_connections=_int(
                 env, "REDIS_MAX_CONNECTIONS", defaults.redis_max_connections, minimum=2
             ),
@@ -104,6 +109,7 @@ class Settings:
             history_heartbeat_seconds=_float(
                 env, "HISTORY_HEARTBEAT_SECONDS", defaults.history_heartbeat_seconds
             ),
+            history_flush_seconds=_float(env, "HISTORY_FLUSH_SECONDS", defaults.history_flush_seconds),
             auto_refresh=_bool(env, "AUTO_REFRESH", defaults.auto_refresh),
             lease_seconds=_float(env, "LEASE_SECONDS", defaults.lease_seconds),
             hot_assets=_int(env, "HOT_ASSETS", defaults.hot_assets, minimum=0),

@@ -163,13 +163,15 @@ async def test_sigterm_during_scheduled_refreshes_leaves_nothing_queued(
         MEDIUM_INTERVAL_SECONDS="0.5",
         COLD_INTERVAL_SECONDS="2",
         LOG_FORMAT="json",
+        # The queue may hold tens of thousands of records by now; give the flush what it needs.
+        HISTORY_FLUSH_SECONDS="240",
     )
     with child_server(env) as process:
         async with aiohttp.ClientSession() as session:
             await poll(lambda: _get_json(session, f"http://127.0.0.1:{port}/health"), timeout=30)
         # The start-up round is done and the tier loops are busy when the signal arrives.
         await poll(lambda: _items_at_least(dynamo, settings.prices_table, 10_000), timeout=60, interval=0.5)
-        lines = stop_with(process, signal.SIGTERM)
+        lines = stop_with(process, signal.SIGTERM, timeout=280)
     assert process.returncode == 0
     final = next(line["message"] for line in lines if "history writer stopped" in line["message"])
     written, pending = (int(n) for n in re.findall(r"(\d+) written, (\d+) pending", final)[0])

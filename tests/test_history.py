@@ -180,3 +180,17 @@ async def test_history_works_against_moto_too(
         assert items[0]["asset"] == {"S": "bnbusdt"}
     finally:
         moto.stop()
+
+
+async def test_writer_keeps_the_later_record_of_a_key_across_concurrent_batches() -> None:
+    fake = FlakyDynamo([])
+    writer = HistoryWriter(fake, "prices", batch_size=5, concurrency=4, table_ready=True, sleep=no_sleep)  # type: ignore[arg-type]
+    writer.submit(record("btcusdt", 5, price=1.0))
+    for i in range(12):
+        writer.submit(record("ethusdt", i))
+    writer.submit(record("btcusdt", 5, price=2.0))
+    task = asyncio.create_task(writer.run())
+    await writer.drain(task, timeout=5)
+    assert fake.stored[("btcusdt", 5)]["price"] == {"N": "2.0"}
+    assert writer.written == 13
+    assert max(fake.batch_sizes) <= 5

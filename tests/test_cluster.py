@@ -1,0 +1,153 @@
+"""REDIS_URL pointing at a real three-node Redis Cluster (redis-server --cluster-enabled yes)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+
+from aggserver.app import create_app
+from aggserver.cache import CLUSTER_BUCKETS, create_redis, price_key
+from aggserver.keys import NEAR_CACHE
+from aggserver.lease import Lease
+from aggserver.localstack import Service, free_port, start_redis_cluster
+from aggserver.settings import Settings
+from aggserver.symbols import load_symbols
+from tests.support import Exchanges, answers, checked, child_server, poll, server_env
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[list[Service]]:
+    nodes = start_redis_cluster(3)
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+@pytest.fixture
+async def node_clients(cluster: list[Service]) -> AsyncIterator[list[redis.Redis]]:
+    """One plain client per node, to see where keys landed; every node starts empty."""
+    clients = [redis.Redis.from_url(node.url) for node in cluster]
+    for client in clients:
+        await client.flushall()
+    yield clients
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+def cluster_settings(settings: Settings, cluster: list[Service]) -> Settings:
+    return dataclasses.replace(settings, redis_url=cluster[0].url, redis_cluster=True)
+
+
+def test_keys_are_hash_tagged_only_on_a_cluster() -> None:
+    assert price_key("btcusdt") == "price:btcusdt"
+    tagged = price_key("btcusdt", cluster=True)
+    assert tagged.startswith("price:{") and tagged.endswith("}btcusdt")
+    assert {price_key(f"a{i}", cluster=True)[:10] for i in range(1000)} == {
+        "price:{%02d}" % bucket for bucket in range(CLUSTER_BUCKETS)
+    }
+
+
+async def test_refresh_and_batched_reads_across_the_nodes(
+    cluster_settings: Settings,
+    node_clients: list[redis.Redis],
+    exchanges: Exchanges,
+    aiohttp_client: Any,
+) -> None:
+    # No near-cache: every GET goes to the cluster, many per MGET batch.
+    client = await aiohttp_client(create_app(dataclasses.replace(cluster_settings, near_cache_seconds=0)))
+    assets = load_symbols(cluster_settings.symbols_file).ordered[:64]
+    one_by_one = {}
+    for asset in assets:
+        response = await client.post(f"/refresh/{asset}")
+        assert response.status == 200, await response.text()
+        one_by_one[asset] = (await checked(await client.get(f"/prices/{asset}")))["price"]
+    together = await asyncio.gather(*(client.get(f"/prices/{asset}") for asset in assets))
+    bodies = [await checked(response) for response in together]
+    assert {body["asset"]: body["price"] for body in bodies} == one_by_one
+    # The buckets spread the keys over every node.
+    assert all([await node.dbsize() > 0 for node in node_clients])
+    assert sum([await node.dbsize() for node in node_clients]) == len(assets)
+    ready = await client.get("/ready")
+    assert ready.status == 200, await ready.text()
+
+
+async def test_near_caches_stay_coherent_through_cluster_pubsub(
+    cluster_settings: Settings, node_clients: list[redis.Redis], exchanges: Exchanges, aiohttp_client: Any
+) -> None:
+    # Two instances whose near-caches would keep a copy for an hour: only the update can evict it.
+    long_lived = dataclasses.replace(cluster_settings, near_cache_seconds=3600)
+    reader = await aiohttp_client(create_app(long_lived))
+    writer = await aiohttp_client(create_app(long_lived))
+    await poll(lambda: reader.app[NEAR_CACHE].connected, timeout=10)
+    now = int(time.time())
+    for index in range(3):
+        await exchanges.pin(index, {"ethusdt": {"price": 10.0, "volume": 1, "timestamp": now}})
+    assert (await writer.post("/refresh/ethusdt")).status == 200
+    assert (await checked(await reader.get("/prices/ethusdt")))["price"] == 10.0
+    assert (await checked(await reader.get("/prices/ethusdt")))["price"] == 10.0
+    assert reader.app[NEAR_CACHE].hits >= 1
+
+    for index in range(3):
+        await exchanges.pin(index, {"ethusdt": {"price": 20.0, "volume": 1, "timestamp": now}})
+    assert (await writer.post("/refresh/ethusdt")).status == 200
+
+    async def updated() -> bool:
+        return bool((await (await reader.get("/prices/ethusdt")).json())["price"] == 20.0)
+
+    await poll(updated, timeout=10)
+
+
+async def test_one_lease_holder_per_cluster_and_takeover(cluster: list[Service], node_clients: Any) -> None:
+    clients = [create_redis(cluster[0].url, max_connections=4, timeout=1, cluster=True) for _ in range(2)]
+    acquired: list[int] = []
+
+    async def nothing() -> None:
+        return None
+
+    leases = [
+        Lease(client, ttl_seconds=1.0, on_acquire=lambda i=i: acquired.append(i), on_lose=nothing)  # type: ignore[misc]
+        for i, client in enumerate(clients)
+    ]
+    try:
+        for lease in leases:
+            lease.start()
+        await poll(lambda: len(acquired) == 1, timeout=10)
+        first = acquired[0]
+        assert not leases[1 - first].held
+        await leases[first].stop()
+        await poll(lambda: leases[1 - first].held, timeout=10)
+        assert acquired == [first, 1 - first]
+    finally:
+        for lease in leases:
+            await lease.stop()
+        for client in clients:
+            await client.aclose()
+
+
+async def test_a_server_on_the_cluster_prices_every_asset(
+    cluster_settings: Settings, cluster: list[Service], node_clients: list[redis.Redis], exchanges: Exchanges
+) -> None:
+    port = free_port()
+    env = server_env(cluster_settings, cluster[1].url, port, REDIS_CLUSTER="true", AUTO_REFRESH="true")
+    count = len(load_symbols(cluster_settings.symbols_file))
+
+    async def all_cached() -> bool:
+        keys = 0
+        for node in node_clients:
+            keys += sum([1 async for _ in node.scan_iter(match="price:*", count=1000)])
+        return keys == count
+
+    with child_server(env):
+        async with aiohttp.ClientSession() as session:
+            await poll(lambda: answers(session, f"http://127.0.0.1:{port}/ready"), timeout=30)
+            await poll(all_cached, timeout=120, interval=0.5)
+            async with session.get(f"http://127.0.0.1:{port}/prices/BTCUSDT") as response:
+                assert (await checked(response))["stale"] is False
