@@ -13,6 +13,7 @@ __all__ = [
     "QuotePolicy",
     "Selection",
     "aggregate",
+    "dispersion",
     "parse_quote",
     "select_quotes",
     "volume_weighted_price",
@@ -38,6 +39,8 @@ class Aggregate:
     price: float
     last_updated: int
     sources: int
+    # How far apart the accepted quotes were, relative to the price (see ``dispersion``).
+    dispersion: float = 0.0
 
 
 class InvalidQuote(ValueError):
@@ -91,14 +94,29 @@ def volume_weighted_price(quotes: Sequence[Quote]) -> float:
     return min(max(weighted, min(q.price for q in quotes)), max(q.price for q in quotes))
 
 
+def dispersion(quotes: Sequence[Quote], price: float) -> float:
+    """The relative spread of the quotes: (highest - lowest) / ``price``.
+
+    0 for a single quote or full agreement; 0.01 means the venues disagree by 1% of the price.
+    Chosen over a weighted standard deviation because with three venues it says plainly how far
+    apart they are, does not depend on volumes, and is unchanged when every price is scaled.
+    """
+    if not quotes:
+        raise ValueError("no quotes to measure")
+    prices = [q.price for q in quotes]
+    return (max(prices) - min(prices)) / price
+
+
 def aggregate(asset: str, quotes: Iterable[Quote]) -> Aggregate:
     """Combine valid quotes into one Aggregate; ValueError when there are none."""
     accepted = list(quotes)
+    price = volume_weighted_price(accepted)
     return Aggregate(
         asset=asset,
-        price=volume_weighted_price(accepted),
+        price=price,
         last_updated=max(q.timestamp for q in accepted),
         sources=len(accepted),
+        dispersion=dispersion(accepted, price),
     )
 
 

@@ -50,7 +50,7 @@ RedisClient = redis.Redis | RedisCluster
 def price_key(asset: str, *, cluster: bool = False) -> str:
     """The Redis key of an asset's latest aggregate (hash-tagged by bucket on a cluster)."""
     if cluster:
-        return "%s{%02d}%s" % (KEY_PREFIX, zlib.crc32(asset.encode()) % CLUSTER_BUCKETS, asset)
+        return f"{KEY_PREFIX}{{{zlib.crc32(asset.encode()) % CLUSTER_BUCKETS:02d}}}{asset}"
     return KEY_PREFIX + asset
 
 
@@ -93,6 +93,7 @@ def encode_price(aggregate: Aggregate, *, updated_at: int, tier: str, restored: 
     }
     if aggregate.sources:
         fields["sources"] = aggregate.sources
+        fields["dispersion"] = aggregate.dispersion
     fields["updated_at"] = updated_at
     fields["refresh_tier"] = tier
     if restored:

@@ -1,9 +1,10 @@
 """DynamoDB history: table set-up and one background writer that batches every record.
 
 Records are queued in memory and written by a single task in BatchWriteItem calls of at most
-25 items, a few calls in flight at a time (one call is a round trip; a backlog after an outage,
-or the flush at shutdown, would otherwise drain at one batch per round trip). Anything DynamoDB leaves unprocessed, and any batch that fails outright, goes back to
-the front of the queue and is retried with backoff, so an outage delays history instead of
+25 items, a few calls in flight at a time (one call is a round trip; a backlog after an
+outage, or the flush at shutdown, would otherwise drain at one batch per round trip).
+Anything DynamoDB leaves unprocessed, and any batch that fails outright, goes back to the
+front of the queue and is retried with backoff, so an outage delays history instead of
 losing it. Writes are idempotent: a record's key is (asset, timestamp), so a retry overwrites.
 """
 

@@ -193,9 +193,8 @@ def start_redis_cluster(nodes: int = 3, *, timeout: float = 30.0) -> list[Servic
         def every_node_ok() -> bool:
             for address in addresses:
                 host, port = address.split(":")
-                info = subprocess.run(
-                    [cli, "-h", host, "-p", port, "cluster", "info"], capture_output=True, text=True, timeout=5
-                ).stdout
+                command = [cli, "-h", host, "-p", port, "cluster", "info"]
+                info = subprocess.run(command, capture_output=True, text=True, timeout=5).stdout
                 if "cluster_state:ok" not in info:
                     return False
             return True

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggserver.aggregate import InvalidQuote, Quote, aggregate, parse_quote, volume_weighted_price
+from aggserver.aggregate import InvalidQuote, Quote, aggregate, dispersion, parse_quote, volume_weighted_price
 
 
 def quote(price: float, volume: float, timestamp: int = 1_700_000_000, source: str = "x") -> Quote:
@@ -97,3 +97,29 @@ def test_price_does_not_depend_on_quote_order(quotes: list[Quote], rnd: object) 
 @given(prices, volumes)
 def test_identical_quotes_give_that_price(price: float, volume: float) -> None:
     assert volume_weighted_price([quote(price, volume)] * 3) == pytest.approx(price, rel=1e-12)
+
+
+def test_dispersion_is_the_relative_spread_of_the_accepted_quotes() -> None:
+    result = aggregate("btcusdt", [quote(99.0, 1.0), quote(100.0, 2.0), quote(101.0, 1.0)])
+    assert result.price == pytest.approx(100.0)
+    assert result.dispersion == pytest.approx(0.02)
+
+
+@given(quote_lists)
+def test_dispersion_is_never_negative_and_bounded_by_the_range(quotes: list[Quote]) -> None:
+    price = volume_weighted_price(quotes)
+    low, high = min(q.price for q in quotes), max(q.price for q in quotes)
+    assert 0 <= dispersion(quotes, price) <= (high - low) / low * (1 + 1e-9)
+
+
+@given(prices, volumes, st.integers(min_value=1, max_value=5))
+def test_agreeing_quotes_have_no_dispersion(price: float, volume: float, count: int) -> None:
+    assert aggregate("btcusdt", [quote(price, volume)] * count).dispersion == 0
+
+
+@given(quote_lists, st.floats(min_value=1e-3, max_value=1e3))
+def test_dispersion_does_not_change_when_every_price_is_scaled(quotes: list[Quote], factor: float) -> None:
+    scaled = [quote(q.price * factor, q.volume) for q in quotes]
+    before = dispersion(quotes, volume_weighted_price(quotes))
+    after = dispersion(scaled, volume_weighted_price(scaled))
+    assert after == pytest.approx(before, rel=1e-6, abs=1e-12)

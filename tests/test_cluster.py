@@ -49,9 +49,10 @@ def cluster_settings(settings: Settings, cluster: list[Service]) -> Settings:
 def test_keys_are_hash_tagged_only_on_a_cluster() -> None:
     assert price_key("btcusdt") == "price:btcusdt"
     tagged = price_key("btcusdt", cluster=True)
-    assert tagged.startswith("price:{") and tagged.endswith("}btcusdt")
+    assert tagged.startswith("price:{")
+    assert tagged.endswith("}btcusdt")
     assert {price_key(f"a{i}", cluster=True)[:10] for i in range(1000)} == {
-        "price:{%02d}" % bucket for bucket in range(CLUSTER_BUCKETS)
+        f"price:{{{bucket:02d}}}" for bucket in range(CLUSTER_BUCKETS)
     }
 
 
