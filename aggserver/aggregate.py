@@ -13,6 +13,7 @@ __all__ = [
     "QuotePolicy",
     "Selection",
     "aggregate",
+    "breakdown",
     "dispersion",
     "parse_quote",
     "select_quotes",
@@ -188,3 +189,25 @@ def select_quotes(
         if quote not in accepted:
             rejected[quote.source] = f"outlier: {quote.price / centre - 1:+.1%} from the median"
     return Selection(accepted=accepted, rejected=rejected)
+
+
+def breakdown(
+    quotes: Sequence[Quote], selection: Selection, unusable: Mapping[str, str]
+) -> list[dict[str, object]]:
+    """Each exchange's part in a price, by exchange name: its quote and whether it was used, or
+    why not (``unusable``: exchanges that gave no valid quote at all, with the reason)."""
+    used = {q.source for q in selection.accepted}
+    entries: list[dict[str, object]] = []
+    for quote in quotes:
+        entry: dict[str, object] = {
+            "exchange": quote.source,
+            "accepted": quote.source in used,
+            "price": quote.price,
+            "volume": quote.volume,
+            "timestamp": quote.timestamp,
+        }
+        if quote.source in selection.rejected:
+            entry["reason"] = selection.rejected[quote.source]
+        entries.append(entry)
+    entries.extend({"exchange": source, "accepted": False, "reason": why} for source, why in unusable.items())
+    return sorted(entries, key=lambda entry: str(entry["exchange"]))

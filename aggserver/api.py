@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 OPENAPI_SPEC = Path(__file__).resolve().parent / "openapi.yaml"
+# Assets one batch read may name; 1,000 symbols fit the request line limit (see create_app).
+MAX_BATCH_ASSETS = 1_000
 
 
 def json_response(body: object, status: int = 200) -> web.Response:
@@ -169,6 +171,13 @@ def _max_age(request: web.Request) -> float | None:
     return value
 
 
+def _detail(request: web.Request) -> bool:
+    detail = request.query.get("detail")
+    if detail not in (None, "sources"):
+        raise InvalidParameter("detail must be 'sources'")
+    return detail == "sources"
+
+
 @routes.get("/prices/{asset}")
 @guarded("/prices/{asset}")
 async def get_price(request: web.Request) -> web.Response:
@@ -176,8 +185,43 @@ async def get_price(request: web.Request) -> web.Response:
     asset = request.match_info["asset"].lower()
     if asset not in request.app[SYMBOLS]:
         raise InvalidSymbol(asset)
-    max_age = _max_age(request) if request.query_string else None
-    body = await request.app[READER].answer(asset, max_age)
+    if not request.query_string:
+        body = await request.app[READER].answer(asset)
+    elif _detail(request):
+        body = await request.app[READER].answer_with_sources(asset, _max_age(request))
+    else:
+        body = await request.app[READER].answer(asset, _max_age(request))
+    return web.Response(body=body, content_type="application/json")
+
+
+@routes.get("/prices")
+@guarded("/prices")
+async def get_prices(request: web.Request) -> web.Response:
+    """Many prices in one answer: ``?assets=btcusdt,ethusdt`` (also repeated ``assets=``)."""
+    listed = [
+        name.strip()
+        for value in request.query.getall("assets", [])
+        for name in value.split(",")
+        if name.strip()
+    ]
+    if not listed:
+        raise InvalidParameter("assets must list at least one symbol, comma-separated")
+    if len(listed) > MAX_BATCH_ASSETS:
+        raise InvalidParameter(f"assets lists {len(listed)} symbols; at most {MAX_BATCH_ASSETS} per request")
+    symbols = request.app[SYMBOLS]
+    known: dict[str, None] = {}
+    invalid: list[str] = []
+    for name in listed:
+        if name.lower() in symbols:
+            known[name.lower()] = None
+        else:
+            invalid.append(name)
+    bodies, missing = await request.app[READER].answer_many(list(known))
+    body = b'{"prices":[%s],"missing":%s,"invalid":%s}' % (
+        b",".join(bodies),
+        orjson.dumps(missing),
+        orjson.dumps(invalid),
+    )
     return web.Response(body=body, content_type="application/json")
 
 

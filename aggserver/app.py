@@ -205,10 +205,14 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     await scheduler.stop()
 
 
+MAX_REQUEST_LINE = 16_384
+
+
 def create_app(settings: Settings | None = None) -> web.Application:
     """Build the app; with no settings they are read from the environment (as ``adev`` needs)."""
     settings = settings or Settings.from_env()
-    app = web.Application()
+    # A batch read of 1,000 symbols needs a longer request line than aiohttp's 8 KiB default.
+    app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[SETTINGS] = settings
     app[REQUEST_STATS] = RequestStats(enabled=settings.request_metrics)
     registry = CollectorRegistry(auto_describe=False)

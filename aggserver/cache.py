@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 KEY_PREFIX = "price:"
+# Beside each price, how each exchange contributed to it (``?detail=sources``).
+SOURCES_PREFIX = "sources:"
 # Every write of new prices announces their assets here (comma-separated), for near-caches.
 UPDATES_CHANNEL = "prices:updated"
 # Few enough that a batch of reads is a handful of MGETs, enough to spread over a cluster's nodes.
@@ -47,11 +49,11 @@ CLUSTER_BUCKETS = 16
 RedisClient = redis.Redis | RedisCluster
 
 
-def price_key(asset: str, *, cluster: bool = False) -> str:
+def price_key(asset: str, *, cluster: bool = False, prefix: str = KEY_PREFIX) -> str:
     """The Redis key of an asset's latest aggregate (hash-tagged by bucket on a cluster)."""
     if cluster:
-        return f"{KEY_PREFIX}{{{zlib.crc32(asset.encode()) % CLUSTER_BUCKETS:02d}}}{asset}"
-    return KEY_PREFIX + asset
+        return f"{prefix}{{{zlib.crc32(asset.encode()) % CLUSTER_BUCKETS:02d}}}{asset}"
+    return prefix + asset
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,10 +193,24 @@ class PriceCache:
         except (RedisError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"redis read failed: {type(exc).__name__}") from exc
 
+    async def get_sources(self, asset: str) -> bytes | None:
+        """The stored per-exchange breakdown of ``asset``'s price (not on the hot path)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                value = await self._client.get(price_key(asset, cluster=self._cluster, prefix=SOURCES_PREFIX))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BackendUnavailable(f"redis read failed: {type(exc).__name__}") from exc
+        return cast(bytes | None, value)
+
     async def put_many(
-        self, values: Sequence[tuple[str, bytes, int]], *, only_if_missing: bool = False
+        self,
+        values: Sequence[tuple[str, bytes, int]],
+        *,
+        only_if_missing: bool = False,
+        sources: Sequence[tuple[str, bytes, int]] = (),
     ) -> None:
-        """Store (asset, value, ttl) triples and announce them, in one pipelined round trip."""
+        """Store (asset, value, ttl) triples, and the breakdowns in ``sources``, and announce
+        them, in one pipelined round trip."""
         if not values:
             return
         try:
@@ -203,6 +219,9 @@ class PriceCache:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for asset, value, ttl in values:
                         pipe.set(price_key(asset, cluster=self._cluster), value, ex=ttl, nx=only_if_missing)
+                    for asset, value, ttl in sources:
+                        key = price_key(asset, cluster=self._cluster, prefix=SOURCES_PREFIX)
+                        pipe.set(key, value, ex=ttl)
                     if isinstance(self._client, RedisCluster):
                         # A cluster pipeline refuses PUBLISH. Announced only once stored, or a
                         # near-cache could reread and keep the old value; the bus reaches every node.

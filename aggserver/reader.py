@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+
+import orjson
 
 from aggserver.cache import CachedPrice, PriceCache, encode_restored
 from aggserver.errors import BackendUnavailable, PriceNotFound, PriceTooOld
@@ -59,11 +61,60 @@ class PriceReader:
         cached = near.get(asset) if near.enabled else None
         if cached is None:
             cached = await self._read(asset, near.generation)
-        age = max(0, int(self._clock()) - cached.last_updated)
+        return self._body(cached, int(self._clock()), max_age)
+
+    def _body(self, cached: CachedPrice, now: int, max_age: float | None = None) -> bytes:
+        age = max(0, now - cached.last_updated)
         if max_age is not None and age > max_age:
             raise PriceTooOld(age)
         stale = cached.restored or self._tiers.by_name.get(cached.tier, self._tiers.cold).is_stale(age)
         return cached.answer(age_seconds=age, stale=stale)
+
+    async def answer_with_sources(self, asset: str, max_age: float | None = None) -> bytes:
+        """The GET body plus ``quotes``: each exchange's part in the price, with its age now."""
+        fields = orjson.loads(await self.answer(asset, max_age))
+        raw = await self._cache.get_sources(asset)
+        now = int(self._clock())
+        quotes = orjson.loads(raw) if raw is not None else []
+        for quote in quotes:
+            if "timestamp" in quote:
+                quote["age_seconds"] = max(0, now - quote["timestamp"])
+        fields["quotes"] = quotes
+        return orjson.dumps(fields)
+
+    async def answer_many(self, assets: Sequence[str]) -> tuple[list[bytes], list[str]]:
+        """GET bodies of the known ``assets`` that have a price, in order, and those that have
+        none (``missing``), from the near-cache and one MGET. With Redis unreachable, the prices
+        this process last saw; BackendUnavailable only when it has none of them."""
+        near = self._near
+        found: dict[str, CachedPrice] = {}
+        wanted: list[str] = []
+        for asset in assets:
+            self._popularity.hit(asset)
+            cached = near.get(asset) if near.enabled else None
+            if cached is None:
+                wanted.append(asset)
+            else:
+                found[asset] = cached
+        if wanted:
+            generation = near.generation
+            try:
+                values = await self._cache.get_many(wanted)
+            except BackendUnavailable:
+                remembered = {a: c for a in wanted if (c := self._refresher.last_seen.get(a)) is not None}
+                if not remembered and not found:
+                    raise
+                found.update(remembered)
+            else:
+                for asset, raw in zip(wanted, values, strict=True):
+                    if raw is None:
+                        self.misses += 1
+                    else:
+                        self.hits += 1
+                        found[asset] = self._remember(asset, raw, generation)
+        now = int(self._clock())
+        bodies = [self._body(found[asset], now) for asset in assets if asset in found]
+        return bodies, [asset for asset in assets if asset not in found]
 
     async def _read(self, asset: str, generation: int) -> CachedPrice:
         last_seen = self._refresher.last_seen
@@ -80,15 +131,20 @@ class PriceReader:
                 if cached is None:
                     raise PriceNotFound(asset) from None
             else:
-                # Decode only when the stored bytes changed since this process last saw them.
-                seen = last_seen.get(asset)
                 self.hits += 1
-                if seen is not None and seen.raw == raw:
-                    cached = seen
-                else:
-                    cached = CachedPrice.decode(raw)
-                    last_seen[asset] = cached
-                self._near.put(asset, cached, generation=generation)
+                cached = self._remember(asset, raw, generation)
+        return cached
+
+    def _remember(self, asset: str, raw: bytes, generation: int) -> CachedPrice:
+        # Decode only when the stored bytes changed since this process last saw them.
+        last_seen = self._refresher.last_seen
+        seen = last_seen.get(asset)
+        if seen is not None and seen.raw == raw:
+            cached = seen
+        else:
+            cached = CachedPrice.decode(raw)
+            last_seen[asset] = cached
+        self._near.put(asset, cached, generation=generation)
         return cached
 
     async def _from_history(self, asset: str, *, store: bool) -> CachedPrice | None:

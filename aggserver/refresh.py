@@ -13,7 +13,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from aggserver.aggregate import Aggregate, QuotePolicy, aggregate, select_quotes
+import orjson
+
+from aggserver.aggregate import Aggregate, QuotePolicy, Selection, aggregate, breakdown, select_quotes
 from aggserver.cache import CachedPrice, PriceCache, encode_price
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges import ExchangeClient, FetchResult
@@ -117,10 +119,11 @@ class Refresher:
         now = self._clock()
         results: dict[str, Aggregate | NoValidQuotes] = {}
         writes: list[tuple[str, bytes, int]] = []
+        details: list[tuple[str, bytes, int]] = []
         for done, (asset, fetch) in enumerate(fetched, start=1):
             if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a big round must not hold up the GETs waiting behind it
-            outcome = self._aggregate(asset, fetch, now)
+            outcome, selection = self._aggregate(asset, fetch, now)
             results[asset] = outcome
             tier = self._tiers.of(asset)
             if isinstance(outcome, NoValidQuotes):
@@ -129,6 +132,9 @@ class Refresher:
             self.outcomes[tier.name, "ok"] += 1
             value = encode_price(outcome, updated_at=int(now), tier=tier.name)
             writes.append((asset, value, tier.ttl))
+            details.append(
+                (asset, orjson.dumps(breakdown(fetch.quotes, selection, fetch.rejected)), tier.ttl)
+            )
             self.last_seen[asset] = CachedPrice(
                 raw=value,
                 price=outcome.price,
@@ -143,7 +149,7 @@ class Refresher:
                     )
                 )
         try:
-            await self._cache.put_many(writes)
+            await self._cache.put_many(writes, sources=details)
         except BackendUnavailable as exc:
             self.redis_write_failures += 1
             if self.redis_write_failures == 1 or self.redis_write_failures % 100 == 0:
@@ -155,7 +161,9 @@ class Refresher:
         self._near.invalidate(asset for asset, _, _ in writes)
         return results
 
-    def _aggregate(self, asset: str, fetch: FetchResult, now: float) -> Aggregate | NoValidQuotes:
+    def _aggregate(
+        self, asset: str, fetch: FetchResult, now: float
+    ) -> tuple[Aggregate | NoValidQuotes, Selection]:
         previous = self.last_seen.get(asset)
         reference = previous.price if previous is not None else None
         distrusted = self._distrusted.get(asset, set())
@@ -172,5 +180,5 @@ class Refresher:
         if rejected:
             log.debug("refresh %s: rejected %s", asset, rejected)
         if not selection.accepted:
-            return NoValidQuotes(rejected)
-        return aggregate(asset, selection.accepted)
+            return NoValidQuotes(rejected), selection
+        return aggregate(asset, selection.accepted), selection
