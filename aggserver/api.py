@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -13,8 +14,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from aggserver.candles import INTERVALS, build_candles
 from aggserver.errors import (
     BackendUnavailable,
+    HistoryUnavailable,
     InvalidParameter,
     InvalidSymbol,
     NoValidQuotes,
@@ -22,8 +25,10 @@ from aggserver.errors import (
     PriceTooOld,
     UnknownSymbol,
 )
+from aggserver.history import decode_cursor, encode_cursor
 from aggserver.keys import (
     CACHE,
+    HISTORY_QUERIES,
     HISTORY_READY,
     METRICS_REGISTRY,
     READER,
@@ -39,6 +44,11 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 OPENAPI_SPEC = Path(__file__).resolve().parent / "openapi.yaml"
+MAX_HISTORY_LIMIT = 1_000
+DEFAULT_HISTORY_LIMIT = 100
+MAX_CANDLES = 1_000
+# Records one candles answer may be computed from (a hot asset records every few seconds).
+MAX_CANDLE_RECORDS = 50_000
 # Assets one batch read may name; 1,000 symbols fit the request line limit (see create_app).
 MAX_BATCH_ASSETS = 1_000
 
@@ -59,6 +69,8 @@ def error_response(exc: Exception) -> web.Response:
         return json_response({"msg": "No valid quote from any exchange", "reasons": exc.reasons}, 502)
     if isinstance(exc, PriceTooOld):
         return json_response({"msg": "Price is older than max_age", "age_seconds": exc.age_seconds}, 503)
+    if isinstance(exc, HistoryUnavailable):
+        return json_response({"msg": "History store unavailable, try again"}, 503)
     if isinstance(exc, BackendUnavailable):
         return json_response({"msg": "Price store unavailable, try again"}, 503)
     if isinstance(exc, web.HTTPException):
@@ -231,3 +243,83 @@ async def refresh_price(request: web.Request) -> web.Response:
     asset = request.app[SYMBOLS].resolve(request.match_info["asset"])
     await request.app[REFRESHER].refresh(asset)
     return json_response({"message": f"Price for {asset} refreshed"})
+
+
+def _whole_number(
+    request: web.Request, name: str, default: int, meaning: str = "a time in unix seconds"
+) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        raise InvalidParameter(f"{name} must be {meaning}, a whole number")
+    return int(raw)
+
+
+def _known_asset(request: web.Request) -> str:
+    asset = request.match_info["asset"].lower()
+    if asset not in request.app[SYMBOLS]:
+        raise InvalidSymbol(asset)
+    return asset
+
+
+@routes.get("/prices/{asset}/history")
+@guarded("/prices/{asset}/history")
+async def price_history(request: web.Request) -> web.Response:
+    """Recorded aggregates, newest first, a page at a time."""
+    asset = _known_asset(request)
+    end = _whole_number(request, "to", int(time.time()))
+    start = _whole_number(request, "from", 0)
+    if start > end:
+        raise InvalidParameter("from must not be after to")
+    limit = _whole_number(request, "limit", DEFAULT_HISTORY_LIMIT, "a number of records")
+    if not 1 <= limit <= MAX_HISTORY_LIMIT:
+        raise InvalidParameter(f"limit must be between 1 and {MAX_HISTORY_LIMIT}")
+    before = None
+    if "cursor" in request.query:
+        try:
+            before = decode_cursor(request.query["cursor"], asset)
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None
+    records, more = await request.app[HISTORY_QUERIES].page(
+        asset, start=start, end=end, limit=limit, before=before
+    )
+    return json_response(
+        {
+            "asset": asset,
+            "records": [
+                {"timestamp": r.timestamp, "price": r.price, "updated_at": r.updated_at} for r in records
+            ],
+            "next_cursor": encode_cursor(asset, records[-1].timestamp) if more else None,
+        }
+    )
+
+
+@routes.get("/prices/{asset}/candles")
+@guarded("/prices/{asset}/candles")
+async def price_candles(request: web.Request) -> web.Response:
+    """OHLC candles computed from the recorded aggregates, oldest first."""
+    asset = _known_asset(request)
+    name = request.query.get("interval", "1m")
+    interval = INTERVALS.get(name)
+    if interval is None:
+        raise InvalidParameter(f"interval must be one of {', '.join(INTERVALS)}")
+    end = _whole_number(request, "to", int(time.time()))
+    start = _whole_number(request, "from", max(0, end - 100 * interval + 1))
+    if start > end:
+        raise InvalidParameter("from must not be after to")
+    if end // interval - start // interval + 1 > MAX_CANDLES:
+        raise InvalidParameter(f"from..to spans more than {MAX_CANDLES} candles of {name}")
+    try:
+        records = await request.app[HISTORY_QUERIES].between(
+            asset, start=start, end=end, max_records=MAX_CANDLE_RECORDS
+        )
+    except ValueError as exc:
+        raise InvalidParameter(f"{exc}; narrow from..to") from None
+    return json_response(
+        {
+            "asset": asset,
+            "interval": name,
+            "candles": [dataclasses.asdict(candle) for candle in build_candles(records, interval)],
+        }
+    )

@@ -17,11 +17,19 @@ from aggserver import api
 from aggserver.aggregate import QuotePolicy
 from aggserver.cache import PriceCache, create_redis
 from aggserver.exchanges import ExchangeClient, create_session
-from aggserver.history import HistoryGate, HistoryRecord, HistoryWriter, ensure_table, latest_record
+from aggserver.history import (
+    HistoryGate,
+    HistoryQueries,
+    HistoryRecord,
+    HistoryWriter,
+    ensure_table,
+    latest_record,
+)
 from aggserver.keys import (
     CACHE,
     EXCHANGES,
     HISTORY,
+    HISTORY_QUERIES,
     HISTORY_READY,
     HTTP_SESSION,
     LATEST_RECORD,
@@ -124,6 +132,7 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
             return True
 
         app[LATEST_RECORD] = latest
+        app[HISTORY_QUERIES] = HistoryQueries(client, settings.prices_table)
         app[HISTORY_READY] = table_answers
         task = asyncio.create_task(writer.run(), name="history-writer")
         yield

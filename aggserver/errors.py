@@ -17,6 +17,7 @@ __all__ = [
     "AggError",
     "BackendUnavailable",
     "ConfigError",
+    "HistoryUnavailable",
     "InvalidParameter",
     "InvalidSymbol",
     "NoValidQuotes",
@@ -64,6 +65,10 @@ class NoValidQuotes(AggError):
 
 class BackendUnavailable(AggError):
     """A backend the request depends on did not answer."""
+
+
+class HistoryUnavailable(BackendUnavailable):
+    """DynamoDB did not answer a history query."""
 
 
 class ConfigError(Exception):

@@ -11,6 +11,8 @@ losing it. Writes are idempotent: a record's key is (asset, timestamp), so a ret
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections import deque
@@ -21,14 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aggserver.errors import HistoryUnavailable
+
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 __all__ = [
     "HistoryGate",
+    "HistoryQueries",
     "HistoryRecord",
     "HistoryWriter",
     "LatestRecord",
+    "decode_cursor",
+    "encode_cursor",
     "ensure_table",
     "format_number",
     "latest_record",
@@ -37,6 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 25  # DynamoDB's limit for one BatchWriteItem call
+QUERY_TIMEOUT = 5.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 5.0
 
@@ -49,6 +57,15 @@ class HistoryRecord:
     timestamp: int
     price: float
     updated_at: int
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> HistoryRecord:
+        return cls(
+            asset=item["asset"]["S"],
+            timestamp=int(item["timestamp"]["N"]),
+            price=float(item["price"]["N"]),
+            updated_at=int(item.get("updated_at", item["timestamp"])["N"]),
+        )
 
     def to_item(self) -> dict[str, Any]:
         return {
@@ -78,15 +95,80 @@ async def latest_record(client: DynamoDBClient, table: str, asset: str) -> Histo
         Limit=1,
     )
     items = response.get("Items", [])
-    if not items:
-        return None
-    item = items[0]
-    return HistoryRecord(
-        asset=asset,
-        timestamp=int(item["timestamp"]["N"]),
-        price=float(item["price"]["N"]),
-        updated_at=int(item.get("updated_at", item["timestamp"])["N"]),
-    )
+    return HistoryRecord.from_item(items[0]) if items else None
+
+
+def encode_cursor(asset: str, timestamp: int) -> str:
+    """An opaque page cursor: the key after which the next page starts."""
+    return base64.urlsafe_b64encode(f"{asset}:{timestamp}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, asset: str) -> int:
+    """The timestamp a cursor of ``asset`` points after; ValueError when it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("cursor is not one this server gave out") from None
+    named, _, timestamp = text.rpartition(":")
+    if named != asset or not timestamp.isdigit():
+        raise ValueError("cursor is not one this server gave out for this asset")
+    return int(timestamp)
+
+
+class HistoryQueries:
+    """Reading an asset's records back, newest first or oldest first, in bounded pages."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    async def page(
+        self, asset: str, *, start: int, end: int, limit: int, before: int | None = None
+    ) -> tuple[list[HistoryRecord], bool]:
+        """Up to ``limit`` records with start <= timestamp <= end (and < ``before``), newest
+        first, and whether more follow."""
+        if before is not None:
+            end = min(end, before - 1)
+        if end < start:
+            return [], False
+        records = await self._query(asset, start, end, newest_first=True, wanted=limit + 1)
+        return records[:limit], len(records) > limit
+
+    async def between(self, asset: str, *, start: int, end: int, max_records: int) -> list[HistoryRecord]:
+        """Every record with start <= timestamp <= end, oldest first; ValueError past ``max_records``."""
+        records = await self._query(asset, start, end, newest_first=False, wanted=max_records + 1)
+        if len(records) > max_records:
+            raise ValueError(f"more than {max_records} records in the range")
+        return records
+
+    async def _query(
+        self, asset: str, start: int, end: int, *, newest_first: bool, wanted: int
+    ) -> list[HistoryRecord]:
+        records: list[HistoryRecord] = []
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "asset = :asset AND #ts BETWEEN :start AND :end",
+            "ExpressionAttributeNames": {"#ts": "timestamp"},
+            "ExpressionAttributeValues": {
+                ":asset": {"S": asset},
+                ":start": {"N": str(start)},
+                ":end": {"N": str(end)},
+            },
+            "ScanIndexForward": not newest_first,
+        }
+        # DynamoDB also stops at 1 MB per call: keep asking until enough or nothing is left.
+        while len(records) < wanted:
+            try:
+                async with asyncio.timeout(QUERY_TIMEOUT):
+                    response = await self._client.query(**query, Limit=wanted - len(records))
+            except (BotoCoreError, ClientError, TimeoutError) as exc:
+                raise HistoryUnavailable(f"history query failed: {_describe(exc)}") from exc
+            records.extend(HistoryRecord.from_item(item) for item in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                break
+            query["ExclusiveStartKey"] = last
+        return records
 
 
 class HistoryGate:

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
-from aggserver.history import HistoryWriter, LatestRecord
+from aggserver.history import HistoryQueries, HistoryWriter, LatestRecord
 from aggserver.lease import Lease
 from aggserver.metrics import RequestStats
 from aggserver.nearcache import NearCache
@@ -58,4 +58,5 @@ NEAR_CACHE = web.AppKey("near_cache", NearCache)
 REQUEST_STATS = web.AppKey("request_stats", RequestStats)
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 # Whether the DynamoDB table answers now (for /ready).
+HISTORY_QUERIES = web.AppKey("history_queries", HistoryQueries)
 HISTORY_READY: web.AppKey[Callable[[], Awaitable[bool]]] = web.AppKey("history_ready")

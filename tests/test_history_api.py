@@ -1,0 +1,182 @@
+"""GET /prices/{asset}/history and /candles against records in a real DynamoDB-compatible server,
+and the pure candle and cursor logic."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggserver.app import create_app
+from aggserver.candles import Candle, build_candles
+from aggserver.history import HistoryRecord, decode_cursor, encode_cursor, ensure_table
+from aggserver.localstack import free_port
+from aggserver.settings import Settings
+from tests.support import checked
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+Client = TestClient[Any, Any]
+BASE = 1_790_000_040  # a multiple of 60
+
+
+def record(timestamp: int, price: float, asset: str = "btcusdt") -> HistoryRecord:
+    return HistoryRecord(asset=asset, timestamp=timestamp, price=price, updated_at=timestamp + 1)
+
+
+async def store(dynamo: DynamoDBClient, table: str, records: list[HistoryRecord]) -> None:
+    await ensure_table(dynamo, table)
+    for start in range(0, len(records), 25):
+        await dynamo.batch_write_item(
+            RequestItems={table: [{"PutRequest": {"Item": r.to_item()}} for r in records[start : start + 25]]}
+        )
+
+
+async def test_history_pages_newest_first_through_the_cursor(
+    client: Client, dynamo: DynamoDBClient, settings: Settings
+) -> None:
+    records = [record(BASE + i * 10, 100.0 + i) for i in range(7)]
+    await store(dynamo, settings.prices_table, [*records, record(BASE, 1.0, asset="ethusdt")])
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, str | int] = {"limit": 3}
+        if cursor is not None:
+            params["cursor"] = cursor
+        body = await checked(await client.get("/prices/BTCUSDT/history", params=params))
+        assert body["asset"] == "btcusdt"
+        seen += [r["timestamp"] for r in body["records"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted((r.timestamp for r in records), reverse=True)
+    assert pages == 3  # 3 + 3 + 1, no empty trailing page
+
+
+async def test_history_range_is_inclusive_and_records_carry_price_and_updated_at(
+    client: Client, dynamo: DynamoDBClient, settings: Settings
+) -> None:
+    await store(dynamo, settings.prices_table, [record(BASE + i, 10.0 + i) for i in range(10)])
+    body = await checked(await client.get(f"/prices/btcusdt/history?from={BASE + 2}&to={BASE + 4}"))
+    assert body["records"] == [
+        {"timestamp": BASE + t, "price": 10.0 + t, "updated_at": BASE + t + 1} for t in (4, 3, 2)
+    ]
+    assert body["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("from=10&to=5", "from must not be after to"),
+        ("from=abc", "from must be"),
+        ("to=-1", "to must be"),
+        ("limit=0", "limit must be between"),
+        ("limit=1001", "limit must be between"),
+        ("limit=1.5", "limit must be"),
+        ("cursor=%%%", "cursor"),
+        (f"cursor={encode_cursor('ethusdt', 5)}", "cursor"),
+    ],
+)
+async def test_history_rejects_malformed_parameters(client: Client, query: str, fragment: str) -> None:
+    response = await client.get(f"/prices/btcusdt/history?{query}")
+    assert response.status == 400
+    assert fragment in (await checked(response))["msg"]
+
+
+async def test_history_of_an_unknown_symbol_is_400(client: Client) -> None:
+    response = await client.get("/prices/nosuchcoin/history")
+    assert response.status == 400
+    await checked(response)
+
+
+async def test_candles_from_stored_records(
+    client: Client, dynamo: DynamoDBClient, settings: Settings
+) -> None:
+    # Two records in the first minute, none in the second, three in the third.
+    prices = {BASE + 5: 10.0, BASE + 50: 12.0, BASE + 125: 11.0, BASE + 130: 15.0, BASE + 170: 9.0}
+    await store(dynamo, settings.prices_table, [record(t, p) for t, p in prices.items()])
+    response = await client.get(f"/prices/btcusdt/candles?interval=1m&from={BASE}&to={BASE + 179}")
+    body = await checked(response)
+    assert body["interval"] == "1m"
+    assert body["candles"] == [
+        {"start": BASE, "open": 10.0, "high": 12.0, "low": 10.0, "close": 12.0, "samples": 2},
+        {"start": BASE + 120, "open": 11.0, "high": 15.0, "low": 9.0, "close": 9.0, "samples": 3},
+    ]
+    five = await checked(await client.get(f"/prices/btcusdt/candles?interval=5m&from={BASE}&to={BASE + 179}"))
+    # BASE is 240 s into a 5-minute interval: the records fall into two, the first cut at `from`.
+    assert [(c["start"], c["samples"]) for c in five["candles"]] == [(BASE - 240, 2), (BASE + 60, 3)]
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("interval=2m", "interval must be one of 1m, 5m, 1h"),
+        ("interval=1m&from=0&to=600000", "more than 1000 candles"),
+        ("from=9&to=1", "from must not be after to"),
+    ],
+)
+async def test_candles_reject_bad_parameters(client: Client, query: str, fragment: str) -> None:
+    response = await client.get(f"/prices/btcusdt/candles?{query}")
+    assert response.status == 400
+    assert fragment in (await checked(response))["msg"]
+
+
+async def test_history_with_dynamodb_down_is_503(settings: Settings, aiohttp_client: Any) -> None:
+    dead = dataclasses.replace(settings, dynamodb_endpoint=f"http://127.0.0.1:{free_port()}")
+    client = await aiohttp_client(create_app(dead))
+    for path in ("/prices/btcusdt/history", "/prices/btcusdt/candles"):
+        response = await client.get(path)
+        assert response.status == 503
+        assert (await checked(response))["msg"] == "History store unavailable, try again"
+
+
+def test_cursor_round_trips_and_is_bound_to_its_asset() -> None:
+    cursor = encode_cursor("btcusdt", 1_790_000_000)
+    assert decode_cursor(cursor, "btcusdt") == 1_790_000_000
+    with pytest.raises(ValueError, match="cursor"):
+        decode_cursor(cursor, "ethusdt")
+    with pytest.raises(ValueError, match="cursor"):
+        decode_cursor("not base64!", "btcusdt")
+
+
+def test_candles_by_hand() -> None:
+    records = [record(125, 3.0), record(61, 2.0), record(0, 1.0), record(119, 4.0)]
+    assert build_candles(records, 60) == [
+        Candle(start=0, open=1.0, high=1.0, low=1.0, close=1.0, samples=1),
+        Candle(start=60, open=2.0, high=4.0, low=2.0, close=4.0, samples=2),
+        Candle(start=120, open=3.0, high=3.0, low=3.0, close=3.0, samples=1),
+    ]
+
+
+history_records = st.lists(
+    st.builds(
+        record,
+        st.integers(min_value=0, max_value=100_000),
+        st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+    ),
+    unique_by=lambda r: r.timestamp,
+    max_size=60,
+)
+
+
+@given(history_records, st.sampled_from([60, 300, 3600]))
+def test_candles_account_for_every_record(records: list[HistoryRecord], interval: int) -> None:
+    candles = build_candles(records, interval)
+    assert sum(c.samples for c in candles) == len(records)
+    assert [c.start for c in candles] == sorted({r.timestamp - r.timestamp % interval for r in records})
+    for candle in candles:
+        inside = sorted(
+            (r for r in records if candle.start <= r.timestamp < candle.start + interval),
+            key=lambda r: r.timestamp,
+        )
+        assert candle.start % interval == 0
+        assert candle.low <= min(candle.open, candle.close) <= max(candle.open, candle.close) <= candle.high
+        assert (candle.open, candle.close) == (inside[0].price, inside[-1].price)
+        assert (candle.low, candle.high) == (min(r.price for r in inside), max(r.price for r in inside))
