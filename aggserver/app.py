@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiobotocore.config import AioConfig
@@ -42,8 +43,10 @@ from aggserver.keys import (
     REQUEST_STATS,
     SCHEDULER,
     SETTINGS,
+    STREAM_HUB,
     SYMBOLS,
     TIERS,
+    UPDATE_FEED,
 )
 from aggserver.lease import Lease
 from aggserver.metrics import MetricsCollector, RequestStats
@@ -52,9 +55,11 @@ from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
+from aggserver.stream import StreamHub
 from aggserver.symbols import load_symbols
 from aggserver.telemetry import app_families
 from aggserver.tiers import Popularity, TierMap
+from aggserver.updates import UpdateFeed
 
 __all__ = ["create_app"]
 
@@ -82,11 +87,14 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     cache = PriceCache(client, timeout=settings.redis_timeout_seconds)
     near = NearCache(max_age=settings.near_cache_seconds)
-    near.start(client)
+    feed = UpdateFeed()
+    feed.add_listener(near)
+    feed.start(client)
     app[CACHE] = cache
     app[NEAR_CACHE] = near
+    app[UPDATE_FEED] = feed
     yield
-    await near.stop()
+    await feed.stop()
     await cache.close()
 
 
@@ -179,11 +187,26 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         latest_record=app[LATEST_RECORD],
         near=app[NEAR_CACHE],
     )
+    hub = StreamHub(
+        app[CACHE],
+        render=lambda price: reader.render(price, int(time.time())),
+        max_connections=settings.stream_max_connections,
+        max_assets=settings.stream_max_assets,
+    )
+    app[UPDATE_FEED].add_listener(hub)
     app[EXCHANGES] = exchanges
     app[REFRESHER] = refresher
     app[READER] = reader
+    app[STREAM_HUB] = hub
     yield
+    await hub.close_all()
     await reader.close()
+
+
+async def _end_streams(app: web.Application) -> None:
+    # Live streams never finish by themselves: end them before the server waits for handlers.
+    if STREAM_HUB in app:
+        await app[STREAM_HUB].close_all()
 
 
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -236,6 +259,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     # Torn down in reverse: the scheduler stops, then refreshes, then history flushes, then pools close.
     app.cleanup_ctx.extend([http_session_ctx, cache_ctx, history_ctx, refresher_ctx, scheduler_ctx])
     app.on_startup.append(_freeze_startup_objects)
+    app.on_shutdown.append(_end_streams)
     api.add_routes(app)
     return app
 

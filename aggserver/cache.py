@@ -61,8 +61,10 @@ class CachedPrice:
     """A stored price, decoded once: its JSON without the closing brace, and what freshness needs."""
 
     raw: bytes
+    asset: str
     price: float
     last_updated: int
+    updated_at: int
     tier: str
     restored: bool
 
@@ -71,8 +73,10 @@ class CachedPrice:
         fields = orjson.loads(raw)
         return cls(
             raw=raw,
+            asset=str(fields["asset"]),
             price=float(fields["price"]),
             last_updated=int(fields["last_updated"]),
+            updated_at=int(fields.get("updated_at", 0)),
             tier=str(fields.get("refresh_tier", "cold")),
             restored=bool(fields.get("restored", False)),
         )

@@ -23,6 +23,7 @@ __all__ = [
     "NoValidQuotes",
     "PriceNotFound",
     "PriceTooOld",
+    "TooManyStreams",
     "UnknownSymbol",
 ]
 
@@ -69,6 +70,10 @@ class BackendUnavailable(AggError):
 
 class HistoryUnavailable(BackendUnavailable):
     """DynamoDB did not answer a history query."""
+
+
+class TooManyStreams(AggError):
+    """This process already serves as many live streams as it allows."""
 
 
 class ConfigError(Exception):

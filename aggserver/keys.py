@@ -18,8 +18,10 @@ from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
+from aggserver.stream import StreamHub
 from aggserver.symbols import SymbolSet
 from aggserver.tiers import Popularity, TierMap
+from aggserver.updates import UpdateFeed
 
 __all__ = [
     "CACHE",
@@ -55,6 +57,8 @@ EXCHANGES = web.AppKey("exchanges", ExchangeClient)
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
 LEASE = web.AppKey("lease", Lease)
 NEAR_CACHE = web.AppKey("near_cache", NearCache)
+UPDATE_FEED = web.AppKey("update_feed", UpdateFeed)
+STREAM_HUB = web.AppKey("stream_hub", StreamHub)
 REQUEST_STATS = web.AppKey("request_stats", RequestStats)
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 # Whether the DynamoDB table answers now (for /ready).

@@ -61,9 +61,10 @@ class PriceReader:
         cached = near.get(asset) if near.enabled else None
         if cached is None:
             cached = await self._read(asset, near.generation)
-        return self._body(cached, int(self._clock()), max_age)
+        return self.render(cached, int(self._clock()), max_age)
 
-    def _body(self, cached: CachedPrice, now: int, max_age: float | None = None) -> bytes:
+    def render(self, cached: CachedPrice, now: int, max_age: float | None = None) -> bytes:
+        """The GET body of ``cached`` at unix time ``now``; PriceTooOld past ``max_age``."""
         age = max(0, now - cached.last_updated)
         if max_age is not None and age > max_age:
             raise PriceTooOld(age)
@@ -113,7 +114,7 @@ class PriceReader:
                         self.hits += 1
                         found[asset] = self._remember(asset, raw, generation)
         now = int(self._clock())
-        bodies = [self._body(found[asset], now) for asset in assets if asset in found]
+        bodies = [self.render(found[asset], now) for asset in assets if asset in found]
         return bodies, [asset for asset in assets if asset not in found]
 
     async def _read(self, asset: str, generation: int) -> CachedPrice:

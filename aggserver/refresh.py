@@ -137,8 +137,10 @@ class Refresher:
             )
             self.last_seen[asset] = CachedPrice(
                 raw=value,
+                asset=asset,
                 price=outcome.price,
                 last_updated=outcome.last_updated,
+                updated_at=int(now),
                 tier=tier.name,
                 restored=False,
             )

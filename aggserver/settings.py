@@ -52,6 +52,11 @@ class Settings:
     # How long shutdown waits for queued history to reach DynamoDB before giving up on it.
     history_flush_seconds: float = 20.0
     auto_refresh: bool = True
+    # Live streams (SSE and WebSocket) this process serves at once, and assets per stream.
+    stream_max_connections: int = 2_000
+    stream_max_assets: int = 100
+    # Interval of the SSE heartbeat comment and the WebSocket ping.
+    stream_heartbeat_seconds: float = 15.0
     # How long the refresh lease outlives its holder: the worst-case takeover time.
     lease_seconds: float = 10.0
     hot_assets: int = 20
@@ -110,6 +115,13 @@ class Settings:
                 env, "HISTORY_HEARTBEAT_SECONDS", defaults.history_heartbeat_seconds
             ),
             history_flush_seconds=_float(env, "HISTORY_FLUSH_SECONDS", defaults.history_flush_seconds),
+            stream_max_connections=_int(
+                env, "STREAM_MAX_CONNECTIONS", defaults.stream_max_connections, minimum=1
+            ),
+            stream_max_assets=_int(env, "STREAM_MAX_ASSETS", defaults.stream_max_assets, minimum=1),
+            stream_heartbeat_seconds=_float(
+                env, "STREAM_HEARTBEAT_SECONDS", defaults.stream_heartbeat_seconds
+            ),
             auto_refresh=_bool(env, "AUTO_REFRESH", defaults.auto_refresh),
             lease_seconds=_float(env, "LEASE_SECONDS", defaults.lease_seconds),
             hot_assets=_int(env, "HOT_ASSETS", defaults.hot_assets, minimum=0),

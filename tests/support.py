@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,32 @@ _UNROUTED = {
     405: _component_validator("#/components/responses/MethodNotAllowed/content/application~1json/schema"),
 }
 _ERROR = _component_validator("#/components/schemas/Error")
+_PRICE = _component_validator("#/components/schemas/Price")
+
+
+def valid_price(data: bytes | str) -> dict[str, Any]:
+    """A streamed price event's JSON, after checking it against the Price schema."""
+    body: dict[str, Any] = json.loads(data)
+    _PRICE.validate(body)
+    return body
+
+
+async def sse_events(response: ClientResponse) -> AsyncIterator[dict[str, str]]:
+    """The events of a text/event-stream answer as field dicts; a comment line comes as
+    {"comment": text}. Ends when the server closes the stream."""
+    assert response.content_type == "text/event-stream", response.content_type
+    fields: dict[str, str] = {}
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if fields:
+                yield fields
+            fields = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
 
 
 class Exchanges:

@@ -1,0 +1,68 @@
+"""Reading query parameters; anything malformed raises InvalidParameter or InvalidSymbol (400)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from aggserver.errors import InvalidParameter, InvalidSymbol
+from aggserver.keys import SYMBOLS
+
+__all__ = ["detail", "known_asset", "listed_assets", "max_age", "whole_number"]
+
+
+def max_age(request: web.Request) -> float | None:
+    raw = request.query.get("max_age")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise InvalidParameter("max_age must be a number of seconds, 0 or more")
+    return value
+
+
+def detail(request: web.Request) -> bool:
+    detail = request.query.get("detail")
+    if detail not in (None, "sources"):
+        raise InvalidParameter("detail must be 'sources'")
+    return detail == "sources"
+
+
+def whole_number(
+    request: web.Request, name: str, default: int, meaning: str = "a time in unix seconds"
+) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        raise InvalidParameter(f"{name} must be {meaning}, a whole number")
+    return int(raw)
+
+
+def known_asset(request: web.Request) -> str:
+    asset = request.match_info["asset"].lower()
+    if asset not in request.app[SYMBOLS]:
+        raise InvalidSymbol(asset)
+    return asset
+
+
+def listed_assets(request: web.Request, *, limit: int) -> tuple[list[str], list[str]]:
+    """The comma-separated ``assets`` (the parameter may repeat): known symbols (lowercase, each
+    once, in order) and the names that are not symbols (as given). 400 for none or past ``limit``."""
+    listed = [name.strip() for value in request.query.getall("assets", []) for name in value.split(",")]
+    listed = [name for name in listed if name]
+    if not listed:
+        raise InvalidParameter("assets must list at least one symbol, comma-separated")
+    if len(listed) > limit:
+        raise InvalidParameter(f"assets lists {len(listed)} symbols; at most {limit} per request")
+    symbols = request.app[SYMBOLS]
+    known: dict[str, None] = {}
+    invalid: list[str] = []
+    for name in listed:
+        if name.lower() in symbols:
+            known[name.lower()] = None
+        else:
+            invalid.append(name)
+    return list(known), invalid

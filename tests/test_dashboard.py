@@ -1,0 +1,108 @@
+"""The dashboard at / and its /status feed; the page itself is checked in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from aggserver.localstack import Service, free_port
+from aggserver.settings import Settings
+from tests.support import Exchanges, answers, checked, child_server, poll, server_env
+
+Client = TestClient[Any, Any]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# Flags for a headless Chromium on a closed network (no sandbox needs: we run as any user).
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+async def test_dashboard_page_is_self_contained(client: Client) -> None:
+    response = await client.get("/")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    assert "<script>" in page
+    assert "/stream?assets=" in page
+    assert "http://" not in page
+    assert "https://" not in page  # no CDN: everything comes from this server
+
+
+async def test_status_reports_tiers_exchanges_and_refreshes(client: Client, exchanges: Exchanges) -> None:
+    await exchanges.set_faults(2, mode="down")
+    assert (await client.post("/refresh/btcusdt")).status == 200
+    body = await checked(await client.get("/status"))
+    assert body["hot"][:2] == ["btcusdt", "ethusdt"]
+    by_name = {e["name"]: e for e in body["exchanges"]}
+    assert len(by_name) == 3
+    assert sum(e["errors"] for e in body["exchanges"]) == 1
+    assert all(e["circuit"] == "closed" for e in body["exchanges"])
+    assert body["refresh"]["outcomes"] == {"hot": {"ok": 1}}
+    assert body["streams"] == 0
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (./dev test installs it via apt)")
+async def test_dashboard_shows_live_prices_in_a_real_browser(
+    settings: Settings, redis_service: Service, exchanges: Exchanges
+) -> None:
+    from playwright.async_api import async_playwright
+
+    port = free_port()
+    env = server_env(settings, redis_service.url, port, HOT_INTERVAL_SECONDS="1", AUTO_REFRESH="true")
+    base = f"http://127.0.0.1:{port}"
+    with child_server(env):
+        async with aiohttp.ClientSession() as session:
+            await poll(lambda: answers(session, f"{base}/prices/btcusdt"), timeout=60)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1200, "height": 900})
+                await page.goto(f"{base}/")
+                # Every hot asset gets a price, and the stream says it is live.
+                await page.wait_for_function(
+                    "document.querySelectorAll('#hot td.price[data-price]').length >= 20", timeout=30_000
+                )
+                await page.wait_for_function(
+                    "document.getElementById('connection').textContent === 'live'", timeout=10_000
+                )
+                first = await page.locator("#hot tr[data-asset=btcusdt] td.price").get_attribute("data-price")
+                assert first is not None
+                assert float(first) > 0
+                # Hot prices are refreshed every second and the mock market moves: the row changes.
+                btc = "document.querySelector('#hot tr[data-asset=btcusdt] td.price')"
+                await page.wait_for_function(f"{btc}.dataset.price !== '{first}'", timeout=30_000)
+                exchanges_shown = await page.locator("#exchanges tr").count()
+                assert exchanges_shown == 3
+                await page.fill("#symbol", "ETHUSDT")
+                await page.click("#search button")
+                await page.wait_for_selector("#result p[data-price]", timeout=10_000)
+                assert await page.locator("#result tr").count() == 4  # a header and three exchanges
+                ARTIFACTS.mkdir(exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+                phone = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+                await phone.goto(f"{base}/")
+                await phone.wait_for_function(
+                    "document.querySelectorAll('#hot td.price[data-price]').length >= 20", timeout=30_000
+                )
+                width = await phone.evaluate("document.documentElement.scrollWidth")
+                assert width <= 390, f"the page scrolls sideways on a phone ({width} px)"
+                await phone.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+            finally:
+                await browser.close()
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
