@@ -28,7 +28,6 @@ from typing import Any
 import redis as redis_sync
 
 from aggserver import __version__
-from aggserver.lease import LEASE_KEY
 from aggserver.localstack import (
     DUMMY_AWS_ENV,
     Service,
@@ -125,9 +124,10 @@ def wait_all_cached(redis_url: str, count: int, timeout: float = 300) -> float:
     client = redis_sync.Redis.from_url(redis_url)
     started = time.monotonic()
     try:
-        while client.dbsize() - client.exists(LEASE_KEY) < count:
+        # Each price has its per-exchange breakdown beside it (sources:...).
+        while (cached := len(client.keys("price:*"))) < count:
             if time.monotonic() - started > timeout:
-                raise RuntimeError(f"only {client.dbsize()} of {count} prices after {timeout} s")
+                raise RuntimeError(f"only {cached} of {count} prices after {timeout} s")
             time.sleep(0.05)
         return time.monotonic() - started
     finally:

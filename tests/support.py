@@ -120,6 +120,11 @@ async def poll(check: Callable[[], Any], *, timeout: float = 10.0, interval: flo
         await asyncio.sleep(interval)
 
 
+async def cached_prices(client: Any) -> int:
+    """How many prices a (non-cluster) Redis holds; each also has its ``sources:`` breakdown."""
+    return len(await client.keys("price:*"))
+
+
 async def answers(session: ClientSession, url: str) -> bool:
     """Whether ``url`` answers 200 now (False while the server is not up yet)."""
     try:

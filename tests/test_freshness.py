@@ -14,10 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from aggserver.app import create_app
 from aggserver.keys import SCHEDULER, TIERS
-from aggserver.lease import LEASE_KEY
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
-from tests.support import Exchanges, checked, poll
+from tests.support import Exchanges, cached_prices, checked, poll
 
 Client = TestClient[Any, Any]
 SYMBOLS = load_symbols(DEFAULT_SYMBOLS_FILE).ordered
@@ -50,8 +49,8 @@ async def test_schedule_keeps_every_asset_cached(
 
 
 async def _dbsize_is(client: redis.Redis, size: int) -> bool:
-    """Whether Redis holds ``size`` prices (besides the scheduler's lease)."""
-    return bool(await client.dbsize() - await client.exists(LEASE_KEY) == size)
+    """Whether Redis holds ``size`` prices."""
+    return await cached_prices(client) == size
 
 
 async def test_refresh_work_is_spread_not_bursty(

@@ -19,7 +19,7 @@ from aggserver.lease import LEASE_KEY
 from aggserver.localstack import Service, free_port
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
-from tests.support import Exchanges, answers, poll, server_env
+from tests.support import Exchanges, answers, cached_prices, poll, server_env
 
 SYMBOL_COUNT = len(load_symbols(Settings().symbols_file))
 
@@ -123,7 +123,7 @@ async def test_refresh_work_is_done_once_and_taken_over_when_the_holder_dies(
 
 
 async def _all_cached(client: redis.Redis) -> bool:
-    return bool(await client.dbsize() - await client.exists(LEASE_KEY) >= SYMBOL_COUNT)
+    return await cached_prices(client) >= SYMBOL_COUNT
 
 
 async def _holder_other_than(client: redis.Redis, old: str) -> str | None:
