@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from aggserver.errors import ConfigError
@@ -58,3 +61,12 @@ def test_service_specific_dynamodb_endpoint_wins() -> None:
 def test_malformed_settings_are_rejected_by_name(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    root = Path(__file__).resolve().parent.parent
+    source = (root / "aggserver" / "settings.py").read_text()
+    names = set(re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', source))
+    assert len(names) > 30
+    readme = (root / "README.md").read_text()
+    assert sorted(name for name in names if f"`{name}`" not in readme) == []
