@@ -41,9 +41,13 @@ from aggserver.localstack import (
 )
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from aggserver.symbols import load_symbols
+from bench.streams import measure_streams
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 HOT_ASSET = "btcusdt"
+SUITES = ("core", "batch", "streams")
+BATCH_SIZES = (1, 10, 100, 1000)
+STREAM_ROUNDS = 20
 
 
 @dataclass(frozen=True)
@@ -275,7 +279,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=int, default=100, help="wrk connections (default %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--suite",
+        choices=["all", *SUITES],
+        default="all",
+        help="core: the GET scenarios and ratios; batch: GET /prices?assets= with 1-1,000 assets; "
+        "streams: 1,000 SSE clients (default %(default)s)",
+    )
+    parser.add_argument("--stream-clients", type=int, default=1000, help="SSE clients (default %(default)s)")
     return parser.parse_args(argv)
+
+
+def run_batches(base: str, args: argparse.Namespace) -> list[dict[str, float]]:
+    """Batch reads of 1, 10, 100 and 1,000 uniformly drawn assets: requests/s and assets/s."""
+    rows = []
+    for size in BATCH_SIZES:
+        figures = measure(
+            f"batch-{size}", f"{base}/", args, "batch.lua", [str(DEFAULT_SYMBOLS_FILE), str(size)]
+        )
+        rows.append(
+            {
+                "assets_per_request": size,
+                "requests_per_s": figures.requests_per_s,
+                "assets_per_s": figures.requests_per_s * size,
+                "p50_ms": figures.p50_ms,
+                "p99_ms": figures.p99_ms,
+                "errors": figures.errors,
+            }
+        )
+    print("\n| assets per request | req/s | assets/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['assets_per_request']:,} | {row['requests_per_s']:,.0f} | {row['assets_per_s']:,.0f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |"
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -283,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     if shutil.which("wrk") is None and not install_wrk():
         sys.exit("bench: wrk is not installed and apt-get could not install it; nothing measured")
     symbols = load_symbols(DEFAULT_SYMBOLS_FILE)
+    suites = SUITES if args.suite == "all" else (args.suite,)
     uniform = ["uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]]
     print(f"machine: {machine()}\n", flush=True)
     results: dict[str, object] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
@@ -317,94 +356,131 @@ def main(argv: list[str] | None = None) -> None:
         with urllib.request.urlopen(f"{server.url}/prices/{HOT_ASSET}") as response:  # noqa: S310
             body_size = len(response.read())
 
-        hot_url = f"{server.url}/prices/{HOT_ASSET}"
-        scenarios.append(measure("hot", hot_url, args))
-        hits_before, misses_before = keyspace(redis.url)
-        scenarios.append(measure("uniform", f"{server.url}/", args, *uniform))  # type: ignore[arg-type]
-        hits, misses = (a - b for a, b in zip(keyspace(redis.url), (hits_before, misses_before), strict=True))
-        hit_rate = hits / max(1, hits + misses)
-        print(f"  Redis hit rate during uniform (keyspace counters): {hit_rate:.2%}", flush=True)
-        scenarios.append(measure("mixed", f"{server.url}/", args, "mixed.lua", [str(DEFAULT_SYMBOLS_FILE)]))
-        server.stop()
-
-        # The ceiling is measured here and again at the end: a shared machine drifts.
-        ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
-        ceilings = [measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args)]
-
-        # Every GET an MGET: the same Redis read by a server without the near-cache.
-        direct = run_server({**env, "NEAR_CACHE_SECONDS": "0"})
-        scenarios.append(measure("hot-direct", f"{direct.url}/prices/{HOT_ASSET}", args))
-        scenarios.append(measure("uniform-direct", f"{direct.url}/", args, *uniform))  # type: ignore[arg-type]
-        direct.stop()
-
-        # What request metrics cost: the hot scenario with them off.
-        bare = run_server({**env, "REQUEST_METRICS": "false"})
-        scenarios.append(measure("hot-no-metrics", f"{bare.url}/prices/{HOT_ASSET}", args))
-        bare.stop()
-
-        # Serving while every asset is refreshed every 10 s (1,000 assets a second).
-        busy = run_server({**env, "MEDIUM_INTERVAL_SECONDS": "10", "COLD_INTERVAL_SECONDS": "10"})
-        scenarios.append(measure("during-refresh", f"{busy.url}/", args, *uniform))  # type: ignore[arg-type]
-        busy.stop()
-
-        # Unpinned, both cores shared with wrk: one worker, two workers, and 1000 connections.
-        one = run_server(env, pinned=False)
-        scenarios.append(measure("1-worker", f"{one.url}/prices/{HOT_ASSET}", args, threads=2, pinned=False))
-        one.stop()
-        two = run_server(env, workers=2, pinned=False)
-        scenarios.append(measure("2-workers", f"{two.url}/prices/{HOT_ASSET}", args, threads=2, pinned=False))
-        scenarios.append(
-            measure(
-                "thousand", f"{two.url}/prices/{HOT_ASSET}", args, connections=1000, threads=2, pinned=False
+        if "batch" in suites:
+            results["batches"] = run_batches(server.url, args)
+        if "streams" in suites:
+            streamed = measure_streams(
+                server.url,
+                symbols.ordered[5000],
+                list(symbols.ordered[:20]),
+                clients=args.stream_clients,
+                rounds=STREAM_ROUNDS,
+                rss=lambda: rss_mb(server.process.pid),
             )
-        )
-        two.stop()
+            print(
+                f"\nstreams: {streamed.clients:,} SSE clients, {streamed.deliveries:,} deliveries "
+                f"({streamed.missed} missed): refresh-to-client p50 {streamed.p50_ms:.1f} ms, "
+                f"p99 {streamed.p99_ms:.1f} ms (the refresh itself p50 {streamed.refresh_p50_ms:.1f} ms); "
+                f"server RSS {streamed.server_rss_mb:.0f} MB",
+                flush=True,
+            )
+            results["streams"] = asdict(streamed)
+        if "core" not in suites:
+            server.stop()
+        else:
+            hot_url = f"{server.url}/prices/{HOT_ASSET}"
+            scenarios.append(measure("hot", hot_url, args))
+            hits_before, misses_before = keyspace(redis.url)
+            scenarios.append(measure("uniform", f"{server.url}/", args, *uniform))  # type: ignore[arg-type]
+            hits, misses = (
+                a - b for a, b in zip(keyspace(redis.url), (hits_before, misses_before), strict=True)
+            )
+            hit_rate = hits / max(1, hits + misses)
+            print(f"  Redis hit rate during uniform (keyspace counters): {hit_rate:.2%}", flush=True)
+            scenarios.append(
+                measure("mixed", f"{server.url}/", args, "mixed.lua", [str(DEFAULT_SYMBOLS_FILE)])
+            )
+            server.stop()
 
-        # The same round with one request per asset and exchange, on an empty cache and table.
-        redis_sync.Redis.from_url(redis.url).flushdb()
-        per_symbol = run_server({**env, "EXCHANGE_BULK": "false", "PRICES_TABLE": "prices_per_symbol"})
-        per_symbol_round_s = wait_all_cached(redis.url, len(symbols))
-        print(f"first full round, one request per asset: {per_symbol_round_s:.1f} s", flush=True)
-        per_symbol.stop()
+            # The ceiling is measured here and again at the end: a shared machine drifts.
+            ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
+            ceilings = [measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args)]
 
-        ceilings.append(measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args))
-        ceiling = median_of("ceiling", ceilings)
-        scenarios.append(ceiling)
+            # Every GET an MGET: the same Redis read by a server without the near-cache.
+            direct = run_server({**env, "NEAR_CACHE_SECONDS": "0"})
+            scenarios.append(measure("hot-direct", f"{direct.url}/prices/{HOT_ASSET}", args))
+            scenarios.append(measure("uniform-direct", f"{direct.url}/", args, *uniform))  # type: ignore[arg-type]
+            direct.stop()
 
-    print("\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling |\n|---|---|---|---|---|---|")
-    for figures in scenarios:
-        ratio = figures.requests_per_s / ceiling.requests_per_s
+            # What request metrics cost: the hot scenario with them off.
+            bare = run_server({**env, "REQUEST_METRICS": "false"})
+            scenarios.append(measure("hot-no-metrics", f"{bare.url}/prices/{HOT_ASSET}", args))
+            bare.stop()
+
+            # Serving while every asset is refreshed every 10 s (1,000 assets a second).
+            busy = run_server({**env, "MEDIUM_INTERVAL_SECONDS": "10", "COLD_INTERVAL_SECONDS": "10"})
+            scenarios.append(measure("during-refresh", f"{busy.url}/", args, *uniform))  # type: ignore[arg-type]
+            busy.stop()
+
+            # Unpinned, both cores shared with wrk: one worker, two workers, and 1000 connections.
+            one = run_server(env, pinned=False)
+            scenarios.append(
+                measure("1-worker", f"{one.url}/prices/{HOT_ASSET}", args, threads=2, pinned=False)
+            )
+            one.stop()
+            two = run_server(env, workers=2, pinned=False)
+            scenarios.append(
+                measure("2-workers", f"{two.url}/prices/{HOT_ASSET}", args, threads=2, pinned=False)
+            )
+            scenarios.append(
+                measure(
+                    "thousand",
+                    f"{two.url}/prices/{HOT_ASSET}",
+                    args,
+                    connections=1000,
+                    threads=2,
+                    pinned=False,
+                )
+            )
+            two.stop()
+
+            # The same round with one request per asset and exchange, on an empty cache and table.
+            redis_sync.Redis.from_url(redis.url).flushdb()
+            per_symbol = run_server({**env, "EXCHANGE_BULK": "false", "PRICES_TABLE": "prices_per_symbol"})
+            per_symbol_round_s = wait_all_cached(redis.url, len(symbols))
+            print(f"first full round, one request per asset: {per_symbol_round_s:.1f} s", flush=True)
+            per_symbol.stop()
+
+            ceilings.append(measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args))
+            ceiling = median_of("ceiling", ceilings)
+            scenarios.append(ceiling)
+
+    if "core" in suites:
+        print("\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling |\n|---|---|---|---|---|---|")
+        for figures in scenarios:
+            ratio = figures.requests_per_s / ceiling.requests_per_s
+            print(
+                f"| {figures.scenario} | {figures.requests_per_s:,.0f} | {figures.p50_ms:.2f} | "
+                f"{figures.p99_ms:.2f} | {figures.errors} | {ratio:.2f} |"
+            )
+        by_name = {f.scenario: f for f in scenarios}
+        ratios = {
+            "hot / ceiling": by_name["hot"].requests_per_s / ceiling.requests_per_s,
+            "hot p99 / ceiling p99": by_name["hot"].p99_ms / ceiling.p99_ms,
+            "uniform / hot": by_name["uniform"].requests_per_s / by_name["hot"].requests_per_s,
+            "uniform-direct / ceiling": by_name["uniform-direct"].requests_per_s / ceiling.requests_per_s,
+            "during-refresh p99 / uniform p99": by_name["during-refresh"].p99_ms / by_name["uniform"].p99_ms,
+            "metrics overhead (1 - hot / hot-no-metrics)": 1
+            - by_name["hot"].requests_per_s / by_name["hot-no-metrics"].requests_per_s,
+            "2-workers / 1-worker": by_name["2-workers"].requests_per_s / by_name["1-worker"].requests_per_s,
+        }
+        print()
+        for name, value in ratios.items():
+            print(f"{name}: {value:.2f}")
         print(
-            f"| {figures.scenario} | {figures.requests_per_s:,.0f} | {figures.p50_ms:.2f} | "
-            f"{figures.p99_ms:.2f} | {figures.errors} | {ratio:.2f} |"
+            f"full round bulk {bulk_round_s:.1f} s, per-symbol {per_symbol_round_s:.1f} s; "
+            f"RSS {rss:.0f} MB; start-up {startup_s:.2f} s; history {history_rate:,.0f} records/s; "
+            f"Redis hit rate {hit_rate:.2%}"
         )
-    by_name = {f.scenario: f for f in scenarios}
-    ratios = {
-        "hot / ceiling": by_name["hot"].requests_per_s / ceiling.requests_per_s,
-        "hot p99 / ceiling p99": by_name["hot"].p99_ms / ceiling.p99_ms,
-        "uniform / hot": by_name["uniform"].requests_per_s / by_name["hot"].requests_per_s,
-        "uniform-direct / ceiling": by_name["uniform-direct"].requests_per_s / ceiling.requests_per_s,
-        "during-refresh p99 / uniform p99": by_name["during-refresh"].p99_ms / by_name["uniform"].p99_ms,
-        "metrics overhead (1 - hot / hot-no-metrics)": 1
-        - by_name["hot"].requests_per_s / by_name["hot-no-metrics"].requests_per_s,
-        "2-workers / 1-worker": by_name["2-workers"].requests_per_s / by_name["1-worker"].requests_per_s,
-    }
-    print()
-    for name, value in ratios.items():
-        print(f"{name}: {value:.2f}")
-    print(
-        f"full round bulk {bulk_round_s:.1f} s, per-symbol {per_symbol_round_s:.1f} s; RSS {rss:.0f} MB; "
-        f"start-up {startup_s:.2f} s; history {history_rate:,.0f} records/s; Redis hit rate {hit_rate:.2%}"
-    )
-    results.update(
-        scenarios=[asdict(f) for f in scenarios],
-        ratios=ratios,
-        startup_seconds=startup_s,
-        full_round_bulk_seconds=bulk_round_s,
-        full_round_per_symbol_seconds=per_symbol_round_s,
-        uniform_hit_rate=hit_rate,
-        history_records_per_second=history_rate,
-        rss_mb=rss,
-    )
+        results.update(
+            scenarios=[asdict(f) for f in scenarios],
+            ratios=ratios,
+            startup_seconds=startup_s,
+            full_round_bulk_seconds=bulk_round_s,
+            full_round_per_symbol_seconds=per_symbol_round_s,
+            uniform_hit_rate=hit_rate,
+            history_records_per_second=history_rate,
+            rss_mb=rss,
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -69,3 +69,10 @@ def test_wrk_scripts_use_real_routes_and_share_the_report(script: str) -> None:
     assert _matches_a_route("GET", "/prices/btcusdt")
     assert _matches_a_route("POST", "/refresh/btcusdt")
     assert not _matches_a_route("POST", "/prices/btcusdt")
+
+
+def test_batch_script_requests_the_batch_route() -> None:
+    text = (BENCH / "wrk" / "batch.lua").read_text()
+    assert '"/prices?assets="' in text
+    assert "report.lua" in text
+    assert _matches_a_route("GET", "/prices")
