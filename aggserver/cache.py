@@ -47,6 +47,8 @@ UPDATES_CHANNEL = "prices:updated"
 CLUSTER_BUCKETS = 16
 
 RedisClient = redis.Redis | RedisCluster
+# A batch read waiting for the next MGET: its keys, and the future of their values in order.
+_ListRead = tuple[list[str], "asyncio.Future[list[bytes | None]]"]
 
 
 def price_key(asset: str, *, cluster: bool = False, prefix: str = KEY_PREFIX) -> str:
@@ -144,6 +146,7 @@ class PriceCache:
         self._cluster = isinstance(client, RedisCluster)
         self._timeout = timeout
         self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
+        self._pending_lists: list[_ListRead] = []
         self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
@@ -154,34 +157,53 @@ class PriceCache:
     async def get(self, asset: str) -> bytes | None:
         """The cached JSON of ``asset``, or None; BackendUnavailable if Redis does not answer."""
         loop = asyncio.get_running_loop()
-        if not self._pending:
+        if not self._pending and not self._pending_lists:
             loop.call_soon(self._flush)
         future: asyncio.Future[bytes | None] = loop.create_future()
         self._pending.setdefault(price_key(asset, cluster=self._cluster), []).append(future)
         return await future
 
+    async def get_list(self, assets: Sequence[str]) -> list[bytes | None]:
+        """Values for many assets, read in the same MGET as this loop iteration's other reads
+        (one future for the whole list, so a thousand assets cost no more than one ``get``)."""
+        loop = asyncio.get_running_loop()
+        if not self._pending and not self._pending_lists:
+            loop.call_soon(self._flush)
+        future: asyncio.Future[list[bytes | None]] = loop.create_future()
+        self._pending_lists.append(([price_key(a, cluster=self._cluster) for a in assets], future))
+        return await future
+
     def _flush(self) -> None:
         batch, self._pending = self._pending, {}
-        task = asyncio.get_running_loop().create_task(self._read(batch))
+        lists, self._pending_lists = self._pending_lists, []
+        task = asyncio.get_running_loop().create_task(self._read(batch, lists))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _read(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
+    async def _read(
+        self, batch: dict[str, list[asyncio.Future[bytes | None]]], lists: list[_ListRead]
+    ) -> None:
         keys = list(batch)
+        if lists:
+            keys += dict.fromkeys(k for list_keys, _ in lists for k in list_keys if k not in batch)
         try:
             async with asyncio.timeout(self._timeout):
                 values = await self._mget(keys)
         except (RedisError, OSError, TimeoutError) as exc:
             reason = f"redis read failed: {type(exc).__name__}"
-            for futures in batch.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(BackendUnavailable(reason))
+            for future in [f for futures in batch.values() for f in futures] + [f for _, f in lists]:
+                if not future.done():
+                    future.set_exception(BackendUnavailable(reason))
             return
         for key, value in zip(keys, values, strict=True):
-            for future in batch[key]:
+            for future in batch.get(key, ()):
                 if not future.done():
                     future.set_result(value)
+        if lists:
+            found = dict(zip(keys, values, strict=True))
+            for list_keys, list_future in lists:
+                if not list_future.done():
+                    list_future.set_result([found[key] for key in list_keys])
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         # Without decode_responses the client returns bytes, never str.

@@ -100,7 +100,7 @@ class PriceReader:
         if wanted:
             generation = near.generation
             try:
-                values = await self._cache.get_many(wanted)
+                values = await self._cache.get_list(wanted)
             except BackendUnavailable:
                 remembered = {a: c for a in wanted if (c := self._refresher.last_seen.get(a)) is not None}
                 if not remembered and not found:

@@ -120,6 +120,13 @@ async def poll(check: Callable[[], Any], *, timeout: float = 10.0, interval: flo
         await asyncio.sleep(interval)
 
 
+async def command_calls(client: Any, command: str) -> int:
+    """How many times Redis has run ``command`` (its commandstats)."""
+    stats = await client.info("commandstats")
+    entry = stats.get(f"cmdstat_{command}")
+    return int(entry["calls"]) if entry else 0
+
+
 async def cached_prices(client: Any) -> int:
     """How many prices a (non-cluster) Redis holds; each also has its ``sources:`` breakdown."""
     return len(await client.keys("price:*"))

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from aggserver.app import create_app
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
-from tests.support import Exchanges, checked
+from tests.support import Exchanges, checked, command_calls
 
 Client = TestClient[Any, Any]
 
@@ -67,16 +67,11 @@ async def test_batch_is_one_redis_round_trip(
     symbols = load_symbols(settings.symbols_file).ordered[:500]
     for asset in symbols[:3]:
         await client.post(f"/refresh/{asset}")
-    before = await _command_calls(redis_client, "mget")
+    before = await command_calls(redis_client, "mget")
     body = await checked(await client.get("/prices", params={"assets": ",".join(symbols)}))
     assert len(body["prices"]) == 3
     assert len(body["missing"]) == 497
-    assert await _command_calls(redis_client, "mget") == before + 1
-
-
-async def _command_calls(client: redis.Redis, command: str) -> int:
-    stats = await client.info("commandstats")
-    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+    assert await command_calls(redis_client, "mget") == before + 1
 
 
 async def test_detail_sources_shows_each_exchange_and_why_it_was_left_out(

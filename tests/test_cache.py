@@ -14,13 +14,7 @@ from aggserver.cache import PriceCache, create_redis, encode_price, price_key
 from aggserver.errors import BackendUnavailable
 from aggserver.localstack import Service, start_redis
 from aggserver.settings import Settings
-from tests.support import checked
-
-
-async def command_calls(client: redis.Redis, command: str) -> int:
-    stats = await client.info("commandstats")
-    entry = stats.get(f"cmdstat_{command}")
-    return int(entry["calls"]) if entry else 0
+from tests.support import checked, command_calls
 
 
 async def test_concurrent_reads_share_one_round_trip(
@@ -93,3 +87,19 @@ def _env(settings: Settings) -> dict[str, str]:
         "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
         "PRICES_TABLE": settings.prices_table,
     }
+
+
+async def test_list_reads_join_the_same_round_trip_as_single_reads(
+    redis_service: Service, redis_client: redis.Redis
+) -> None:
+    await redis_client.set(price_key("a"), b"1")
+    await redis_client.set(price_key("b"), b"2")
+    cache = PriceCache(create_redis(redis_service.url, max_connections=8, timeout=1), timeout=1)
+    await cache.get("warmup")
+    before = await command_calls(redis_client, "mget")
+    single, listed, other = await asyncio.gather(
+        cache.get("a"), cache.get_list(["b", "a", "zz", "b"]), cache.get_list(["a"])
+    )
+    assert (single, listed, other) == (b"1", [b"2", b"1", None, b"2"], [b"1"])
+    assert await command_calls(redis_client, "mget") - before == 1
+    await cache.close()
