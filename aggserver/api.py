@@ -23,6 +23,7 @@ from aggserver.keys import (
     LEASE,
     METRICS_REGISTRY,
     READER,
+    REFRESH_GUARD,
     REFRESHER,
     SCHEDULER,
     STREAM_HUB,
@@ -114,7 +115,9 @@ async def get_price(request: web.Request) -> web.Response:
         raise InvalidSymbol(asset)
     if not request.query_string:
         body = await request.app[READER].answer(asset)
-    elif params.detail(request):
+        return web.Response(body=body, content_type="application/json")
+    params.only(request, ("max_age", "detail"))
+    if params.detail(request):
         body = await request.app[READER].answer_with_sources(asset, params.max_age(request))
     else:
         body = await request.app[READER].answer(asset, params.max_age(request))
@@ -125,6 +128,7 @@ async def get_price(request: web.Request) -> web.Response:
 @guarded("/prices")
 async def get_prices(request: web.Request) -> web.Response:
     """Many prices in one answer: ``?assets=btcusdt,ethusdt`` (also repeated ``assets=``)."""
+    params.only(request, ("assets",))
     known, invalid = params.listed_assets(request, limit=MAX_BATCH_ASSETS)
     bodies, missing = await request.app[READER].answer_many(known)
     body = b'{"prices":[%s],"missing":%s,"invalid":%s}' % (
@@ -138,9 +142,27 @@ async def get_prices(request: web.Request) -> web.Response:
 @routes.post("/refresh/{asset}")
 @guarded("/refresh/{asset}")
 async def refresh_price(request: web.Request) -> web.Response:
+    """Refresh now, unless the price is younger than the minimum interval (then it answers)."""
+    guard = request.app[REFRESH_GUARD]
+    guard.authorize(request.headers.get("Authorization"))
     asset = request.app[SYMBOLS].resolve(request.match_info["asset"])
-    await request.app[REFRESHER].refresh(asset)
-    return json_response({"message": f"Price for {asset} refreshed"})
+    params.only(request, ())
+    refresher = request.app[REFRESHER]
+    if guard.min_interval > 0 and not refresher.running(asset):
+        latest = await request.app[READER].latest(asset)
+        now = time.time()
+        if latest is not None and guard.recent(latest, now):
+            return json_response(
+                {
+                    "message": f"Price for {asset} is fresh, not refreshed again",
+                    "refreshed": False,
+                    "age_seconds": max(0, int(now) - latest.last_updated),
+                }
+            )
+    if not refresher.running(asset):
+        await guard.admit()  # joining a refresh in flight costs the exchanges nothing
+    await refresher.refresh(asset)
+    return json_response({"message": f"Price for {asset} refreshed", "refreshed": True})
 
 
 @routes.get("/prices/{asset}/history")
@@ -148,6 +170,7 @@ async def refresh_price(request: web.Request) -> web.Response:
 async def price_history(request: web.Request) -> web.Response:
     """Recorded aggregates, newest first, a page at a time."""
     asset = params.known_asset(request)
+    params.only(request, ("from", "to", "limit", "cursor"))
     end = params.whole_number(request, "to", int(time.time()))
     start = params.whole_number(request, "from", 0)
     if start > end:
@@ -180,6 +203,7 @@ async def price_history(request: web.Request) -> web.Response:
 async def price_candles(request: web.Request) -> web.Response:
     """OHLC candles computed from the recorded aggregates, oldest first."""
     asset = params.known_asset(request)
+    params.only(request, ("interval", "from", "to"))
     name = request.query.get("interval", "1m")
     interval = INTERVALS.get(name)
     if interval is None:

@@ -14,10 +14,11 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry
 
-from aggserver import api
+from aggserver import api, protocol
 from aggserver.aggregate import QuotePolicy
 from aggserver.cache import PriceCache, create_redis
 from aggserver.exchanges import ExchangeClient, create_session
+from aggserver.guard import RefreshGuard
 from aggserver.history import (
     HistoryGate,
     HistoryQueries,
@@ -39,6 +40,7 @@ from aggserver.keys import (
     NEAR_CACHE,
     POPULARITY,
     READER,
+    REFRESH_GUARD,
     REFRESHER,
     REQUEST_STATS,
     SCHEDULER,
@@ -198,6 +200,11 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REFRESHER] = refresher
     app[READER] = reader
     app[STREAM_HUB] = hub
+    app[REFRESH_GUARD] = RefreshGuard(
+        token=settings.refresh_token,
+        min_interval=settings.refresh_min_interval_seconds,
+        rate=settings.refresh_rate_limit,
+    )
     yield
     await hub.close_all()
     await reader.close()
@@ -238,13 +245,23 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 MAX_REQUEST_LINE = 16_384
+MAX_BODY = 64 * 1024
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
     """Build the app; with no settings they are read from the environment (as ``adev`` needs)."""
     settings = settings or Settings.from_env()
-    # A batch read of 1,000 symbols needs a longer request line than aiohttp's 8 KiB default.
-    app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE})
+    protocol.install()
+    app = web.Application(
+        # No route reads a body beyond a few bytes.
+        client_max_size=MAX_BODY,
+        handler_args={
+            # A batch read of 1,000 symbols needs a longer line than aiohttp's 8 KiB default.
+            "max_line_size": MAX_REQUEST_LINE,
+            # Also bounds a client trickling its request headers (slowloris).
+            "keepalive_timeout": settings.keepalive_seconds,
+        },
+    )
     app[SETTINGS] = settings
     app[REQUEST_STATS] = RequestStats(enabled=settings.request_metrics)
     registry = CollectorRegistry(auto_describe=False)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -106,6 +108,16 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
+def _raise_open_files_limit() -> None:
+    # Every client, stream and backend connection is a file descriptor; the usual soft limit of
+    # 1,024 would refuse connections long before the CPU is busy.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 # After shutdown, how long tasks the app did not own (a library's, say) get to finish.
 LEFTOVER_TASKS_SECONDS = 5.0
 
@@ -113,6 +125,8 @@ LEFTOVER_TASKS_SECONDS = 5.0
 def _run(settings: Settings, *, reuse_port: bool = False, show_progress: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then shut down within a bounded time and return."""
     app = create_app(settings)
+    log.info("starting: %s", settings.summary())
+    _raise_open_files_limit()
     if show_progress:
         app.cleanup_ctx.append(_warm_up_progress)
     loop = uvloop.new_event_loop()

@@ -23,7 +23,9 @@ __all__ = [
     "NoValidQuotes",
     "PriceNotFound",
     "PriceTooOld",
+    "TooManyRefreshes",
     "TooManyStreams",
+    "Unauthorized",
     "UnknownSymbol",
 ]
 
@@ -74,6 +76,14 @@ class HistoryUnavailable(BackendUnavailable):
 
 class TooManyStreams(AggError):
     """This process already serves as many live streams as it allows."""
+
+
+class Unauthorized(AggError):
+    """POST /refresh without the bearer token REFRESH_TOKEN asks for."""
+
+
+class TooManyRefreshes(AggError):
+    """The global refresh rate (REFRESH_RATE_LIMIT) is used up for now."""
 
 
 class ConfigError(Exception):

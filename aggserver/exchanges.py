@@ -212,6 +212,9 @@ class ExchangeClient:
             ):
                 if response.status != 200:
                     raise ExchangeFailure(f"HTTP {response.status}", status=response.status)
+                if not _declared_json(response.content_type):
+                    # An HTML error page from a proxy, say: whatever it holds is not a quote.
+                    raise ExchangeFailure(f"content type {response.content_type} is not JSON")
                 body = await _read_limited(response, limit)
         except TimeoutError:
             self._failed(exchange)
@@ -238,6 +241,13 @@ def _record(result: FetchResult, source: str, outcome: Quote | str) -> None:
         result.quotes.append(outcome)
     else:
         result.rejected[source] = outcome
+
+
+def _declared_json(content_type: str) -> bool:
+    # aiohttp reports a missing Content-Type as application/octet-stream; allow that too.
+    return content_type in ("application/json", "text/json", "application/octet-stream") or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
 
 
 def _decode(body: bytes) -> object:

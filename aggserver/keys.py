@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
+from aggserver.guard import RefreshGuard
 from aggserver.history import HistoryQueries, HistoryWriter, LatestRecord
 from aggserver.lease import Lease
 from aggserver.metrics import RequestStats
@@ -57,6 +58,7 @@ EXCHANGES = web.AppKey("exchanges", ExchangeClient)
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
 LEASE = web.AppKey("lease", Lease)
 NEAR_CACHE = web.AppKey("near_cache", NearCache)
+REFRESH_GUARD = web.AppKey("refresh_guard", RefreshGuard)
 UPDATE_FEED = web.AppKey("update_feed", UpdateFeed)
 STREAM_HUB = web.AppKey("stream_hub", StreamHub)
 REQUEST_STATS = web.AppKey("request_stats", RequestStats)

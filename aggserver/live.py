@@ -34,6 +34,7 @@ WS_MAX_MESSAGE = 64 * 1024
 async def stream(request: web.Request) -> web.StreamResponse:
     """``?assets=a,b,c``: an ``event: price`` per new aggregate, ``id`` its updated_at."""
     hub = request.app[STREAM_HUB]
+    params.only(request, ("assets",))
     assets, invalid = params.listed_assets(request, limit=hub.max_assets)
     if invalid:
         raise InvalidParameter(f"not symbols: {', '.join(invalid[:10])}")

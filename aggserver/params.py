@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
 from aggserver.errors import InvalidParameter, InvalidSymbol
 from aggserver.keys import SYMBOLS
 
-__all__ = ["detail", "known_asset", "listed_assets", "max_age", "whole_number"]
+__all__ = ["detail", "known_asset", "listed_assets", "max_age", "only", "whole_number"]
 
 
 def max_age(request: web.Request) -> float | None:
@@ -66,3 +68,11 @@ def listed_assets(request: web.Request, *, limit: int) -> tuple[list[str], list[
         else:
             invalid.append(name)
     return list(known), invalid
+
+
+def only(request: web.Request, allowed: Iterable[str]) -> None:
+    """400 for a query parameter the route does not take: a typo must not pass silently."""
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        expected = ", ".join(sorted(allowed)) or "none"
+        raise InvalidParameter(f"unknown query parameter {unknown[0]!r} (this route takes: {expected})")

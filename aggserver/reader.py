@@ -71,6 +71,19 @@ class PriceReader:
         stale = cached.restored or self._tiers.by_name.get(cached.tier, self._tiers.cold).is_stale(age)
         return cached.answer(age_seconds=age, stale=stale)
 
+    async def latest(self, asset: str) -> CachedPrice | None:
+        """The price as stored now, without fallbacks: None when Redis has none; this process's
+        last one when Redis does not answer."""
+        cached = self._near.get(asset) if self._near.enabled else None
+        if cached is not None:
+            return cached
+        generation = self._near.generation
+        try:
+            raw = await self._cache.get(asset)
+        except BackendUnavailable:
+            return self._refresher.last_seen.get(asset)
+        return None if raw is None else self._remember(asset, raw, generation)
+
     async def answer_with_sources(self, asset: str, max_age: float | None = None) -> bytes:
         """The GET body plus ``quotes``: each exchange's part in the price, with its age now."""
         fields = orjson.loads(await self.answer(asset, max_age))

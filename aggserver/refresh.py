@@ -62,6 +62,10 @@ class Refresher:
         self.redis_write_failures = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (tier, "ok" | "no_valid_quotes")
 
+    def running(self, asset: str) -> bool:
+        """Whether a refresh of ``asset`` is in flight (a new caller would share it)."""
+        return asset in self._in_flight
+
     async def refresh(self, asset: str) -> Aggregate:
         """Fetch, aggregate and store ``asset``; NoValidQuotes leaves the stored price untouched."""
         running = self._in_flight.get(asset)

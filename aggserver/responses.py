@@ -19,7 +19,9 @@ from aggserver.errors import (
     NoValidQuotes,
     PriceNotFound,
     PriceTooOld,
+    TooManyRefreshes,
     TooManyStreams,
+    Unauthorized,
     UnknownSymbol,
 )
 from aggserver.keys import REQUEST_STATS
@@ -45,6 +47,14 @@ def error_response(exc: Exception) -> web.Response:
         return json_response({"msg": "No valid quote from any exchange", "reasons": exc.reasons}, 502)
     if isinstance(exc, PriceTooOld):
         return json_response({"msg": "Price is older than max_age", "age_seconds": exc.age_seconds}, 503)
+    if isinstance(exc, Unauthorized):
+        response = json_response({"msg": "Missing or wrong bearer token"}, 401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="aggserver"'
+        return response
+    if isinstance(exc, TooManyRefreshes):
+        response = json_response({"msg": "Too many refreshes, try again shortly"}, 429)
+        response.headers["Retry-After"] = "1"
+        return response
     if isinstance(exc, TooManyStreams):
         response = json_response({"msg": "Too many live streams on this server, try again later"}, 503)
         response.headers["Retry-After"] = "5"
@@ -80,6 +90,8 @@ def guarded(route: str) -> Callable[[Handler], Handler]:
             stats = request.app[REQUEST_STATS]
             started = time.perf_counter() if stats.enabled else 0.0
             try:
+                if request.body_exists and request.method in ("GET", "HEAD"):
+                    raise InvalidParameter("a GET request takes no body")
                 response = await handler(request)
             except Exception as exc:  # noqa: BLE001 - every failure leaves as JSON, never as HTML
                 response = error_response(exc)

@@ -6,10 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from aggserver.errors import ConfigError
 
-__all__ = ["DEFAULT_EXCHANGE_URLS", "DEFAULT_SYMBOLS_FILE", "Settings"]
+__all__ = ["DEFAULT_EXCHANGE_URLS", "DEFAULT_SYMBOLS_FILE", "Settings", "redact_url"]
 
 DEFAULT_SYMBOLS_FILE = Path(__file__).resolve().parent / "symbols.csv"
 DEFAULT_EXCHANGE_URLS = (
@@ -52,6 +53,13 @@ class Settings:
     # How long shutdown waits for queued history to reach DynamoDB before giving up on it.
     history_flush_seconds: float = 20.0
     auto_refresh: bool = True
+    # POST /refresh triggers outbound requests, so it is guarded: an optional bearer token, a
+    # minimum interval per asset (inside it the cached price answers) and a global rate.
+    refresh_token: str | None = None
+    refresh_min_interval_seconds: float = 1.0
+    refresh_rate_limit: float = 100.0
+    # An idle connection, or one still sending its request headers, is closed after this long.
+    keepalive_seconds: float = 15.0
     # Live streams (SSE and WebSocket) this process serves at once, and assets per stream.
     stream_max_connections: int = 2_000
     stream_max_assets: int = 100
@@ -123,6 +131,14 @@ class Settings:
                 env, "STREAM_HEARTBEAT_SECONDS", defaults.stream_heartbeat_seconds
             ),
             auto_refresh=_bool(env, "AUTO_REFRESH", defaults.auto_refresh),
+            refresh_token=env.get("REFRESH_TOKEN") or None,
+            refresh_min_interval_seconds=_float(
+                env, "REFRESH_MIN_INTERVAL_SECONDS", defaults.refresh_min_interval_seconds, allow_zero=True
+            ),
+            refresh_rate_limit=_float(
+                env, "REFRESH_RATE_LIMIT", defaults.refresh_rate_limit, allow_zero=True
+            ),
+            keepalive_seconds=_float(env, "KEEPALIVE_SECONDS", defaults.keepalive_seconds),
             lease_seconds=_float(env, "LEASE_SECONDS", defaults.lease_seconds),
             hot_assets=_int(env, "HOT_ASSETS", defaults.hot_assets, minimum=0),
             hot_interval_seconds=_float(env, "HOT_INTERVAL_SECONDS", defaults.hot_interval_seconds),
@@ -151,6 +167,30 @@ class Settings:
         if len(settings.prices_table) < 3:
             raise ConfigError("PRICES_TABLE must be at least 3 characters (a DynamoDB rule)")
         return settings
+
+    def summary(self) -> str:
+        """One line for the start-up log: what matters to an operator, and no secret."""
+        return (
+            f"listening on {self.host}:{self.port}; redis {redact_url(self.redis_url)}"
+            f"{' (cluster)' if self.redis_cluster else ''}; dynamodb {self.dynamodb_endpoint or 'AWS'} "
+            f"table {self.prices_table} in {self.aws_region}; {len(self.exchange_urls)} exchanges; "
+            f"tiers hot {self.hot_assets}/{self.hot_interval_seconds:g} s, medium "
+            f"{self.medium_assets}/{self.medium_interval_seconds:g} s, "
+            f"cold {self.cold_interval_seconds:g} s; "
+            f"auto refresh {'on' if self.auto_refresh else 'off'}; refresh token "
+            f"{'required' if self.refresh_token else 'not required'}"
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (``redis://:secret@host`` and the like)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _int(

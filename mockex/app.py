@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from aggserver.symbols import SymbolSet
-from mockex.faults import GARBAGE_KINDS, Faults, FaultsError
+from mockex.faults import ANSWER_KINDS, DRIP_SECONDS, GARBAGE_KINDS, HUGE_BODY_BYTES, Faults, FaultsError
 from mockex.market import Market
 
 __all__ = ["MAX_BULK_SYMBOLS", "Exchange", "create_app"]
@@ -51,8 +51,10 @@ class Exchange:
             price *= self.faults.price_factor
         return {"symbol": symbol, "price": price, "volume": volume, "timestamp": timestamp}
 
-    def garbage(self, symbol: str) -> bytes:
-        kind = self.faults.garbage_kind or next(self._garbage_cycle)
+    def garbage_kind(self) -> str:
+        return self.faults.garbage_kind or next(self._garbage_cycle)
+
+    def garbage(self, symbol: str, kind: str) -> bytes:
         good = self.quote(symbol)
         if kind == "not_json":
             return b"<html>502 upstream hiccup</html>"
@@ -73,6 +75,10 @@ class Exchange:
             bad["volume"] = -1.0
         elif kind == "missing_fields":
             del bad["price"], bad["volume"]
+        elif kind == "infinity_price":
+            return orjson.dumps(bad).replace(orjson.dumps(good["price"]), b"Infinity", 1)
+        elif kind == "string_volume":
+            bad["volume"] = "lots"
         return orjson.dumps(bad)
 
 
@@ -95,7 +101,7 @@ async def _apply_faults(exchange: Exchange) -> web.Response | None:
     return None
 
 
-async def ticker(request: web.Request) -> web.Response:
+async def ticker(request: web.Request) -> web.StreamResponse:
     exchange = request.app[EXCHANGE]
     symbol = request.match_info["symbol"].lower()
     exchange.served[symbol] += 1
@@ -105,11 +111,32 @@ async def ticker(request: web.Request) -> web.Response:
     if failure is not None:
         return failure
     if exchange.faults.mode == "garbage":
-        return web.Response(body=exchange.garbage(symbol), content_type="application/json")
+        kind = exchange.garbage_kind()
+        if kind in ANSWER_KINDS:
+            return await _hostile_answer(request, kind, orjson.dumps(exchange.quote(symbol)))
+        return web.Response(body=exchange.garbage(symbol, kind), content_type="application/json")
     return _json(exchange.quote(symbol))
 
 
-async def tickers(request: web.Request) -> web.Response:
+async def _hostile_answer(request: web.Request, kind: str, good: bytes) -> web.StreamResponse:
+    """A whole answer that is wrong in itself: far too big, far too slow, or not declared JSON."""
+    if kind == "huge_body":
+        return web.Response(
+            body=good[:-1] + b',"padding":"' + b"x" * HUGE_BODY_BYTES + b'"}', content_type="application/json"
+        )
+    if kind == "wrong_content_type":
+        return web.Response(body=good, content_type="text/html")
+    drip = web.StreamResponse(headers={"Content-Type": "application/json"})
+    drip.content_length = len(good)
+    await drip.prepare(request)
+    for index in range(len(good)):
+        await drip.write(good[index : index + 1])
+        await asyncio.sleep(DRIP_SECONDS)
+    await drip.write_eof()
+    return drip
+
+
+async def tickers(request: web.Request) -> web.StreamResponse:
     exchange = request.app[EXCHANGE]
     wanted = [s.strip().lower() for s in request.query.get("symbols", "").split(",") if s.strip()]
     if not wanted or len(wanted) > MAX_BULK_SYMBOLS:
@@ -120,7 +147,10 @@ async def tickers(request: web.Request) -> web.Response:
     if failure is not None:
         return failure
     if exchange.faults.mode == "garbage":
-        parts = b",".join(exchange.garbage(s) for s in known)
+        kind = exchange.garbage_kind()
+        if kind in ANSWER_KINDS:
+            return await _hostile_answer(request, kind, orjson.dumps([exchange.quote(s) for s in known]))
+        parts = b",".join(exchange.garbage(s, kind) for s in known)
         return web.Response(body=b"[" + parts + b"]", content_type="application/json")
     return _json([exchange.quote(s) for s in known])
 

@@ -6,7 +6,15 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["GARBAGE_KINDS", "MODES", "Faults", "FaultsError"]
+__all__ = [
+    "ANSWER_KINDS",
+    "DRIP_SECONDS",
+    "GARBAGE_KINDS",
+    "HUGE_BODY_BYTES",
+    "MODES",
+    "Faults",
+    "FaultsError",
+]
 
 MODES = ("ok", "down", "slow", "garbage", "outlier")
 GARBAGE_KINDS = (
@@ -19,7 +27,18 @@ GARBAGE_KINDS = (
     "negative_volume",
     "missing_fields",
     "not_object",
+    "infinity_price",
+    "string_volume",
+    # These spoil the whole answer rather than one quote in it:
+    "huge_body",
+    "slow_drip",
+    "wrong_content_type",
 )
+# Kinds that shape the HTTP answer itself (size, pace, content type) instead of a quote.
+ANSWER_KINDS = ("huge_body", "slow_drip", "wrong_content_type")
+HUGE_BODY_BYTES = 8 * 1024 * 1024
+# slow_drip sends one byte per this many seconds (a whole quote takes minutes).
+DRIP_SECONDS = 0.1
 SLOW_DEFAULT_MS = 5_000
 
 

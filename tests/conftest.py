@@ -30,6 +30,19 @@ MARKET_SEED = 7
 os.environ.update(DUMMY_AWS_ENV)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (the long soak)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_asyncio_loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     # The server runs on uvloop in production, so the tests do too.
     return {"uvloop": uvloop.new_event_loop}
@@ -77,6 +90,9 @@ def settings(redis_service: Service, dynamo_service: Service, exchange_services:
             "PRICES_TABLE": f"prices-{uuid.uuid4().hex[:12]}",
             # Tests refresh on purpose; the scheduler's own tests turn it on.
             "AUTO_REFRESH": "false",
+            # Tests refresh the same asset in quick succession; the guard's own tests turn these on.
+            "REFRESH_MIN_INTERVAL_SECONDS": "0",
+            "REFRESH_RATE_LIMIT": "0",
         }
     )
 

@@ -151,6 +151,8 @@ def server_env(settings: Settings, redis_url: str, port: int, **extra: str) -> d
         "EXCHANGE_URLS": ",".join(settings.exchange_urls),
         "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
         "PRICES_TABLE": settings.prices_table,
+        "REFRESH_MIN_INTERVAL_SECONDS": str(settings.refresh_min_interval_seconds),
+        "REFRESH_RATE_LIMIT": str(settings.refresh_rate_limit),
         **extra,
     }
 
@@ -181,7 +183,8 @@ async def checked(response: ClientResponse) -> Any:
     body = await response.read()
     assert response.content_type == "application/json", response.content_type
     url = response.request_info.url
-    request = MockRequest(f"{url.scheme}://{url.host}:{url.port}", response.method.lower(), url.path)
+    # The raw path: an encoded slash stays inside its segment, as the server saw it.
+    request = MockRequest(f"{url.scheme}://{url.host}:{url.port}", response.method.lower(), url.raw_path)
     try:
         SPEC.validate_response(request, MockResponse(body, status_code=response.status))
     except (PathNotFound, OperationNotFound):

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
+from aggserver.keys import REFRESHER
 from tests.support import Exchanges, checked
 
 Client = TestClient[Any, Any]
@@ -17,7 +18,7 @@ Client = TestClient[Any, Any]
 async def test_refresh_then_get_returns_a_live_price(client: Client) -> None:
     response = await client.post("/refresh/btcusdt")
     assert response.status == 200
-    assert await checked(response) == {"message": "Price for btcusdt refreshed"}
+    assert await checked(response) == {"message": "Price for btcusdt refreshed", "refreshed": True}
 
     response = await client.get("/prices/btcusdt")
     assert response.status == 200
@@ -124,6 +125,11 @@ async def test_cached_price_has_the_ttl(client: Client, redis_client: redis.Redi
         ({"mode": "garbage", "garbage_kind": "zero_price"}, "price is not positive"),
         ({"mode": "garbage", "garbage_kind": "negative_volume"}, "volume is negative"),
         ({"mode": "garbage", "garbage_kind": "missing_fields"}, "price is not a number"),
+        ({"mode": "garbage", "garbage_kind": "infinity_price"}, "not JSON"),
+        ({"mode": "garbage", "garbage_kind": "string_volume"}, "volume is not a number"),
+        ({"mode": "garbage", "garbage_kind": "huge_body"}, "body larger than"),
+        ({"mode": "garbage", "garbage_kind": "slow_drip"}, "timed out"),
+        ({"mode": "garbage", "garbage_kind": "wrong_content_type"}, "content type text/html is not JSON"),
     ],
 )
 async def test_each_invalid_quote_kind_is_left_out(
@@ -174,3 +180,24 @@ async def test_all_exchanges_failing_before_any_price_leaves_cache_empty(
 async def test_refresh_uses_each_exchange_once(client: Client, exchanges: Exchanges) -> None:
     await client.post("/refresh/avaxusdt")
     assert [await exchanges.served(i, "avaxusdt") for i in range(3)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "kind", ["huge_body", "slow_drip", "wrong_content_type", "not_json", "infinity_price"]
+)
+async def test_hostile_bulk_answers_never_reach_the_cache(
+    client: Client, exchanges: Exchanges, redis_client: redis.Redis, kind: str
+) -> None:
+    # The scheduler's path: one bulk request per exchange for many assets.
+    assets = ["btcusdt", "ethusdt", "solusdt"]
+    for index in range(3):
+        await exchanges.pin(index, {a: {"price": 100.0 + index, "volume": 1.0} for a in assets})
+    await exchanges.set_faults(2, mode="garbage", garbage_kind=kind)
+    refreshed, failed = await client.app[REFRESHER].refresh_many(assets)
+    assert (refreshed, failed) == (3, 0)
+    for asset in assets:
+        body = await checked(await client.get(f"/prices/{asset}?detail=sources"))
+        assert body["sources"] == 2
+        assert body["price"] == pytest.approx(100.5)
+        (bad,) = [q for q in body["quotes"] if not q["accepted"]]
+        assert bad["reason"]
