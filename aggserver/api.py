@@ -147,6 +147,8 @@ async def refresh_price(request: web.Request) -> web.Response:
     guard.authorize(request.headers.get("Authorization"))
     asset = request.app[SYMBOLS].resolve(request.match_info["asset"])
     params.only(request, ())
+    if request.body_exists:
+        await request.read()  # no body is needed; past client_max_size this is a 413
     refresher = request.app[REFRESHER]
     if guard.min_interval > 0 and not refresher.running(asset):
         latest = await request.app[READER].latest(asset)

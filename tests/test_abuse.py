@@ -130,6 +130,13 @@ async def test_unknown_query_parameters_and_get_bodies_are_400(client: Client) -
     assert (await client.get("/prices/btcusdt")).status == 200
 
 
+async def test_an_oversized_body_is_413(client: Client) -> None:
+    response = await client.post("/refresh/btcusdt", data=b"x" * 100_000)
+    assert response.status == 413
+    assert "msg" in await checked(response)
+    assert (await client.post("/refresh/btcusdt", data=b"{}")).status == 200
+
+
 async def raw_exchange(client: Client, request: bytes, *, read_until_close: bool = True) -> bytes:
     """Send raw bytes to the test server and return what it answers (until it closes)."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
