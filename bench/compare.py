@@ -3,7 +3,8 @@
 On a shared machine the load drifts within minutes, so two builds are only comparable when
 measured in the same minutes. This starts both servers (each on its own Redis, sharing the
 exchanges and DynamoDB), waits until both have every price and all history, then alternates wrk
-runs of ``hot`` and ``uniform`` between them and prints each run and the medians. BEFORE and
+runs of ``hot`` and ``uniform`` between them (swapping which goes first every round) and prints
+each run and the medians. BEFORE and
 AFTER are directories of aggserver checkouts (``git worktree add /tmp/before <commit>``).
 """
 
@@ -71,8 +72,11 @@ def main(argv: list[str] | None = None) -> None:
                 time.sleep(0.2)
             client.close()
             wait_history(dynamo.url, f"prices_{name}", 10_000)
+        order = list(servers)
         for _ in range(args.rounds):
-            for name, server in servers.items():
+            # Whoever goes first in a round has measured slower here: alternate the order.
+            for name in order:
+                server = servers[name]
                 for scenario, url, script, extra in (
                     ("hot", f"{server.url}/prices/{HOT_ASSET}", "report.lua", []),
                     ("uniform", f"{server.url}/", "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]),
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
                     figures = run_wrk(url, connections=100, seconds=args.duration, script=script, args=extra)
                     results[name, scenario].append(figures.requests_per_s)
                     print(f"{name:<7} {scenario:<8} {figures.requests_per_s:>9,.0f} req/s", flush=True)
+            order.reverse()
     print("\n| build | hot req/s (runs) | median | uniform req/s (runs) | median |\n|---|---|---|---|---|")
     for name in builds:
         cells = []
