@@ -100,7 +100,9 @@ class Service:
             return ""
 
 
-def spawn(name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, url: str) -> Service:
+def spawn(
+    name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, url: str, cwd: Path | None = None
+) -> Service:
     log_dir = Path(tempfile.mkdtemp(prefix=f"aggserver-{name}-"))
     log_path = log_dir / "output.log"
     with log_path.open("wb") as log_file:
@@ -110,6 +112,7 @@ def spawn(name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, 
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
             # Own session: Ctrl-C in a terminal reaches only us, so we stop children in order.
             start_new_session=True,
             preexec_fn=_die_with_parent,

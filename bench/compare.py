@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> None:
             env = {
                 **os.environ,
                 **DUMMY_AWS_ENV,
-                "PYTHONPATH": str(root),
                 "REDIS_URL": redis.url,
                 "AWS_ENDPOINT_URL_DYNAMODB": dynamo.url,
                 "EXCHANGE_URLS": ",".join(f"{e.url}/mock/ticker" for e in exchanges),
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                 "LOG_LEVEL": "WARNING",
                 **extra_env[name],
             }
-            server, _ = start_server(env, free_port())
+            server, _ = start_server(env, free_port(), checkout=root)
             servers[name] = stack.enter_context(_running(server))
             client = redis_sync.Redis.from_url(redis.url)
             while len(client.keys("price:*")) < 10_000:

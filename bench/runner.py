@@ -82,10 +82,11 @@ def _running(service: Service) -> Iterator[Service]:
 
 
 def start_server(
-    env: dict[str, str], port: int, *, workers: int = 1, pinned: bool = True
+    env: dict[str, str], port: int, *, workers: int = 1, pinned: bool = True, checkout: Path | None = None
 ) -> tuple[Service, float]:
     """aggserver with production settings (on core 0 unless ``pinned`` is off); returns it and
-    its start-up time."""
+    its start-up time. With ``checkout``, the server runs that checkout's code (from its
+    directory: ``python -m`` puts the working directory before PYTHONPATH)."""
     started = time.monotonic()
     service = spawn(
         "aggserver",
@@ -98,8 +99,14 @@ def start_server(
             "--workers",
             str(workers),
         ],
-        env={**env, "PORT": str(port), "HOST": "127.0.0.1"},
+        env={
+            **env,
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            **({"PYTHONPATH": str(checkout)} if checkout else {}),
+        },
         url=f"http://127.0.0.1:{port}",
+        cwd=checkout,
     )
     wait_ready(service, lambda: _answers(f"{service.url}/health"), timeout=30)
     return service, time.monotonic() - started

@@ -90,7 +90,7 @@ async def test_refresh_work_is_done_once_and_taken_over_when_the_holder_dies(
     fast = {
         "HOT_INTERVAL_SECONDS": "0.5",
         "MEDIUM_INTERVAL_SECONDS": "1",
-        "COLD_INTERVAL_SECONDS": "2",
+        "COLD_INTERVAL_SECONDS": "4",
         "LEASE_SECONDS": "2",
         "LOG_LEVEL": "WARNING",
     }
@@ -101,13 +101,13 @@ async def test_refresh_work_is_done_once_and_taken_over_when_the_holder_dies(
     await poll(lambda: redis_client.exists(LEASE_KEY), timeout=30)
     await poll(lambda: _all_cached(redis_client), timeout=60, interval=0.2)
 
-    # Quotes served in a window: one instance's schedule is 10,000 assets per 2 s per exchange.
+    # Quotes served in a window: one instance's schedule is 10,000 assets per 4 s per exchange.
     before = await exchanges.total_served(0)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.sleep(4)
     served = await exchanges.total_served(0) - before
-    one_instance = SYMBOL_COUNT / 2 * (loop.time() - started)
+    one_instance = SYMBOL_COUNT / 4 * (loop.time() - started)
     assert served < 1.5 * one_instance, (served, one_instance)
 
     holder = _text(await redis_client.get(LEASE_KEY))
@@ -119,7 +119,7 @@ async def test_refresh_work_is_done_once_and_taken_over_when_the_holder_dies(
 
     # The successor keeps every price fresh: read all of them through a survivor.
     survivor = processes[int(new_holder.split(":")[1])]
-    await poll(lambda: _none_stale(f"http://127.0.0.1:{survivor}"), timeout=20, interval=0.5)
+    await poll(lambda: _none_stale(f"http://127.0.0.1:{survivor}"), timeout=30, interval=0.5)
 
 
 async def _all_cached(client: redis.Redis) -> bool:
