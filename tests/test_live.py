@@ -234,3 +234,20 @@ async def test_sigterm_ends_open_streams_and_the_server_exits_cleanly(
 def test_cached_price_carries_what_events_need() -> None:
     price = CachedPrice.decode(b'{"asset":"btcusdt","price":1.5,"last_updated":3,"updated_at":4}')
     assert (price.asset, price.updated_at) == ("btcusdt", 4)
+
+
+async def test_a_stream_outlives_the_keepalive_timeout(
+    settings: Settings, exchanges: Exchanges, redis_client: Any, aiohttp_client: Any
+) -> None:
+    # KEEPALIVE_SECONDS cuts idle connections and trickled headers, never a stream in progress.
+    changed = dataclasses.replace(settings, keepalive_seconds=0.5, stream_heartbeat_seconds=0.2)
+    client: Client = await aiohttp_client(create_app(changed))
+    response = await client.get("/stream?assets=btcusdt")
+    heartbeats = 0
+    async with asyncio.timeout(10):
+        async for event in sse_events(response):
+            heartbeats += event == {"comment": "ping"}
+            if heartbeats == 10:  # two seconds: four keep-alive timeouts
+                break
+    assert heartbeats == 10
+    response.close()
