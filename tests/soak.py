@@ -5,8 +5,9 @@ runnable alone for RELIABILITY.md: ``.venv/bin/python -m tests.soak --long --jso
 
 For each fault it reports requests sent and answered (2xx / 4xx / 5xx / no answer), the p99
 latency while the fault lasts, the time from healing to the first second of nothing but 2xx,
-and the history check: every aggregate a GET answered with (asset, last_updated; not restored) must
-be in DynamoDB once the server has shut down and flushed.
+and the history check: every aggregate a GET answered with (asset, last_updated; not restored),
+from the fault's start to the next fault's, must be in DynamoDB once the server has shut down
+and flushed.
 """
 
 from __future__ import annotations
@@ -312,9 +313,10 @@ async def _wait_serving(base: str, asset: str, timeout: float = 60) -> None:
     raise RuntimeError(f"aggserver did not serve {asset} within {timeout} s")
 
 
-def _in_dynamodb(stack: Stack, keys: set[tuple[str, int]]) -> int:
+def _in_dynamodb(stack: Stack, keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which of ``keys`` (asset, timestamp) the table holds."""
     client = local_dynamo_client(f"http://127.0.0.1:{stack.dynamo_port}")
-    found = 0
+    found: set[tuple[str, int]] = set()
     ordered = sorted(keys)
     for start in range(0, len(ordered), 100):
         chunk = ordered[start : start + 100]
@@ -323,7 +325,10 @@ def _in_dynamodb(stack: Stack, keys: set[tuple[str, int]]) -> int:
         }
         while request:
             answer = client.batch_get_item(RequestItems=request)
-            found += len(answer["Responses"].get(TABLE, []))
+            found.update(
+                (item["asset"]["S"], int(item["timestamp"]["N"]))
+                for item in answer["Responses"].get(TABLE, [])
+            )
             request = answer.get("UnprocessedKeys") or {}
     return found
 
@@ -334,6 +339,9 @@ async def run_faults(
     assets = list(load_symbols(DEFAULT_SYMBOLS_FILE).ordered[:ASSETS_FOLLOWED])
     await _wait_serving(stack.base, assets[0])
     reports: list[FaultReport] = []
+    # Each fault's share of the history check: what GETs answered from its start to the next's
+    # (the first fault's share also holds what came before it).
+    windows: list[tuple[FaultReport, float]] = []
     async with Load(stack.base, assets, LOAD_PER_SECOND) as load:
         await asyncio.sleep(settle)
         for name, seconds, inject, heal in faults(scale):
@@ -341,6 +349,7 @@ async def run_faults(
                 continue
             report = FaultReport(fault=name, seconds=seconds)
             start = time.monotonic()
+            windows.append((report, start))
             await inject(stack)
             await asyncio.sleep(seconds)
             healed = time.monotonic()
@@ -351,28 +360,27 @@ async def run_faults(
             await asyncio.sleep(settle)
     # Everything the server answered with must be in DynamoDB once it has flushed.
     stack.stop_server()
-    expected = {(s.asset, s.last_updated) for s in load.samples if s.status == 200 and s.last_updated}
-    found = _in_dynamodb(stack, expected)
-    for report in reports:
-        report.history_expected, report.history_found = len(expected), found
+    answered = [s for s in load.samples if s.status == 200 and s.last_updated]
+    found = _in_dynamodb(stack, {(s.asset, s.last_updated) for s in answered})
+    ends = [start for _, start in windows[1:]] + [float("inf")]
+    starts = [float("-inf")] + [start for _, start in windows[1:]]  # the first from the load's start
+    for (report, _), start, end in zip(windows, starts, ends, strict=True):
+        expected = {(s.asset, s.last_updated) for s in answered if start <= s.started < end}
+        report.history_expected, report.history_found = len(expected), len(expected & found)
     return reports
 
 
 def print_table(reports: list[FaultReport]) -> None:
     print(
-        "| fault | seconds | sent | 2xx | 4xx | 5xx | no answer | p99 during (ms) | recovered after (s) |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "| fault | seconds | sent | 2xx | 4xx | 5xx | no answer | p99 during (ms) | recovered after (s) "
+        "| history found / expected |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     for r in reports:
         recovered = "—" if r.recovery_seconds is None else f"{r.recovery_seconds:.2f}"
         print(
             f"| {r.fault} | {r.seconds:g} | {r.sent:,} | {r.ok:,} | {r.client_errors:,} | "
-            f"{r.server_errors:,} | {r.no_answer:,} | {r.p99_during_ms:.0f} | {recovered} |"
-        )
-    if reports:
-        print(
-            f"\nhistory: {reports[0].history_found:,} of {reports[0].history_expected:,} aggregates "
-            "that GETs answered with are in DynamoDB"
+            f"{r.server_errors:,} | {r.no_answer:,} | {r.p99_during_ms:.0f} | {recovered} | "
+            f"{r.history_found:,} / {r.history_expected:,} |"
         )
 
 
