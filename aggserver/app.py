@@ -107,6 +107,10 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
         retries={"mode": "standard", "max_attempts": 3},
         connect_timeout=2,
         read_timeout=5,
+        # Items are built by HistoryRecord.to_item and DynamoDB validates them anyway; botocore's
+        # own check costs 7-17 % of the CPU of each BatchWriteItem (python -m bench.history_cpu:
+        # 4.6-5.3 ms per batch of 25 with it, 3.8-4.8 ms without), all of it on the serving loop.
+        parameter_validation=False,
     )
     async with get_session().create_client(
         "dynamodb",

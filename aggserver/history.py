@@ -318,8 +318,18 @@ class HistoryWriter:
                 log.warning("history table not ready (%s); %d records queued", _describe(exc), self.pending)
                 return False
             self._table_ready = True
-        batches = self._next_batches()
-        return all(await asyncio.gather(*(self._write(batch) for batch in batches)))
+        tasks = []
+        try:
+            for batch in self._next_batches():
+                tasks.append(asyncio.create_task(self._write(batch)))
+                # Each call spends a few milliseconds of CPU in botocore before its first await:
+                # let waiting requests run between two of them instead of after all of them.
+                await asyncio.sleep(0)
+            return all(await asyncio.gather(*tasks))
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
 
     async def _write(self, batch: list[HistoryRecord]) -> bool:
         try:
