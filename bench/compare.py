@@ -11,17 +11,22 @@ AFTER are directories of aggserver checkouts (``git worktree add /tmp/before <co
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import redis as redis_sync
-
-from aggserver.localstack import DUMMY_AWS_ENV, free_port, start_dynamo, start_mockex, start_redis
+from aggserver.localstack import free_port, start_dynamo, start_mockex, start_redis
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from bench.runner import HOT_ASSET, _running, run_wrk, start_server, wait_history
+from bench.runner import (
+    HOT_ASSET,
+    SYMBOL_COUNT,
+    _running,
+    run_wrk,
+    server_env,
+    start_server,
+    wait_all_cached,
+    wait_history,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,23 +59,13 @@ def main(argv: list[str] | None = None) -> None:
         servers = {}
         for name, root in builds.items():
             redis = stack.enter_context(_running(start_redis()))
-            env = {
-                **os.environ,
-                **DUMMY_AWS_ENV,
-                "REDIS_URL": redis.url,
-                "AWS_ENDPOINT_URL_DYNAMODB": dynamo.url,
-                "EXCHANGE_URLS": ",".join(f"{e.url}/mock/ticker" for e in exchanges),
-                "PRICES_TABLE": f"prices_{name}",
-                "LOG_LEVEL": "WARNING",
-                **extra_env[name],
-            }
+            env = server_env(
+                redis.url, dynamo.url, exchanges, PRICES_TABLE=f"prices_{name}", **extra_env[name]
+            )
             server, _ = start_server(env, free_port(), checkout=root)
             servers[name] = stack.enter_context(_running(server))
-            client = redis_sync.Redis.from_url(redis.url)
-            while len(client.keys("price:*")) < 10_000:
-                time.sleep(0.2)
-            client.close()
-            wait_history(dynamo.url, f"prices_{name}", 10_000)
+            wait_all_cached(redis.url, SYMBOL_COUNT)
+            wait_history(dynamo.url, f"prices_{name}", SYMBOL_COUNT)
         order = list(servers)
         for _ in range(args.rounds):
             # Whoever goes first in a round has measured slower here: alternate the order.

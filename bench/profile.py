@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import redis as redis_sync
-
-from aggserver.localstack import DUMMY_AWS_ENV, free_port, start_dynamo, start_mockex, start_redis
-from bench.runner import HOT_ASSET, _running, run_wrk, start_ceiling, start_server, wait_history
+from aggserver.localstack import free_port, start_dynamo, start_mockex, start_redis
+from bench.runner import (
+    HOT_ASSET,
+    SYMBOL_COUNT,
+    _running,
+    run_wrk,
+    server_env,
+    start_ceiling,
+    start_server,
+    wait_all_cached,
+    wait_history,
+)
 
 # Frames whose inclusive share is printed when present.
 WATCHED = (
@@ -85,21 +91,11 @@ def main(argv: list[str] | None = None) -> None:
             redis = stack.enter_context(_running(start_redis()))
             dynamo = stack.enter_context(_running(start_dynamo()))
             exchanges = [stack.enter_context(_running(start_mockex(name=f"exchange{i}"))) for i in (1, 2, 3)]
-            env = {
-                **os.environ,
-                **DUMMY_AWS_ENV,
-                "REDIS_URL": redis.url,
-                "AWS_ENDPOINT_URL_DYNAMODB": dynamo.url,
-                "EXCHANGE_URLS": ",".join(f"{e.url}/mock/ticker" for e in exchanges),
-                "LOG_LEVEL": "WARNING",
-            }
+            env = server_env(redis.url, dynamo.url, exchanges)
             checkout = args.checkout.resolve() if args.checkout else None
             server = stack.enter_context(_running(start_server(env, free_port(), checkout=checkout)[0]))
-            client = redis_sync.Redis.from_url(redis.url)
-            while len(client.keys("price:*")) < 10_000:
-                time.sleep(0.2)
-            client.close()
-            wait_history(dynamo.url, "prices", 10_000)
+            wait_all_cached(redis.url, SYMBOL_COUNT)
+            wait_history(dynamo.url, "prices", SYMBOL_COUNT)
         raw = Path(scratch) / "stacks.txt"
         pid = str(_python_pid(server.process.pid))
         sampler = subprocess.Popen(

@@ -45,6 +45,7 @@ from bench.streams import measure_streams
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 HOT_ASSET = "btcusdt"
+SYMBOL_COUNT = len(load_symbols(DEFAULT_SYMBOLS_FILE))
 SUITES = ("core", "batch", "streams")
 BATCH_SIZES = (1, 10, 100, 1000)
 STREAM_ROUNDS = 20
@@ -110,6 +111,19 @@ def start_server(
     )
     wait_ready(service, lambda: _answers(f"{service.url}/health"), timeout=30)
     return service, time.monotonic() - started
+
+
+def server_env(redis_url: str, dynamo_url: str, exchanges: list[Service], **extra: str) -> dict[str, str]:
+    """The environment of an aggserver using these local backends, production settings otherwise."""
+    return {
+        **os.environ,
+        **DUMMY_AWS_ENV,
+        "REDIS_URL": redis_url,
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamo_url,
+        "EXCHANGE_URLS": ",".join(f"{e.url}/mock/ticker" for e in exchanges),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 def start_ceiling(port: int, body_size: int) -> Service:
@@ -342,14 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         redis = stack.enter_context(_running(start_redis()))
         dynamo = stack.enter_context(_running(start_dynamo()))
         exchanges = [stack.enter_context(_running(start_mockex(name=f"exchange{i}"))) for i in (1, 2, 3)]
-        env = {
-            **os.environ,
-            **DUMMY_AWS_ENV,
-            "REDIS_URL": redis.url,
-            "AWS_ENDPOINT_URL_DYNAMODB": dynamo.url,
-            "EXCHANGE_URLS": ",".join(f"{e.url}/mock/ticker" for e in exchanges),
-            "LOG_LEVEL": "WARNING",
-        }
+        env = server_env(redis.url, dynamo.url, exchanges)
         server, startup_s = start_server(env, free_port())
         stack.enter_context(_running(server))
         print(f"start-up to ready: {startup_s:.2f} s", flush=True)
