@@ -20,6 +20,7 @@ from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from bench.runner import (
     HOT_ASSET,
     SYMBOL_COUNT,
+    Figures,
     _running,
     run_wrk,
     server_env,
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         "after": dict(item.split("=", 1) for item in args.after_env),
     }
     builds = {"before": args.before.resolve(), "after": args.after.resolve()}
-    results: dict[tuple[str, str], list[float]] = {(b, s): [] for b in builds for s in ("hot", "uniform")}
+    results: dict[tuple[str, str], list[Figures]] = {(b, s): [] for b in builds for s in ("hot", "uniform")}
     with ExitStack() as stack:
         dynamo = stack.enter_context(_running(start_dynamo()))
         exchanges = [stack.enter_context(_running(start_mockex(name=f"exchange{i}"))) for i in (1, 2, 3)]
@@ -75,16 +76,34 @@ def main(argv: list[str] | None = None) -> None:
                     ("hot", f"{server.url}/prices/{HOT_ASSET}", "report.lua", []),
                     ("uniform", f"{server.url}/", "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]),
                 ):
-                    figures = run_wrk(url, connections=100, seconds=args.duration, script=script, args=extra)
-                    results[name, scenario].append(figures.requests_per_s)
-                    print(f"{name:<7} {scenario:<8} {figures.requests_per_s:>9,.0f} req/s", flush=True)
+                    figures = run_wrk(
+                        url,
+                        connections=100,
+                        seconds=args.duration,
+                        script=script,
+                        args=extra,
+                        watch=server.process.pid,
+                    )
+                    results[name, scenario].append(figures)
+                    print(
+                        f"{name:<7} {scenario:<8} {figures.requests_per_s:>9,.0f} req/s  "
+                        f"CPU {figures.cpu_us_per_request:5.1f} µs/request",
+                        flush=True,
+                    )
             order.reverse()
-    print("\n| build | hot req/s (runs) | median | uniform req/s (runs) | median |\n|---|---|---|---|---|")
+    print(
+        "\n| build | hot req/s (runs) | median | CPU µs/request | "
+        "uniform req/s (runs) | median | CPU µs/request |\n|---|---|---|---|---|---|---|"
+    )
     for name in builds:
         cells = []
         for scenario in ("hot", "uniform"):
             runs = results[name, scenario]
-            cells += [" · ".join(f"{r:,.0f}" for r in runs), f"{statistics.median(runs):,.0f}"]
+            cells += [
+                " · ".join(f"{r.requests_per_s:,.0f}" for r in runs),
+                f"{statistics.median(r.requests_per_s for r in runs):,.0f}",
+                f"{statistics.median(r.cpu_us_per_request for r in runs):.1f}",
+            ]
         print(f"| {name} | {' | '.join(cells)} |")
 
 

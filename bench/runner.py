@@ -58,6 +58,9 @@ class Figures:
     p50_ms: float
     p99_ms: float
     errors: int
+    # Server CPU time (user + system, all its processes) per answered request; nan when the
+    # server's process was not watched. On a shared host it drifts far less than requests/s.
+    cpu_us_per_request: float = float("nan")
 
 
 def _pinned(core: int) -> list[str]:
@@ -185,6 +188,21 @@ def keyspace(redis_url: str) -> tuple[int, int]:
         client.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its children (a server's workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name may hold spaces: the fields after it start past the last ')'.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def run_wrk(
     url: str,
     *,
@@ -194,6 +212,7 @@ def run_wrk(
     args: list[str],
     threads: int = 1,
     pinned: bool = True,
+    watch: int | None = None,
 ) -> Figures:
     command = [
         *(_pinned(1) if pinned else []),
@@ -209,7 +228,9 @@ def run_wrk(
         "--",
         *args,
     ]
+    cpu_before = cpu_seconds(watch) if watch else 0.0
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    cpu_used = cpu_seconds(watch) - cpu_before if watch else float("nan")
     match = re.search(r"^BENCH (\{.*\})$", output, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"wrk printed no figures:\n{output}")
@@ -221,6 +242,7 @@ def run_wrk(
         p50_ms=raw["p50_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
         errors=errors,
+        cpu_us_per_request=cpu_used * 1e6 / max(1, raw["requests"]),
     )
 
 
@@ -231,12 +253,14 @@ def median_of(scenario: str, runs: list[Figures]) -> Figures:
         p50_ms=statistics.median(r.p50_ms for r in runs),
         p99_ms=statistics.median(r.p99_ms for r in runs),
         errors=max(r.errors for r in runs),
+        cpu_us_per_request=statistics.median(r.cpu_us_per_request for r in runs),
     )
 
 
 def measure(
     name: str,
-    url: str,
+    server: Service,
+    path: str,
     args: argparse.Namespace,
     script: str = "report.lua",
     extra: list[str] | None = None,
@@ -251,11 +275,17 @@ def measure(
         "args": extra or [],
         "threads": threads,
         "pinned": pinned,
+        "watch": server.process.pid,
     }
+    url = server.url + path
     run_wrk(url, seconds=max(2, args.duration // 3), **options)  # type: ignore[arg-type]
     runs = [run_wrk(url, seconds=args.duration, **options) for _ in range(args.repeat)]  # type: ignore[arg-type]
     figures = median_of(name, runs)
-    print(f"  {name:<10} {figures.requests_per_s:>9,.0f} req/s  p99 {figures.p99_ms:6.2f} ms", flush=True)
+    print(
+        f"  {name:<10} {figures.requests_per_s:>9,.0f} req/s  p99 {figures.p99_ms:6.2f} ms  "
+        f"CPU {figures.cpu_us_per_request:5.1f} µs/request",
+        flush=True,
+    )
     return figures
 
 
@@ -311,12 +341,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_batches(base: str, args: argparse.Namespace) -> list[dict[str, float]]:
+def run_batches(server: Service, args: argparse.Namespace) -> list[dict[str, float]]:
     """Batch reads of 1, 10, 100 and 1,000 uniformly drawn assets: requests/s and assets/s."""
     rows = []
     for size in BATCH_SIZES:
         figures = measure(
-            f"batch-{size}", f"{base}/", args, "batch.lua", [str(DEFAULT_SYMBOLS_FILE), str(size)]
+            f"batch-{size}", server, "/", args, "batch.lua", [str(DEFAULT_SYMBOLS_FILE), str(size)]
         )
         rows.append(
             {
@@ -371,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
             body_size = len(response.read())
 
         if "batch" in suites:
-            results["batches"] = run_batches(server.url, args)
+            results["batches"] = run_batches(server, args)
         if "streams" in suites:
             streamed = measure_streams(
                 server.url,
@@ -392,54 +422,49 @@ def main(argv: list[str] | None = None) -> None:
         if "core" not in suites:
             server.stop()
         else:
-            hot_url = f"{server.url}/prices/{HOT_ASSET}"
-            scenarios.append(measure("hot", hot_url, args))
+            hot_path = f"/prices/{HOT_ASSET}"
+            scenarios.append(measure("hot", server, hot_path, args))
             hits_before, misses_before = keyspace(redis.url)
-            scenarios.append(measure("uniform", f"{server.url}/", args, *uniform))  # type: ignore[arg-type]
+            scenarios.append(measure("uniform", server, "/", args, *uniform))  # type: ignore[arg-type]
             hits, misses = (
                 a - b for a, b in zip(keyspace(redis.url), (hits_before, misses_before), strict=True)
             )
             hit_rate = hits / max(1, hits + misses)
             print(f"  Redis hit rate during uniform (keyspace counters): {hit_rate:.2%}", flush=True)
-            scenarios.append(
-                measure("mixed", f"{server.url}/", args, "mixed.lua", [str(DEFAULT_SYMBOLS_FILE)])
-            )
+            scenarios.append(measure("mixed", server, "/", args, "mixed.lua", [str(DEFAULT_SYMBOLS_FILE)]))
             server.stop()
 
             # The ceiling is measured here and again at the end: a shared machine drifts.
             ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
-            ceilings = [measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args)]
+            ceilings = [measure("ceiling", ceiling_service, f"/prices/{HOT_ASSET}", args)]
 
             # Every GET an MGET: the same Redis read by a server without the near-cache.
             direct = run_server({**env, "NEAR_CACHE_SECONDS": "0"})
-            scenarios.append(measure("hot-direct", f"{direct.url}/prices/{HOT_ASSET}", args))
-            scenarios.append(measure("uniform-direct", f"{direct.url}/", args, *uniform))  # type: ignore[arg-type]
+            scenarios.append(measure("hot-direct", direct, f"/prices/{HOT_ASSET}", args))
+            scenarios.append(measure("uniform-direct", direct, "/", args, *uniform))  # type: ignore[arg-type]
             direct.stop()
 
             # What request metrics cost: the hot scenario with them off.
             bare = run_server({**env, "REQUEST_METRICS": "false"})
-            scenarios.append(measure("hot-no-metrics", f"{bare.url}/prices/{HOT_ASSET}", args))
+            scenarios.append(measure("hot-no-metrics", bare, f"/prices/{HOT_ASSET}", args))
             bare.stop()
 
             # Serving while every asset is refreshed every 10 s (1,000 assets a second).
             busy = run_server({**env, "MEDIUM_INTERVAL_SECONDS": "10", "COLD_INTERVAL_SECONDS": "10"})
-            scenarios.append(measure("during-refresh", f"{busy.url}/", args, *uniform))  # type: ignore[arg-type]
+            scenarios.append(measure("during-refresh", busy, "/", args, *uniform))  # type: ignore[arg-type]
             busy.stop()
 
             # Unpinned, both cores shared with wrk: one worker, two workers, and 1000 connections.
             one = run_server(env, pinned=False)
-            scenarios.append(
-                measure("1-worker", f"{one.url}/prices/{HOT_ASSET}", args, threads=2, pinned=False)
-            )
+            scenarios.append(measure("1-worker", one, f"/prices/{HOT_ASSET}", args, threads=2, pinned=False))
             one.stop()
             two = run_server(env, workers=2, pinned=False)
-            scenarios.append(
-                measure("2-workers", f"{two.url}/prices/{HOT_ASSET}", args, threads=2, pinned=False)
-            )
+            scenarios.append(measure("2-workers", two, f"/prices/{HOT_ASSET}", args, threads=2, pinned=False))
             scenarios.append(
                 measure(
                     "thousand",
-                    f"{two.url}/prices/{HOT_ASSET}",
+                    two,
+                    f"/prices/{HOT_ASSET}",
                     args,
                     connections=1000,
                     threads=2,
@@ -455,24 +480,33 @@ def main(argv: list[str] | None = None) -> None:
             print(f"first full round, one request per asset: {per_symbol_round_s:.1f} s", flush=True)
             per_symbol.stop()
 
-            ceilings.append(measure("ceiling", f"{ceiling_service.url}/prices/{HOT_ASSET}", args))
+            ceilings.append(measure("ceiling", ceiling_service, f"/prices/{HOT_ASSET}", args))
             ceiling = median_of("ceiling", ceilings)
             scenarios.append(ceiling)
 
     if "core" in suites:
-        print("\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling |\n|---|---|---|---|---|---|")
+        print(
+            "\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling | CPU µs/request | "
+            "vs ceiling by CPU |\n|---|---|---|---|---|---|---|---|"
+        )
         for figures in scenarios:
             ratio = figures.requests_per_s / ceiling.requests_per_s
+            cpu_ratio = ceiling.cpu_us_per_request / figures.cpu_us_per_request
             print(
                 f"| {figures.scenario} | {figures.requests_per_s:,.0f} | {figures.p50_ms:.2f} | "
-                f"{figures.p99_ms:.2f} | {figures.errors} | {ratio:.2f} |"
+                f"{figures.p99_ms:.2f} | {figures.errors} | {ratio:.2f} | "
+                f"{figures.cpu_us_per_request:.1f} | {cpu_ratio:.2f} |"
             )
         by_name = {f.scenario: f for f in scenarios}
         ratios = {
             "hot / ceiling": by_name["hot"].requests_per_s / ceiling.requests_per_s,
+            "hot / ceiling by CPU per request": ceiling.cpu_us_per_request
+            / by_name["hot"].cpu_us_per_request,
             "hot p99 / ceiling p99": by_name["hot"].p99_ms / ceiling.p99_ms,
             "uniform / hot": by_name["uniform"].requests_per_s / by_name["hot"].requests_per_s,
             "uniform-direct / ceiling": by_name["uniform-direct"].requests_per_s / ceiling.requests_per_s,
+            "uniform-direct / ceiling by CPU per request": ceiling.cpu_us_per_request
+            / by_name["uniform-direct"].cpu_us_per_request,
             "during-refresh p99 / uniform p99": by_name["during-refresh"].p99_ms / by_name["uniform"].p99_ms,
             "metrics overhead (1 - hot / hot-no-metrics)": 1
             - by_name["hot"].requests_per_s / by_name["hot-no-metrics"].requests_per_s,
