@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from typing import Any
 
 import redis.asyncio as redis
@@ -103,3 +104,19 @@ async def test_list_reads_join_the_same_round_trip_as_single_reads(
     assert (single, listed, other) == (b"1", [b"2", b"1", None, b"2"], [b"1"])
     assert await command_calls(redis_client, "mget") - before == 1
     await cache.close()
+
+
+def test_encoded_prices_are_right_sized_in_memory() -> None:
+    # The process keeps the last encoded price of every asset; orjson's own output sits in an
+    # allocation of at least 4 KiB, which made 10,000 of them cost 39 MiB.
+    aggregate = Aggregate(asset="btcusdt", price=43_000.5, last_updated=1_700_000_000, sources=3)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        kept = [encode_price(aggregate, updated_at=1_700_000_001, tier="hot") for _ in range(1_000)]
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert len(kept[0]) < 250
+    assert grown < 1_000 * 1_024, f"{grown / 1_000:.0f} bytes per kept price"
