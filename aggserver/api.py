@@ -114,7 +114,10 @@ async def get_price(request: web.Request) -> web.Response:
     if asset not in request.app[SYMBOLS]:
         raise InvalidSymbol(asset)
     if not request.query_string:
-        body = await request.app[READER].answer(asset)
+        reader = request.app[READER]
+        body = reader.answer_near(asset)
+        if body is None:
+            body = await reader.answer(asset)
         return web.Response(body=body, content_type="application/json")
     params.only(request, ("max_age", "detail"))
     if params.detail(request):

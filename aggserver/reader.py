@@ -46,9 +46,28 @@ class PriceReader:
         self._latest_record = latest_record
         self._clock = clock
         self._lookups: dict[str, asyncio.Task[CachedPrice | None]] = {}
+        # asset -> (the near-cached price, the unix second, its GET body then)
+        self._rendered: dict[str, tuple[CachedPrice, int, bytes]] = {}
         self._background: set[asyncio.Task[object]] = set()
         self.hits = 0
         self.misses = 0
+
+    def answer_near(self, asset: str) -> bytes | None:
+        """The GET body for a known ``asset`` when the near-cache holds it, else None (then
+        ``answer`` reads Redis). Plain function: most GETs end here without a coroutine."""
+        near = self._near
+        cached = near.get(asset) if near.enabled else None
+        if cached is None:
+            return None
+        self._popularity.hit(asset)
+        now = int(self._clock())
+        # The body only changes with the price or the second: render once per asset and second.
+        rendered = self._rendered.get(asset)
+        if rendered is not None and rendered[0] is cached and rendered[1] == now:
+            return rendered[2]
+        body = self.render(cached, now)
+        self._rendered[asset] = (cached, now, body)
+        return body
 
     async def answer(self, asset: str, max_age: float | None = None) -> bytes:
         """The GET body for a known ``asset``.

@@ -34,6 +34,9 @@ def main() -> None:
         port=args.port,
         loop=uvloop.new_event_loop(),
         access_log=None,
+        # The same accept queue as aggserver's: run_app's default of 128 drops SYNs at 1,000
+        # connections (ListenOverflows in nstat), which shows up as wrk timeouts.
+        backlog=4096,
         print=None,
     )
 

@@ -481,6 +481,18 @@ def main(argv: list[str] | None = None) -> None:
             per_symbol.stop()
 
             ceilings.append(measure("ceiling", ceiling_service, f"/prices/{HOT_ASSET}", args))
+            # The bare server under the thousand scenario's load: the tail that is not ours.
+            scenarios.append(
+                measure(
+                    "ceiling-thousand",
+                    ceiling_service,
+                    f"/prices/{HOT_ASSET}",
+                    args,
+                    connections=1000,
+                    threads=2,
+                    pinned=False,
+                )
+            )
             ceiling = median_of("ceiling", ceilings)
             scenarios.append(ceiling)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import redis.asyncio as redis
 
@@ -20,7 +21,9 @@ from aggserver.cache import CachedPrice, encode_price
 from aggserver.keys import NEAR_CACHE
 from aggserver.localstack import Service, free_port
 from aggserver.nearcache import NearCache
+from aggserver.reader import PriceReader
 from aggserver.settings import Settings
+from aggserver.tiers import Popularity, TierMap
 from tests.support import Exchanges, answers, checked, poll, server_env
 
 
@@ -59,6 +62,34 @@ def test_a_read_that_raced_an_update_is_not_cached() -> None:
     near.invalidate(["ethusdt"])  # an update arrives while the read is in flight
     near.put("btcusdt", price(1.0), generation=started)
     assert near.get("btcusdt") is None
+
+
+def test_near_answers_follow_the_clock_and_the_price() -> None:
+    # Bodies are rendered once per asset and second; a new second or a new price renders again.
+    clock = Clock()
+    near = NearCache(max_age=60.0, clock=clock)
+    near.connected = True
+    settings = Settings.from_env({})
+    reader = PriceReader(
+        cache=None,  # type: ignore[arg-type]  # a near-cache hit never reaches Redis
+        refresher=None,  # type: ignore[arg-type]
+        tiers=TierMap(["btcusdt"], settings),
+        popularity=Popularity(promote_rate=1.0, max_promoted=1),
+        latest_record=None,  # type: ignore[arg-type]
+        near=near,
+        clock=clock,
+    )
+    assert reader.answer_near("btcusdt") is None
+    near.put("btcusdt", price(1.0), generation=near.generation)
+    first = orjson.loads(reader.answer_near("btcusdt") or b"")
+    assert (first["price"], first["age_seconds"]) == (1.0, 99)
+    clock.now += 1.0
+    later = orjson.loads(reader.answer_near("btcusdt") or b"")
+    assert later["age_seconds"] == 100
+    near.invalidate(["btcusdt"])
+    assert reader.answer_near("btcusdt") is None
+    near.put("btcusdt", price(2.0), generation=near.generation)
+    assert orjson.loads(reader.answer_near("btcusdt") or b"")["price"] == 2.0
 
 
 def test_nothing_is_cached_without_a_live_subscription() -> None:
