@@ -59,7 +59,8 @@ class Figures:
     p99_ms: float
     errors: int
     # Server CPU time (user + system, all its processes) per answered request; nan when the
-    # server's process was not watched. On a shared host it drifts far less than requests/s.
+    # server's process was not watched. A saturated pinned server's is 1 / requests/s (and
+    # drifts as much); it tells apart cost from capacity where the server is not saturated.
     cpu_us_per_request: float = float("nan")
 
 
