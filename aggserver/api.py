@@ -117,7 +117,7 @@ async def get_price(request: web.Request) -> web.Response:
         reader = request.app[READER]
         body = reader.answer_near(asset)
         if body is None:
-            body = await reader.answer(asset)
+            body = await reader.answer_stored(asset)
         return web.Response(body=body, content_type="application/json")
     params.only(request, ("max_age", "detail"))
     if params.detail(request):

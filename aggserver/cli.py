@@ -35,7 +35,7 @@ from aggserver.localstack import (
     start_redis,
 )
 from aggserver.scheduler import Scheduler
-from aggserver.settings import Settings
+from aggserver.settings import ACCEPT_BACKLOG, Settings
 
 __all__ = ["main"]
 
@@ -162,8 +162,7 @@ async def _serve(app: web.Application, settings: Settings, *, reuse_port: bool) 
             settings.host,
             settings.port,
             reuse_port=reuse_port or None,
-            # A deep accept queue: a thousand clients connecting at once must not be refused.
-            backlog=4096,
+            backlog=ACCEPT_BACKLOG,
         )
         await site.start()
         stop = asyncio.Event()

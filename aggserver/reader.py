@@ -54,7 +54,7 @@ class PriceReader:
 
     def answer_near(self, asset: str) -> bytes | None:
         """The GET body for a known ``asset`` when the near-cache holds it, else None (then
-        ``answer`` reads Redis). Plain function: most GETs end here without a coroutine."""
+        ``answer_stored`` reads Redis). Plain function: most GETs end here without a coroutine."""
         near = self._near
         cached = near.get(asset) if near.enabled else None
         if cached is None:
@@ -75,11 +75,18 @@ class PriceReader:
         Raises PriceNotFound when no price exists anywhere, PriceTooOld when it is older than
         ``max_age``, BackendUnavailable when Redis is down and nothing else has a price.
         """
-        self._popularity.hit(asset)
         near = self._near
         cached = near.get(asset) if near.enabled else None
         if cached is None:
-            cached = await self._read(asset, near.generation)
+            return await self.answer_stored(asset, max_age)
+        self._popularity.hit(asset)
+        return self.render(cached, int(self._clock()), max_age)
+
+    async def answer_stored(self, asset: str, max_age: float | None = None) -> bytes:
+        """``answer`` past the near-cache (after ``answer_near`` found nothing): from Redis,
+        else the fallbacks; the same errors."""
+        self._popularity.hit(asset)
+        cached = await self._read(asset, self._near.generation)
         return self.render(cached, int(self._clock()), max_age)
 
     def render(self, cached: CachedPrice, now: int, max_age: float | None = None) -> bytes:

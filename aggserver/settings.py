@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aggserver.errors import ConfigError
 
-__all__ = ["DEFAULT_EXCHANGE_URLS", "DEFAULT_SYMBOLS_FILE", "Settings", "redact_url"]
+__all__ = ["ACCEPT_BACKLOG", "DEFAULT_EXCHANGE_URLS", "DEFAULT_SYMBOLS_FILE", "Settings", "redact_url"]
 
 DEFAULT_SYMBOLS_FILE = Path(__file__).resolve().parent / "symbols.csv"
 DEFAULT_EXCHANGE_URLS = (
@@ -18,6 +18,11 @@ DEFAULT_EXCHANGE_URLS = (
     "http://127.0.0.1:8082/mock/ticker",
     "http://127.0.0.1:8083/mock/ticker",
 )
+
+
+# The listening socket's accept queue. Deep, so a thousand clients connecting at once are not
+# refused (with the usual 128, SYNs are dropped and clients wait a second or more to connect).
+ACCEPT_BACKLOG = 4096
 
 
 @dataclass(frozen=True, kw_only=True)

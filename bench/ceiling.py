@@ -10,6 +10,8 @@ import argparse
 import uvloop
 from aiohttp import web
 
+from aggserver.settings import ACCEPT_BACKLOG
+
 
 def create_app(body_size: int) -> web.Application:
     padding = max(0, body_size - len(b'{"asset":"btcusdt","pad":""}'))
@@ -34,9 +36,9 @@ def main() -> None:
         port=args.port,
         loop=uvloop.new_event_loop(),
         access_log=None,
-        # The same accept queue as aggserver's: run_app's default of 128 drops SYNs at 1,000
-        # connections (ListenOverflows in nstat), which shows up as wrk timeouts.
-        backlog=4096,
+        # aggserver's accept queue: run_app's default of 128 drops SYNs at 1,000 connections
+        # (ListenOverflows in nstat), which wrk counts as timeouts.
+        backlog=ACCEPT_BACKLOG,
         print=None,
     )
 

@@ -45,6 +45,7 @@ from bench.streams import measure_streams
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 HOT_ASSET = "btcusdt"
+HOT_PATH = f"/prices/{HOT_ASSET}"
 SYMBOL_COUNT = len(load_symbols(DEFAULT_SYMBOLS_FILE))
 SUITES = ("core", "batch", "streams")
 BATCH_SIZES = (1, 10, 100, 1000)
@@ -145,7 +146,7 @@ def start_ceiling(port: int, body_size: int) -> Service:
         ],
         url=f"http://127.0.0.1:{port}",
     )
-    return wait_ready(service, lambda: _answers(f"{service.url}/prices/{HOT_ASSET}"), timeout=30)
+    return wait_ready(service, lambda: _answers(service.url + HOT_PATH), timeout=30)
 
 
 def wait_all_cached(redis_url: str, count: int, timeout: float = 300) -> float:
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"history: {len(symbols)} records in DynamoDB after {history_s:.1f} s ({history_rate:,.0f}/s)")
         rss = rss_mb(server.process.pid)
         print(f"server RSS with {len(symbols)} assets cached: {rss:.0f} MB\n", flush=True)
-        with urllib.request.urlopen(f"{server.url}/prices/{HOT_ASSET}") as response:  # noqa: S310
+        with urllib.request.urlopen(server.url + HOT_PATH) as response:  # noqa: S310
             body_size = len(response.read())
 
         if "batch" in suites:
@@ -423,8 +424,7 @@ def main(argv: list[str] | None = None) -> None:
         if "core" not in suites:
             server.stop()
         else:
-            hot_path = f"/prices/{HOT_ASSET}"
-            scenarios.append(measure("hot", server, hot_path, args))
+            scenarios.append(measure("hot", server, HOT_PATH, args))
             hits_before, misses_before = keyspace(redis.url)
             scenarios.append(measure("uniform", server, "/", args, *uniform))  # type: ignore[arg-type]
             hits, misses = (
@@ -437,17 +437,17 @@ def main(argv: list[str] | None = None) -> None:
 
             # The ceiling is measured here and again at the end: a shared machine drifts.
             ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
-            ceilings = [measure("ceiling", ceiling_service, f"/prices/{HOT_ASSET}", args)]
+            ceilings = [measure("ceiling", ceiling_service, HOT_PATH, args)]
 
             # Every GET an MGET: the same Redis read by a server without the near-cache.
             direct = run_server({**env, "NEAR_CACHE_SECONDS": "0"})
-            scenarios.append(measure("hot-direct", direct, f"/prices/{HOT_ASSET}", args))
+            scenarios.append(measure("hot-direct", direct, HOT_PATH, args))
             scenarios.append(measure("uniform-direct", direct, "/", args, *uniform))  # type: ignore[arg-type]
             direct.stop()
 
             # What request metrics cost: the hot scenario with them off.
             bare = run_server({**env, "REQUEST_METRICS": "false"})
-            scenarios.append(measure("hot-no-metrics", bare, f"/prices/{HOT_ASSET}", args))
+            scenarios.append(measure("hot-no-metrics", bare, HOT_PATH, args))
             bare.stop()
 
             # Serving while every asset is refreshed every 10 s (1,000 assets a second).
@@ -457,15 +457,15 @@ def main(argv: list[str] | None = None) -> None:
 
             # Unpinned, both cores shared with wrk: one worker, two workers, and 1000 connections.
             one = run_server(env, pinned=False)
-            scenarios.append(measure("1-worker", one, f"/prices/{HOT_ASSET}", args, threads=2, pinned=False))
+            scenarios.append(measure("1-worker", one, HOT_PATH, args, threads=2, pinned=False))
             one.stop()
             two = run_server(env, workers=2, pinned=False)
-            scenarios.append(measure("2-workers", two, f"/prices/{HOT_ASSET}", args, threads=2, pinned=False))
+            scenarios.append(measure("2-workers", two, HOT_PATH, args, threads=2, pinned=False))
             scenarios.append(
                 measure(
                     "thousand",
                     two,
-                    f"/prices/{HOT_ASSET}",
+                    HOT_PATH,
                     args,
                     connections=1000,
                     threads=2,
@@ -481,13 +481,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"first full round, one request per asset: {per_symbol_round_s:.1f} s", flush=True)
             per_symbol.stop()
 
-            ceilings.append(measure("ceiling", ceiling_service, f"/prices/{HOT_ASSET}", args))
+            ceilings.append(measure("ceiling", ceiling_service, HOT_PATH, args))
             # The bare server under the thousand scenario's load: the tail that is not ours.
             scenarios.append(
                 measure(
                     "ceiling-thousand",
                     ceiling_service,
-                    f"/prices/{HOT_ASSET}",
+                    HOT_PATH,
                     args,
                     connections=1000,
                     threads=2,
