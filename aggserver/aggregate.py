@@ -30,6 +30,8 @@ class Quote:
     price: float
     volume: float
     timestamp: int
+    # False when the venue sent no time and ``timestamp`` is when its answer arrived.
+    venue_time: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,6 +208,8 @@ def breakdown(
             "volume": quote.volume,
             "timestamp": quote.timestamp,
         }
+        if not quote.venue_time:
+            entry["timestamp_from"] = "received"
         if quote.source in selection.rejected:
             entry["reason"] = selection.rejected[quote.source]
         entries.append(entry)

@@ -162,9 +162,12 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
 async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
     """The refresh and read paths, which share the exchanges, the cache and the history."""
     settings = app[SETTINGS]
+    ours = app[SYMBOLS]
     exchanges = ExchangeClient(
         app[HTTP_SESSION],
-        settings.exchange_urls,
+        settings.exchanges,
+        symbols=ours,
+        rate_shares=settings.rate_shares,
         timeout=settings.exchange_timeout_seconds,
         budget=settings.refresh_budget_seconds,
         bulk=settings.exchange_bulk,
@@ -200,6 +203,11 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         max_assets=settings.stream_max_assets,
     )
     app[UPDATE_FEED].add_listener(hub)
+    # Which venue lists which symbol must be known before the first refresh round.
+    await exchanges.load_listings()
+    listings = asyncio.create_task(
+        _reload_listings(exchanges, settings.listing_refresh_seconds), name="listing-reloads"
+    )
     app[EXCHANGES] = exchanges
     app[REFRESHER] = refresher
     app[READER] = reader
@@ -210,8 +218,23 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         rate=settings.refresh_rate_limit,
     )
     yield
+    listings.cancel()
+    await asyncio.gather(listings, return_exceptions=True)
     await hub.close_all()
     await reader.close()
+
+
+# While a venue has never loaded its listing, it is tried again this often.
+LISTING_RETRY_SECONDS = 30.0
+
+
+async def _reload_listings(exchanges: ExchangeClient, interval: float) -> None:
+    """Venues add and remove markets: load their listings again every ``interval``."""
+    while True:
+        await asyncio.sleep(
+            min(interval, LISTING_RETRY_SECONDS) if exchanges.missing_listings() else interval
+        )
+        await exchanges.load_listings()
 
 
 async def _end_streams(app: web.Application) -> None:
@@ -223,6 +246,7 @@ async def _end_streams(app: web.Application) -> None:
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     """Automatic refresh by tier, run by whichever process holds the lease; stopped first on
     shutdown, so history flushes what it queued."""
+    settings = app[SETTINGS]
     scheduler = Scheduler(
         symbols=app[SYMBOLS].ordered,
         tiers=app[TIERS],
@@ -230,9 +254,10 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         refresher=app[REFRESHER],
         cache=app[CACHE],
         latest_record=app[LATEST_RECORD],
+        exchanges=app[EXCHANGES],
+        bulk_round_seconds=settings.bulk_round_seconds,
     )
     app[SCHEDULER] = scheduler
-    settings = app[SETTINGS]
     lease = Lease(
         app[CACHE].client,
         ttl_seconds=settings.lease_seconds,

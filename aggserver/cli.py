@@ -36,6 +36,8 @@ from aggserver.localstack import (
 )
 from aggserver.scheduler import Scheduler
 from aggserver.settings import ACCEPT_BACKLOG, Settings
+from aggserver.venue_probe import probe_venues
+from aggserver.venues import VENUES
 
 __all__ = ["main"]
 
@@ -67,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
         "refresh lease in Redis, does the refreshing (default %(default)s)",
     )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    stack.add_argument(
+        "--venues",
+        help="run venue-format mock exchanges instead of the three mockex ones: a comma-separated "
+        f"list of {', '.join(VENUES)} (sets EXCHANGES)",
+    )
+    commands.add_parser(
+        "venues",
+        help="call each configured exchange (EXCHANGES) once and print what it lists of ours, a "
+        "btcusdt quote, the round trip and the rate-limit headroom",
+    )
     stack.add_argument(
         "--data-dir",
         default=os.environ.get("AGGSERVER_DATA_DIR", ".aggserver-data"),
@@ -244,7 +256,21 @@ def _preferred_port(port: int) -> int:
     return port if port_is_free(port) else free_port()
 
 
-def _start_stack_services(env: dict[str, str], data_dir: Path, services: list[Service]) -> None:
+# Where ``stack --venues`` puts each venue's mock when the port is free (beside mockex's 8081-8083).
+VENUE_PORTS = {"binance": 8091, "okx": 8092, "bybit": 8093, "kraken": 8094, "coinbase": 8095}
+
+
+def _venue_list(raw: str | None) -> list[str]:
+    venues = [v.strip().lower() for v in (raw or "").split(",") if v.strip()]
+    unknown = [v for v in venues if v not in VENUES]
+    if unknown:
+        raise ConfigError(f"--venues: unknown {', '.join(unknown)} (known: {', '.join(VENUES)})")
+    return list(dict.fromkeys(venues))
+
+
+def _start_stack_services(
+    env: dict[str, str], data_dir: Path, services: list[Service], venues: list[str]
+) -> None:
     """Start what the environment does not already point at; add its address to ``env``."""
     if "REDIS_URL" not in env:
         redis = start_redis(_preferred_port(6380))
@@ -258,7 +284,14 @@ def _start_stack_services(env: dict[str, str], data_dir: Path, services: list[Se
             env.setdefault(name, value)
         if dynamo.name == "moto":
             print("note: Node.js >= 20 with dynalite not found; using moto's server (history is not kept)")
-    if "EXCHANGE_URLS" not in env:
+    if venues:
+        entries = []
+        for venue in venues:
+            mock = start_mockex(_preferred_port(VENUE_PORTS[venue]), name=venue, venue=venue)
+            services.append(mock)
+            entries.append(f"{venue}={mock.url}")
+        env["EXCHANGES"] = ",".join(entries)
+    elif "EXCHANGE_URLS" not in env and "EXCHANGES" not in env:
         urls = []
         for number, port in enumerate((8081, 8082, 8083), start=1):
             exchange = start_mockex(_preferred_port(port), name=f"exchange{number}")
@@ -282,7 +315,7 @@ def _stack(args: argparse.Namespace) -> None:
     env = dict(os.environ)
     services: list[Service] = []
     try:
-        _start_stack_services(env, Path(args.data_dir).resolve(), services)
+        _start_stack_services(env, Path(args.data_dir).resolve(), services, _venue_list(args.venues))
         os.environ.update(env)  # botocore reads the credentials from the environment
         settings = _settings(args, env)
         _setup_logging(settings)
@@ -296,7 +329,12 @@ def _stack(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "serve":
+        if args.command == "venues":
+            settings = Settings.from_env(os.environ)
+            _setup_logging(settings)
+            if uvloop.run(probe_venues(settings, sys.stdout)):
+                sys.exit(1)
+        elif args.command == "serve":
             settings = _settings(args, os.environ)
             _setup_logging(settings)
             if args.workers < 1:

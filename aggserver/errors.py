@@ -5,6 +5,7 @@ AggError
  ├── InvalidParameter   a malformed query parameter                 -> 400
  ├── UnknownSymbol      well-formed but not in symbols.csv          -> 404 (400 on GET)
  ├── PriceNotFound      known symbol without a price anywhere       -> 404
+ ├── NotListed          known symbol no configured exchange lists   -> 404
  ├── PriceTooOld        the price is older than the client's max_age -> 503
  ├── NoValidQuotes      every exchange failed or sent a bad quote   -> 502
  └── BackendUnavailable Redis could not be reached in time          -> 503
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidParameter",
     "InvalidSymbol",
     "NoValidQuotes",
+    "NotListed",
     "PriceNotFound",
     "PriceTooOld",
     "TooManyRefreshes",
@@ -48,6 +50,10 @@ class UnknownSymbol(AggError):
 
 class PriceNotFound(AggError):
     """No price is cached for a known symbol."""
+
+
+class NotListed(AggError):
+    """No configured exchange lists the symbol, so it cannot be priced (now)."""
 
 
 class PriceTooOld(AggError):

@@ -1,35 +1,46 @@
-"""Exchange clients: one pooled keep-alive session, a circuit breaker and a concurrency bound per
-exchange, single-symbol and bulk fetches. An exchange's failure becomes a reason, never an error.
+"""Exchange clients: one pooled keep-alive session; per exchange a venue adapter, its listing,
+a rate budget, a circuit breaker and a bound on requests in flight. An exchange's failure
+becomes a reason, never an error.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from aggserver.aggregate import InvalidQuote, Quote, parse_quote
+from aggserver.aggregate import Quote
 from aggserver.breaker import CircuitBreaker
+from aggserver.errors import NotListed
 from aggserver.metrics import Histogram
+from aggserver.throttle import Held, Throttle
+from aggserver.venues import VenueConfig, venue_for
+from aggserver.venues.base import Bulk, RateLimited, Ticker, Venue, VenueError, VenueRequest
 
 __all__ = [
     "MAX_BODY_BYTES",
     "Exchange",
     "ExchangeClient",
     "FetchResult",
-    "bulk_url",
+    "Listing",
     "create_session",
-    "source_name",
 ]
 
-# A ticker is ~100 bytes; a bulk answer ~100 bytes a symbol. Larger bodies are not read on.
+log = logging.getLogger(__name__)
+
+# A ticker is a few hundred bytes; a venue's whole listing or all-tickers answer a few MB.
 MAX_BODY_BYTES = 64 * 1024
-MAX_BULK_BODY_BYTES = 4 * 1024 * 1024
-BULK_CHUNK = 500
+MAX_BULK_BODY_BYTES = 16 * 1024 * 1024
+# An all-tickers answer serves every refresh that starts within this long of it: tier slots
+# a second apart then cost a bulk venue one request every two seconds, whatever they ask.
+SNAPSHOT_SECONDS = 2.0
+# Where a venue reports the budget used this minute (Binance), pause at this share of it.
+USED_SHARE_PAUSE = 0.9
 
 
 class ExchangeFailure(Exception):
@@ -48,14 +59,13 @@ class FetchResult:
     rejected: dict[str, str] = field(default_factory=dict)
 
 
-def source_name(url: str) -> str:
-    """A short, stable name for an exchange: its host and port."""
-    return urlsplit(url).netloc or url
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listing:
+    """Which of our symbols a venue lists, and under which of its own names."""
 
-
-def bulk_url(ticker_url: str) -> str | None:
-    """The bulk endpoint beside a ``.../ticker`` base URL (``.../tickers``), if it follows that shape."""
-    return ticker_url + "s" if ticker_url.endswith("/ticker") else None
+    natives: Mapping[str, str]  # ours -> the venue's
+    symbols: Mapping[str, str]  # the venue's -> ours
+    loaded_at: float  # unix seconds
 
 
 def create_session(*, connections: int, timeout: float) -> aiohttp.ClientSession:
@@ -70,136 +80,264 @@ def create_session(*, connections: int, timeout: float) -> aiohttp.ClientSession
 
 @dataclass(kw_only=True)
 class Exchange:
-    """One configured exchange with its own breaker and bound on requests in flight."""
+    """One configured exchange with its adapter, listing, budget, breaker and bound on requests."""
 
     name: str
-    url: str
-    bulk_url: str | None
+    venue: Venue
+    origin: str
     breaker: CircuitBreaker
     slots: asyncio.Semaphore
+    throttle: Throttle
+    bulk: Bulk
+    # None until loaded; venues without a listing request list every symbol.
+    listing: Listing | None = None
+    listing_error: str | None = None
     requests: int = 0
     errors: int = 0
     latency: Histogram = field(default_factory=Histogram)
+    # Share of its budget the venue last said we had used (Binance tells; others do not).
+    used_share: float | None = None
+    # Seconds the last request took on the wire (waiting for rate budget not included).
+    last_round_trip: float = 0.0
+    # The latest all-tickers answer (Bulk.ALL) and when it arrived (loop time), shared by callers.
+    snapshot: asyncio.Future[tuple[dict[str, Ticker | str], float]] | None = None
+    snapshot_at: float = 0.0
 
-    @classmethod
-    def from_url(
-        cls, url: str, *, bulk: bool, concurrency: int, breaker_failures: int, breaker_reset: float
-    ) -> Exchange:
-        name = source_name(url)
-        return cls(
-            name=name,
-            url=url,
-            bulk_url=bulk_url(url) if bulk else None,
-            breaker=CircuitBreaker(name, failure_threshold=breaker_failures, reset_seconds=breaker_reset),
-            slots=asyncio.Semaphore(concurrency),
-        )
+    @property
+    def lists_everything(self) -> bool:
+        return self.venue.listing_request() is None
+
+    def native(self, symbol: str) -> str | None:
+        """The venue's name for ``symbol``, or None when it does not list it."""
+        if self.lists_everything:
+            return symbol
+        return self.listing.natives.get(symbol) if self.listing is not None else None
 
 
 class ExchangeClient:
-    """Fetches assets from every configured exchange at once."""
+    """Fetches assets from every configured exchange that lists them, all at once."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        urls: Sequence[str],
+        configs: Sequence[VenueConfig],
         *,
+        symbols: Container[str],
         timeout: float,
         budget: float | None = None,
         bulk: bool = True,
         concurrency: int = 32,
         breaker_failures: int = 5,
         breaker_reset: float = 5.0,
+        rate_shares: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
-        self.exchanges = [
-            Exchange.from_url(
-                url,
-                bulk=bulk,
-                concurrency=concurrency,
-                breaker_failures=breaker_failures,
-                breaker_reset=breaker_reset,
+        self._symbols = symbols
+        self._clock = clock
+        self.exchanges: list[Exchange] = []
+        for config in configs:
+            venue = venue_for(config)
+            self.exchanges.append(
+                Exchange(
+                    name=config.name,
+                    venue=venue,
+                    origin=venue.origin(config.base_url),
+                    breaker=CircuitBreaker(
+                        config.name, failure_threshold=breaker_failures, reset_seconds=breaker_reset
+                    ),
+                    slots=asyncio.Semaphore(concurrency),
+                    throttle=Throttle(
+                        config.name,
+                        capacity=venue.rate.capacity,
+                        window_seconds=venue.rate.window_seconds,
+                        share=(rate_shares or {}).get(config.venue, 1.0),
+                    ),
+                    bulk=venue.bulk if bulk else Bulk.NONE,
+                )
             )
-            for url in urls
-        ]
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._budget = budget if budget is not None else timeout * 1.5
 
+    # --- listings -----------------------------------------------------------------------
+
+    async def load_listings(self) -> None:
+        """Load (again) every venue's listing; a failed load keeps the one before, if any."""
+        await asyncio.gather(*(self._load_listing(e) for e in self.exchanges if not e.lists_everything))
+
+    async def load_listings_of(self, exchange: Exchange) -> None:
+        await self._load_listing(exchange)
+
+    def missing_listings(self) -> bool:
+        return any(e.listing is None for e in self.exchanges if not e.lists_everything)
+
+    async def _load_listing(self, exchange: Exchange) -> None:
+        request = exchange.venue.listing_request()
+        assert request is not None
+        try:
+            payload = await self._get(exchange, request, MAX_BULK_BODY_BYTES, urgent=True)
+            instruments = exchange.venue.parse_listing(payload)
+        except (ExchangeFailure, VenueError, Held) as exc:
+            exchange.listing_error = str(exc)
+            log.warning(
+                "cannot load %s's listing (%s); %s",
+                exchange.name,
+                exc,
+                "keeping the last one" if exchange.listing else "it prices nothing until it loads",
+            )
+            return
+        rate = exchange.venue.listing_rate(payload)
+        if rate is not None:
+            exchange.throttle.set_budget(rate.capacity, rate.window_seconds)
+        natives = {i.symbol: i.native for i in instruments if i.symbol in self._symbols}
+        exchange.listing = Listing(
+            natives=natives, symbols={n: s for s, n in natives.items()}, loaded_at=self._clock()
+        )
+        exchange.listing_error = None
+        log.info(
+            "%s lists %d of our symbols (of %d instruments)", exchange.name, len(natives), len(instruments)
+        )
+
+    def listing_exchanges(self, symbol: str) -> list[Exchange]:
+        return [e for e in self.exchanges if e.native(symbol) is not None]
+
+    def listed(self, symbol: str) -> bool:
+        """Whether any exchange lists ``symbol``."""
+        return any(e.native(symbol) is not None for e in self.exchanges)
+
+    def priced_in_bulk(self, symbol: str) -> bool:
+        """Listed, and only by venues that price all their symbols with one request."""
+        listing = self.listing_exchanges(symbol)
+        return bool(listing) and all(e.bulk is Bulk.ALL for e in listing)
+
+    # --- fetching -----------------------------------------------------------------------
+
     async def fetch(self, symbol: str) -> FetchResult:
-        """All exchanges' quotes for ``symbol`` within the refresh budget."""
-        tasks = {
-            asyncio.ensure_future(self._fetch_one(exchange, symbol)): exchange for exchange in self.exchanges
-        }
+        """Quotes for ``symbol`` from every exchange listing it, within the refresh budget.
+        NotListed when none does."""
+        listing = self.listing_exchanges(symbol)
+        if not listing:
+            raise NotListed(symbol)
+        tasks = {asyncio.ensure_future(self._fetch_one(e, symbol, urgent=True)): e for e in listing}
         done, pending = await asyncio.wait(tasks, timeout=self._budget)
         for task in pending:
             task.cancel()
         result = FetchResult()
         for task, exchange in tasks.items():
-            outcome = task.result() if task in done else "timed out (refresh budget)"
-            if isinstance(outcome, Quote):
-                result.quotes.append(outcome)
-            else:
-                result.rejected[exchange.name] = outcome
+            _record(result, exchange.name, task.result() if task in done else "timed out (refresh budget)")
         return result
 
-    async def fetch_many(self, symbols: Sequence[str]) -> dict[str, FetchResult]:
-        """Quotes for many symbols: bulk requests where an exchange has them, else one per symbol."""
+    async def fetch_many(self, symbols: Sequence[str], *, urgent: bool = False) -> dict[str, FetchResult]:
+        """Quotes for many symbols: bulk requests where a venue has them, else one per symbol
+        (``urgent`` work may use the budget kept back for hot assets)."""
         results = {symbol: FetchResult() for symbol in symbols}
-        await asyncio.gather(*(self._fetch_from(exchange, symbols, results) for exchange in self.exchanges))
+        await asyncio.gather(*(self._fetch_from(e, symbols, results, urgent) for e in self.exchanges))
         return results
 
     async def _fetch_from(
-        self, exchange: Exchange, symbols: Sequence[str], results: dict[str, FetchResult]
+        self, exchange: Exchange, symbols: Sequence[str], results: dict[str, FetchResult], urgent: bool
     ) -> None:
-        if exchange.bulk_url is None:
-            outcomes = await asyncio.gather(*(self._fetch_one(exchange, s) for s in symbols))
-            for symbol, outcome in zip(symbols, outcomes, strict=True):
+        listed = [s for s in symbols if exchange.native(s) is not None]
+        if not listed:
+            return
+        if exchange.bulk is Bulk.NONE:
+            outcomes = await asyncio.gather(*(self._fetch_one(exchange, s, urgent=urgent) for s in listed))
+            for symbol, outcome in zip(listed, outcomes, strict=True):
                 _record(results[symbol], exchange.name, outcome)
             return
-        chunks = [symbols[i : i + BULK_CHUNK] for i in range(0, len(symbols), BULK_CHUNK)]
-        answers = await asyncio.gather(*(self._fetch_bulk(exchange, c) for c in chunks))
+        if exchange.bulk is Bulk.ALL:
+            answers = [await self._snapshot(exchange)]
+            chunks = [listed]
+        else:
+            size = exchange.venue.max_per_request
+            chunks = [listed[i : i + size] for i in range(0, len(listed), size)]
+            answers = await asyncio.gather(*(self._fetch_list(exchange, c, urgent) for c in chunks))
         for chunk, answer in zip(chunks, answers, strict=True):
+            if isinstance(answer, str):
+                for symbol in chunk:
+                    _record(results[symbol], exchange.name, answer)
+                continue
+            tickers, received_at = answer
             for symbol in chunk:
-                _record(results[symbol], exchange.name, answer if isinstance(answer, str) else answer[symbol])
+                native = exchange.native(symbol)
+                found = tickers.get(native) if native is not None else None
+                outcome = (
+                    "missing from bulk answer"
+                    if found is None
+                    else _quote(found, exchange, symbol, received_at)
+                )
+                _record(results[symbol], exchange.name, outcome)
 
-    async def _fetch_one(self, exchange: Exchange, symbol: str) -> Quote | str:
-        try:
-            body = await self._get(exchange, f"{exchange.url}/{symbol}", None, MAX_BODY_BYTES)
-            return parse_quote(_decode(body), source=exchange.name, symbol=symbol)
-        except ExchangeFailure as exc:
-            return str(exc)
-        except InvalidQuote as exc:
-            return f"invalid quote: {exc}"
+    async def probe(self, exchange: Exchange, symbol: str) -> Quote | str:
+        """One single-asset request to ``exchange`` (its round trip: ``last_round_trip``)."""
+        return await self._fetch_one(exchange, symbol, urgent=True)
 
-    async def _fetch_bulk(self, exchange: Exchange, symbols: Sequence[str]) -> dict[str, Quote | str] | str:
-        assert exchange.bulk_url is not None
+    async def _snapshot(self, exchange: Exchange) -> tuple[dict[str, Ticker | str], float] | str:
+        """The venue's all-tickers answer, shared by every caller within SNAPSHOT_SECONDS."""
+        loop = asyncio.get_running_loop()
+        current = exchange.snapshot
+        if current is None or (current.done() and loop.time() - exchange.snapshot_at >= SNAPSHOT_SECONDS):
+            current = loop.create_future()
+            exchange.snapshot, exchange.snapshot_at = current, loop.time()
+            outcome = await self._fetch_list(exchange, None, urgent=True)
+            if isinstance(outcome, str):
+                exchange.snapshot = None  # a failure is not kept: the next caller asks again
+                current.set_result(({}, 0.0))
+                return outcome
+            current.set_result(outcome)
+            return outcome
+        tickers, received_at = await asyncio.shield(current)
+        return (tickers, received_at) if received_at else "bulk answer failed"
+
+    async def _fetch_list(
+        self, exchange: Exchange, symbols: Sequence[str] | None, urgent: bool
+    ) -> tuple[dict[str, Ticker | str], float] | str:
+        """One bulk request: every ticker (``symbols`` None) or the named ones."""
+        natives = None if symbols is None else [exchange.native(s) or s for s in symbols]
+        request = exchange.venue.tickers_request(natives)
         try:
-            body = await self._get(
-                exchange, exchange.bulk_url, {"symbols": ",".join(symbols)}, MAX_BULK_BODY_BYTES
-            )
-            payload = _decode(body)
+            payload = await self._get(exchange, request, MAX_BULK_BODY_BYTES, urgent=urgent)
+            return exchange.venue.parse_tickers(payload), self._clock()
         except ExchangeFailure as exc:
-            if exc.status != 404:
+            if exc.status != 404 or symbols is None:
                 return str(exc)
             # No bulk endpoint after all: one request per symbol, now and from now on.
-            exchange.bulk_url = None
-            outcomes = await asyncio.gather(*(self._fetch_one(exchange, s) for s in symbols))
-            return dict(zip(symbols, outcomes, strict=True))
-        except InvalidQuote as exc:
-            return f"invalid bulk answer: {exc}"
-        if not isinstance(payload, list):
-            return "invalid bulk answer: not a JSON array"
-        answers: dict[str, Quote | str] = dict.fromkeys(symbols, "missing from bulk answer")
-        for item in payload:
-            symbol = item.get("symbol") if isinstance(item, dict) else None
-            if isinstance(symbol, str) and symbol.lower() in answers:
-                try:
-                    answers[symbol.lower()] = parse_quote(item, source=exchange.name, symbol=symbol.lower())
-                except InvalidQuote as exc:
-                    answers[symbol.lower()] = f"invalid quote: {exc}"
-        return answers
+            exchange.bulk = Bulk.NONE
+            outcomes = await asyncio.gather(*(self._fetch_one(exchange, s, urgent=urgent) for s in symbols))
+            tickers: dict[str, Ticker | str] = {}
+            for symbol, outcome in zip(symbols, outcomes, strict=True):
+                tickers[exchange.native(symbol) or symbol] = (
+                    outcome
+                    if isinstance(outcome, str)
+                    else Ticker(
+                        native=symbol,
+                        price=outcome.price,
+                        volume=outcome.volume,
+                        timestamp_ms=outcome.timestamp * 1000,
+                    )
+                )
+            return tickers, self._clock()
+        except (VenueError, Held) as exc:
+            return str(exc)
 
-    async def _get(self, exchange: Exchange, url: str, params: dict[str, str] | None, limit: int) -> bytes:
-        """One request through the exchange's breaker and concurrency bound."""
+    async def _fetch_one(self, exchange: Exchange, symbol: str, *, urgent: bool) -> Quote | str:
+        native = exchange.native(symbol)
+        if native is None:
+            return "not listed"
+        try:
+            payload = await self._get(
+                exchange, exchange.venue.ticker_request(native), MAX_BODY_BYTES, urgent=urgent
+            )
+            ticker = exchange.venue.parse_ticker(payload, native)
+        except (ExchangeFailure, VenueError, Held) as exc:
+            return str(exc)
+        return _quote(ticker, exchange, symbol, self._clock())
+
+    async def _get(self, exchange: Exchange, request: VenueRequest, limit: int, *, urgent: bool) -> object:
+        """One request through the exchange's rate budget, breaker and concurrency bound; the
+        decoded JSON of a normal answer. Raises ExchangeFailure, VenueError (RateLimited) or Held."""
+        throttle = exchange.throttle
+        await throttle.acquire(request.weight, urgent=urgent)
         if not exchange.breaker.allow():
             raise ExchangeFailure("circuit open")
         loop = asyncio.get_running_loop()
@@ -208,14 +346,13 @@ class ExchangeClient:
         try:
             async with (
                 exchange.slots,
-                self._session.get(url, params=params, timeout=self._timeout) as response,
+                self._session.get(
+                    exchange.origin + request.path, params=request.params, timeout=self._timeout
+                ) as response,
             ):
-                if response.status != 200:
-                    raise ExchangeFailure(f"HTTP {response.status}", status=response.status)
-                if not _declared_json(response.content_type):
-                    # An HTML error page from a proxy, say: whatever it holds is not a quote.
-                    raise ExchangeFailure(f"content type {response.content_type} is not JSON")
-                body = await _read_limited(response, limit)
+                status, headers = response.status, response.headers
+                declared_json = _declared_json(response.content_type)
+                body = await _read_limited(response, limit) if declared_json else b""
         except TimeoutError:
             self._failed(exchange)
             raise ExchangeFailure("timed out") from None
@@ -226,9 +363,36 @@ class ExchangeClient:
             self._failed(exchange)
             raise
         finally:
-            exchange.latency.observe(loop.time() - started)
+            exchange.last_round_trip = loop.time() - started
+            exchange.latency.observe(exchange.last_round_trip)
+        payload = _decode(body) if declared_json else None
+        try:
+            exchange.venue.check_status(status, payload, headers)
+        except RateLimited as exc:
+            self._rate_limited(exchange, exc)
+            raise
+        except VenueError as exc:
+            self._failed(exchange)
+            raise ExchangeFailure(str(exc), status=status) from None
+        if not declared_json:
+            # An HTML error page from a proxy, say: whatever it holds is not a quote.
+            self._failed(exchange)
+            raise ExchangeFailure(f"content type {response.content_type} is not JSON")
         exchange.breaker.success()
-        return body
+        throttle.answered()
+        share = exchange.venue.used_share(headers, throttle.budget)
+        if share is not None:
+            exchange.used_share = share
+            if share >= USED_SHARE_PAUSE:
+                throttle.nearly_spent(60 - time.time() % 60)
+        if isinstance(payload, _NotJson):
+            raise VenueError("body is not JSON")
+        return payload
+
+    @staticmethod
+    def _rate_limited(exchange: Exchange, exc: RateLimited) -> None:
+        pause = exchange.throttle.limited(exc.retry_after)
+        log.warning("%s rate-limited us (%s): no requests to it for %.0f s", exchange.name, exc, pause)
 
     @staticmethod
     def _failed(exchange: Exchange) -> None:
@@ -236,11 +400,37 @@ class ExchangeClient:
         exchange.breaker.failure()
 
 
+class _NotJson:
+    """Stands for a body that did not decode, so the status can be judged first."""
+
+
 def _record(result: FetchResult, source: str, outcome: Quote | str) -> None:
     if isinstance(outcome, Quote):
         result.quotes.append(outcome)
     else:
         result.rejected[source] = outcome
+
+
+def _quote(ticker: Ticker | str, exchange: Exchange, symbol: str, received_at: float) -> Quote | str:
+    """Our quote from a venue's ticker; a reason when it cannot be one."""
+    if isinstance(ticker, str):
+        return ticker if ticker.startswith("invalid quote") else f"invalid quote: {ticker}"
+    if ticker.price <= 0:
+        return "invalid quote: price is not positive"
+    if ticker.volume < 0:
+        return "invalid quote: volume is negative"
+    venue_time = ticker.timestamp_ms is not None
+    timestamp = int(ticker.timestamp_ms / 1000) if ticker.timestamp_ms is not None else int(received_at)
+    if timestamp <= 0:
+        return "invalid quote: timestamp is not positive"
+    return Quote(
+        source=exchange.name,
+        symbol=symbol,
+        price=ticker.price,
+        volume=ticker.volume,
+        timestamp=timestamp,
+        venue_time=venue_time,
+    )
 
 
 def _declared_json(content_type: str) -> bool:
@@ -254,7 +444,7 @@ def _decode(body: bytes) -> object:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise InvalidQuote("body is not JSON") from None
+        return _NotJson()
 
 
 async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -300,15 +300,28 @@ def local_dynamo_client(url: str) -> Any:
 
 
 def start_mockex(
-    port: int | None = None, *, name: str = "exchange1", seed: int = 0, timeout: float = 15.0
+    port: int | None = None,
+    *,
+    name: str = "exchange1",
+    seed: int = 0,
+    venue: str | None = None,
+    listed: int | None = None,
+    symbols_file: Path | None = None,
+    timeout: float = 15.0,
 ) -> Service:
-    """One mock exchange in its own Python process; ready when its admin endpoint answers."""
+    """One mock exchange in its own Python process; ready when its admin endpoint answers.
+
+    ``venue`` makes it speak that venue's format for the first ``listed`` symbols.
+    """
     port = port or free_port()
-    service = spawn(
-        name,
-        [sys.executable, "-m", "mockex", "--port", str(port), "--name", name, "--seed", str(seed)],
-        url=f"http://127.0.0.1:{port}",
-    )
+    argv = [sys.executable, "-m", "mockex", "--port", str(port), "--name", name, "--seed", str(seed)]
+    if venue is not None:
+        argv += ["--venue", venue]
+    if listed is not None:
+        argv += ["--listed", str(listed)]
+    if symbols_file is not None:
+        argv += ["--symbols-file", str(symbols_file)]
+    service = spawn(name, argv, url=f"http://127.0.0.1:{port}")
 
     def answers() -> bool:
         # S310: the URL is ours, always http://127.0.0.1.

@@ -87,15 +87,16 @@ class Refresher:
         finally:
             del self._in_flight[asset]
 
-    async def refresh_many(self, assets: Sequence[str]) -> tuple[int, int]:
+    async def refresh_many(self, assets: Sequence[str], *, urgent: bool = False) -> tuple[int, int]:
         """Refresh many assets with bulk requests; returns (refreshed, failed). Never raises for
-        an asset's failure; assets already being refreshed are left to that refresh."""
+        an asset's failure; assets already being refreshed are left to that refresh. ``urgent``
+        work (hot assets) may spend the rate budget kept back from the rest."""
         loop = asyncio.get_running_loop()
         mine = [a for a in dict.fromkeys(assets) if a not in self._in_flight]
         futures = {asset: loop.create_future() for asset in mine}
         self._in_flight.update(futures)
         try:
-            fetched = await self._exchanges.fetch_many(mine)
+            fetched = await self._exchanges.fetch_many(mine, urgent=urgent)
             results = await self._store(list(fetched.items()))
         except BaseException as exc:
             for future in futures.values():

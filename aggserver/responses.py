@@ -16,6 +16,7 @@ from aggserver.errors import (
     HistoryUnavailable,
     InvalidParameter,
     InvalidSymbol,
+    NotListed,
     NoValidQuotes,
     PriceNotFound,
     PriceTooOld,
@@ -43,6 +44,8 @@ def error_response(exc: Exception) -> web.Response:
         return json_response({"msg": str(exc)}, 400)
     if isinstance(exc, UnknownSymbol | PriceNotFound):
         return json_response({"msg": "Asset not found"}, 404)
+    if isinstance(exc, NotListed):
+        return json_response({"msg": "No configured exchange lists this asset"}, 404)
     if isinstance(exc, NoValidQuotes):
         return json_response({"msg": "No valid quote from any exchange", "reasons": exc.reasons}, 502)
     if isinstance(exc, PriceTooOld):

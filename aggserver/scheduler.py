@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from aggserver.cache import PriceCache, encode_restored
 from aggserver.errors import BackendUnavailable
+from aggserver.exchanges import ExchangeClient
 from aggserver.history import LatestRecord
 from aggserver.refresh import Refresher
 from aggserver.tiers import Popularity, Tier, TierMap
@@ -45,8 +46,12 @@ class Scheduler:
         refresher: Refresher,
         cache: PriceCache,
         latest_record: LatestRecord,
+        exchanges: ExchangeClient,
+        bulk_round_seconds: float,
     ) -> None:
         self._symbols = symbols
+        self._exchanges = exchanges
+        self._bulk_round_seconds = bulk_round_seconds
         self._tiers = tiers
         self._popularity = popularity
         self._refresher = refresher
@@ -75,14 +80,17 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
 
+    def _listed(self, assets: Sequence[str]) -> list[str]:
+        return [a for a in assets if self._exchanges.listed(a)]
+
     async def _start_up(self) -> None:
-        missing = await self._missing(self._symbols)
+        missing = await self._missing(self._listed(self._symbols))
         started = time.monotonic()
         refreshed, failed = await self.refresh_all(missing)
         self.catch_up_seconds = time.monotonic() - started
         log.info(
             "start-up: %d prices cached, %d refreshed (%d failed) in %.1f s",
-            len(self._symbols) - len(missing),
+            len(self._listed(self._symbols)) - len(missing),
             refreshed,
             failed,
             self.catch_up_seconds,
@@ -93,7 +101,7 @@ class Scheduler:
             restore = asyncio.create_task(self._restore(still_missing), name="scheduler-restore")
             self._tasks.append(restore)
         loops = [self._tier_loop(tier) for tier in (self._tiers.hot, self._tiers.medium, self._tiers.cold)]
-        await asyncio.gather(*loops)
+        await asyncio.gather(*loops, self._bulk_loop())
 
     async def refresh_all(self, assets: Sequence[str]) -> tuple[int, int]:
         """Refresh ``assets`` as fast as the exchange bounds allow; (refreshed, failed)."""
@@ -159,12 +167,18 @@ class Scheduler:
             round_start = next_round
             for slot in range(slots):
                 await _sleep_until(loop, round_start + slot * slot_length)
-                share = [a for a in members[slot::slots] if self._tiers.of(a) is tier]
+                share = [
+                    a
+                    for a in members[slot::slots]
+                    if self._tiers.of(a) is tier
+                    and self._exchanges.listed(a)
+                    and not self._exchanges.priced_in_bulk(a)
+                ]
                 if not share:
                     continue
                 if len(in_flight) >= MAX_SLOT_TASKS:
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                task = self._start_work(share)
+                task = self._start_work(share, urgent=tier is self._tiers.hot)
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             next_round = round_start + tier.interval
@@ -173,15 +187,29 @@ class Scheduler:
             self.rounds[tier.name] = loop.time() - round_start
             await _sleep_until(loop, next_round)
 
-    def _start_work(self, assets: list[str]) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._refresh_share(assets))
+    async def _bulk_loop(self) -> None:
+        """Assets that only all-tickers venues list cost one request per venue whatever their
+        number, so all of them are refreshed every round instead of by tier."""
+        loop = asyncio.get_running_loop()
+        next_round = loop.time()
+        while True:
+            assets = [a for a in self._symbols if self._exchanges.priced_in_bulk(a)]
+            round_start = next_round
+            if assets:
+                await self._refresh_share(assets, urgent=True)
+                self.rounds["bulk"] = loop.time() - round_start
+            next_round = max(round_start + self._bulk_round_seconds, loop.time())
+            await _sleep_until(loop, next_round)
+
+    def _start_work(self, assets: list[str], *, urgent: bool = False) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._refresh_share(assets, urgent=urgent))
         self._work.add(task)
         task.add_done_callback(self._work.discard)
         return task
 
-    async def _refresh_share(self, assets: list[str]) -> None:
+    async def _refresh_share(self, assets: list[str], *, urgent: bool = False) -> None:
         try:
-            await self._refresher.refresh_many(assets)
+            await self._refresher.refresh_many(assets, urgent=urgent)
         except Exception:  # one slot's failure must not stop the tier
             log.exception("refresh of %d assets failed", len(assets))
 
@@ -191,7 +219,7 @@ class Scheduler:
             promoted = self._popularity.update(self._tiers)
             if promoted:
                 log.info("promoted to hot by traffic: %s", ", ".join(promoted[:10]))
-                self._start_work(promoted)
+                self._start_work(self._listed(promoted), urgent=True)
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from aggserver.errors import ConfigError
+from aggserver.venues import VENUES, VenueConfig, parse_exchanges
 
 __all__ = ["ACCEPT_BACKLOG", "DEFAULT_EXCHANGE_URLS", "DEFAULT_SYMBOLS_FILE", "Settings", "redact_url"]
 
@@ -40,6 +41,16 @@ class Settings:
     # Redis drop copies sooner. 0 reads Redis on every GET.
     near_cache_seconds: float = 5.0
     exchange_urls: tuple[str, ...] = DEFAULT_EXCHANGE_URLS
+    # EXCHANGES (venue adapters) when set; otherwise one mockex-format exchange per EXCHANGE_URLS.
+    exchanges: tuple[VenueConfig, ...] = parse_exchanges(
+        ",".join(f"mockex={url}" for url in DEFAULT_EXCHANGE_URLS)
+    )
+    # Share of each venue's published rate budget this process may use ({VENUE}_RATE_SHARE).
+    rate_shares: Mapping[str, float] = field(default_factory=dict)
+    # Assets that only bulk venues list are all refreshed this often (one request per venue).
+    bulk_round_seconds: float = 5.0
+    # How often venues' listings are loaded again (sooner while one has never loaded).
+    listing_refresh_seconds: float = 3_600.0
     exchange_timeout_seconds: float = 2.0
     # Use an exchange's bulk endpoint (``.../tickers?symbols=``) for scheduled rounds.
     exchange_bulk: bool = True
@@ -110,6 +121,16 @@ class Settings:
                 env, "NEAR_CACHE_SECONDS", defaults.near_cache_seconds, allow_zero=True
             ),
             exchange_urls=urls or defaults.exchange_urls,
+            exchanges=parse_exchanges(env["EXCHANGES"])
+            if env.get("EXCHANGES", "").strip()
+            else parse_exchanges(",".join(f"mockex={url}" for url in urls or defaults.exchange_urls)),
+            rate_shares={
+                venue: _share(env, f"{venue.upper()}_RATE_SHARE")
+                for venue in VENUES
+                if env.get(f"{venue.upper()}_RATE_SHARE", "").strip()
+            },
+            bulk_round_seconds=_float(env, "BULK_ROUND_SECONDS", defaults.bulk_round_seconds),
+            listing_refresh_seconds=_float(env, "LISTING_REFRESH_SECONDS", defaults.listing_refresh_seconds),
             exchange_timeout_seconds=_float(
                 env, "EXCHANGE_TIMEOUT_SECONDS", defaults.exchange_timeout_seconds
             ),
@@ -178,7 +199,8 @@ class Settings:
         return (
             f"listening on {self.host}:{self.port}; redis {redact_url(self.redis_url)}"
             f"{' (cluster)' if self.redis_cluster else ''}; dynamodb {self.dynamodb_endpoint or 'AWS'} "
-            f"table {self.prices_table} in {self.aws_region}; {len(self.exchange_urls)} exchanges; "
+            f"table {self.prices_table} in {self.aws_region}; exchanges "
+            f"{', '.join(c.name for c in self.exchanges)}; "
             f"tiers hot {self.hot_assets}/{self.hot_interval_seconds:g} s, medium "
             f"{self.medium_assets}/{self.medium_interval_seconds:g} s, "
             f"cold {self.cold_interval_seconds:g} s; "
@@ -228,6 +250,13 @@ def _float(env: Mapping[str, str], name: str, default: float, *, allow_zero: boo
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if not (value > 0 or (allow_zero and value == 0)) or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str) -> float:
+    value = _float(env, name, 1.0)
+    if value > 1:
+        raise ConfigError(f"{name} must be above 0 and at most 1 (a share of the venue's limit), got {value}")
     return value
 
 

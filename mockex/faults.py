@@ -16,7 +16,7 @@ __all__ = [
     "FaultsError",
 ]
 
-MODES = ("ok", "down", "slow", "garbage", "outlier")
+MODES = ("ok", "down", "slow", "garbage", "outlier", "rate_limited", "venue_error")
 GARBAGE_KINDS = (
     "not_json",
     "wrong_symbol",
@@ -56,6 +56,8 @@ class Faults:
     price_factor: float = 1.0
     # None rotates through every kind of garbage, request by request.
     garbage_kind: str | None = None
+    # mode rate_limited: the Retry-After (seconds) sent with the venue's rate-limit answer.
+    retry_after: int | None = None
 
     @property
     def delay_seconds(self) -> float:
@@ -71,7 +73,14 @@ class Faults:
         """Parse a fault setting; fields left out take their defaults."""
         if not isinstance(body, dict):
             raise FaultsError("body must be a JSON object")
-        unknown = set(body) - {"mode", "latency_ms", "error_rate", "price_factor", "garbage_kind"}
+        unknown = set(body) - {
+            "mode",
+            "latency_ms",
+            "error_rate",
+            "price_factor",
+            "garbage_kind",
+            "retry_after",
+        }
         if unknown:
             raise FaultsError(f"unknown fields: {sorted(unknown)}")
         mode = body.get("mode", "ok")
@@ -89,7 +98,15 @@ class Faults:
         kind = body.get("garbage_kind")
         if kind is not None and kind not in GARBAGE_KINDS:
             raise FaultsError(f"garbage_kind must be one of {list(GARBAGE_KINDS)}")
+        retry_after = body.get("retry_after")
+        if retry_after is not None and (
+            isinstance(retry_after, bool)
+            or not isinstance(retry_after, int)
+            or not 0 <= retry_after <= 86_400
+        ):
+            raise FaultsError("retry_after must be a whole number of seconds from 0 to 86400, or null")
         return cls(
+            retry_after=retry_after,
             mode=mode,
             latency_ms=latency,
             error_rate=float(rate),

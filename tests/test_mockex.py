@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
 from mockex.app import create_app
 from mockex.faults import Faults, FaultsError
 from mockex.market import WELL_KNOWN_PRICES, Market, reference_price
+from mockex.symbols import DEFAULT_SYMBOLS_FILE, load_symbols
 
 SYMBOLS = load_symbols(DEFAULT_SYMBOLS_FILE)
 

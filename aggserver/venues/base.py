@@ -1,0 +1,199 @@
+"""What every venue adapter provides: requests to send, and parsers for what comes back.
+
+An adapter is pure: it builds request descriptions and turns decoded JSON into tickers or
+errors. Sending, rate limits and breakers live in ``aggserver.exchanges``; the adapters hold
+only each venue's own vocabulary (paths, field names, envelopes, error codes, published limits).
+
+VenueError
+ ├── EnvelopeError   the venue answered, but its envelope carries an error code
+ └── RateLimited     the venue says slow down (HTTP 429/418/403 or an envelope code)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import ClassVar
+
+__all__ = [
+    "Bulk",
+    "EnvelopeError",
+    "Instrument",
+    "RateLimited",
+    "RatePolicy",
+    "Ticker",
+    "Venue",
+    "VenueError",
+    "VenueRequest",
+    "number",
+    "our_symbol",
+    "retry_after_seconds",
+]
+
+
+class Bulk(Enum):
+    """How a venue answers for many symbols."""
+
+    ALL = "all"  # one request answers every instrument it lists
+    LIST = "list"  # one request answers a list of named instruments
+    NONE = "none"  # one request per instrument
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueRequest:
+    """A GET to send: path below the base URL, query parameters, and its cost in the venue's
+    rate-limit units (Binance counts request weight; the others count requests)."""
+
+    path: str
+    params: Mapping[str, str] | None = None
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Instrument:
+    """One tradable market as a venue lists it, with base and quote in common codes (BTC, USDT)."""
+
+    native: str
+    base: str
+    quote: str
+
+    @property
+    def symbol(self) -> str:
+        """Our name for it: lowercase base then quote (``btcusdt``)."""
+        return our_symbol(self.base, self.quote)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ticker:
+    """One instrument's last price and 24 h base volume; ``timestamp_ms`` None when the venue
+    sends no time (the caller then uses the time the answer arrived)."""
+
+    native: str
+    price: float
+    volume: float
+    timestamp_ms: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RatePolicy:
+    """A venue's published per-IP budget: ``capacity`` units per ``window_seconds``."""
+
+    capacity: float
+    window_seconds: float
+
+
+class VenueError(Exception):
+    """The venue's answer is an error; the message is the reason shown in ``detail=sources``."""
+
+
+class EnvelopeError(VenueError):
+    """An error code inside the venue's JSON envelope (often on HTTP 200)."""
+
+
+class RateLimited(VenueError):
+    """The venue asks us to slow down; ``retry_after`` in seconds when it says how long."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def our_symbol(base: str, quote: str) -> str:
+    return f"{base}{quote}".lower()
+
+
+def number(value: object, name: str) -> float:
+    """A finite float from a venue's field, which may be a JSON number or a decimal string."""
+    if isinstance(value, bool):
+        raise VenueError(f"{name} is not a number")
+    if isinstance(value, str):
+        try:
+            result = float(value)
+        except ValueError:
+            raise VenueError(f"{name} is not a number: {value[:32]!r}") from None
+    elif isinstance(value, int | float):
+        result = float(value)
+    else:
+        raise VenueError(f"{name} is not a number")
+    if not math.isfinite(result):
+        raise VenueError(f"{name} is not finite")
+    return result
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds when it is a plain number (the venues send delta-seconds)."""
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+class Venue:
+    """The interface of one venue's adapter; subclasses fill in the venue's vocabulary."""
+
+    name: ClassVar[str]
+    base_url: ClassVar[str]
+    bulk: ClassVar[Bulk]
+    # For Bulk.LIST: most instruments one request may name.
+    max_per_request: ClassVar[int] = 1
+    rate: ClassVar[RatePolicy]
+    # Whether the venue's tickers carry their own time (Kraken's do not).
+    timestamped: ClassVar[bool] = True
+
+    def origin(self, base_url: str) -> str:
+        """What request paths are appended to, from the configured base URL."""
+        return base_url
+
+    def listing_request(self) -> VenueRequest | None:
+        """The request that lists the venue's instruments; None when it lists every symbol."""
+        raise NotImplementedError
+
+    def parse_listing(self, payload: object) -> list[Instrument]:
+        """The tradable instruments in a listing answer (others are left out)."""
+        raise NotImplementedError
+
+    def tickers_request(self, natives: Sequence[str] | None) -> VenueRequest:
+        """Bulk tickers: every instrument (None, Bulk.ALL) or the named ones (Bulk.LIST)."""
+        raise NotImplementedError
+
+    def ticker_request(self, native: str) -> VenueRequest:
+        raise NotImplementedError
+
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+        """A bulk answer's tickers by native name, or why one is unusable; VenueError for the
+        whole answer."""
+        raise NotImplementedError
+
+    def parse_ticker(self, payload: object, native: str) -> Ticker | str:
+        """The answer to ``ticker_request(native)``: its ticker, or why it is unusable."""
+        return self.parse_tickers(payload).get(native, "answer does not name the asset")
+
+    def listing_rate(self, payload: object) -> RatePolicy | None:
+        """A rate budget the listing answer announces (Binance's ``rateLimits``), if any."""
+        return None
+
+    def check_status(self, status: int, payload: object, headers: Mapping[str, str]) -> None:
+        """Raise RateLimited or VenueError for an answer that is not a plain 200.
+
+        The default: 429 (and 418) are rate limits, honouring ``Retry-After``; any other
+        non-200 is an error named by its status and the venue's message where one is found.
+        """
+        if status in (418, 429):
+            raise RateLimited(f"rate limited (HTTP {status})", retry_after=retry_after_seconds(headers))
+        if status != 200:
+            message = self.error_message(payload)
+            raise VenueError(f"HTTP {status}" + (f": {message}" if message else ""))
+
+    def error_message(self, payload: object) -> str | None:
+        """The venue's own words in an error body, where its envelope has some."""
+        return None
+
+    def used_share(self, headers: Mapping[str, str], rate: RatePolicy) -> float | None:
+        """How much of the budget the venue says this IP has used (0-1), where it tells."""
+        return None

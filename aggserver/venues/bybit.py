@@ -1,0 +1,108 @@
+"""Bybit spot (API v5): envelopes ``{"retCode": 0, "retMsg": "OK", "result": {...}, "time": ms}``.
+
+Documentation (public, no API key):
+- https://bybit-exchange.github.io/docs/v5/market/instrument
+  (``GET /v5/market/instruments-info?category=spot``: ``symbol``, ``baseCoin``, ``quoteCoin``,
+  ``status`` = ``Trading``)
+- https://bybit-exchange.github.io/docs/v5/market/tickers
+  (``GET /v5/market/tickers?category=spot[&symbol=]``: ``lastPrice``, ``volume24h`` (base) as
+  strings; the time is the envelope's ``time``)
+- https://bybit-exchange.github.io/docs/v5/rate-limit (600 requests per 5 s per IP; past it
+  HTTP 403 "access too frequent" for a while; ``retCode`` 10006 too many visits)
+- https://bybit-exchange.github.io/docs/v5/error (``10001`` parameter error, e.g. a symbol the
+  venue does not have)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aggserver.venues.base import (
+    Bulk,
+    EnvelopeError,
+    Instrument,
+    RateLimited,
+    RatePolicy,
+    Ticker,
+    Venue,
+    VenueError,
+    VenueRequest,
+    number,
+)
+
+__all__ = ["Bybit"]
+
+RATE_LIMIT_CODES = frozenset({10006, 10018})
+
+
+def _result(payload: object) -> tuple[list[object], object]:
+    """The envelope's ``result.list`` and ``time``; EnvelopeError (or RateLimited) when ``retCode`` != 0."""
+    if not isinstance(payload, dict):
+        raise VenueError("answer is not a Bybit envelope")
+    code = payload.get("retCode")
+    if code != 0:
+        reason = f"retCode {code}: {payload.get('retMsg') or 'no message'}"
+        if code in RATE_LIMIT_CODES:
+            raise RateLimited(f"rate limited ({reason})")
+        raise EnvelopeError(reason)
+    result = payload.get("result")
+    if not isinstance(result, dict) or not isinstance(result.get("list"), list):
+        raise VenueError("envelope has no result list")
+    return result["list"], payload.get("time")
+
+
+class Bybit(Venue):
+    name = "bybit"
+    base_url = "https://api.bybit.com"
+    bulk = Bulk.ALL
+    rate = RatePolicy(capacity=600, window_seconds=5)
+
+    def listing_request(self) -> VenueRequest:
+        return VenueRequest(path="/v5/market/instruments-info", params={"category": "spot"})
+
+    def parse_listing(self, payload: object) -> list[Instrument]:
+        items, _ = _result(payload)
+        instruments = []
+        for item in items:
+            if not isinstance(item, dict) or item.get("status") != "Trading":
+                continue
+            native, base, quote = item.get("symbol"), item.get("baseCoin"), item.get("quoteCoin")
+            if isinstance(native, str) and isinstance(base, str) and isinstance(quote, str):
+                instruments.append(Instrument(native=native, base=base.upper(), quote=quote.upper()))
+        return instruments
+
+    def tickers_request(self, natives: Sequence[str] | None) -> VenueRequest:
+        return VenueRequest(path="/v5/market/tickers", params={"category": "spot"})
+
+    def ticker_request(self, native: str) -> VenueRequest:
+        return VenueRequest(path="/v5/market/tickers", params={"category": "spot", "symbol": native})
+
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+        items, answered_at = _result(payload)
+        timestamp = number(answered_at, "time")
+        tickers: dict[str, Ticker | str] = {}
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
+                raise VenueError("result holds something that is not a ticker")
+            native = item["symbol"]
+            try:
+                tickers[native] = Ticker(
+                    native=native,
+                    price=number(item.get("lastPrice"), "lastPrice"),
+                    volume=number(item.get("volume24h"), "volume24h"),
+                    timestamp_ms=timestamp,
+                )
+            except VenueError as exc:
+                tickers[native] = str(exc)
+        return tickers
+
+    def check_status(self, status: int, payload: object, headers: Mapping[str, str]) -> None:
+        if status == 403:
+            # Bybit's answer to too many requests from one IP: a temporary ban, no Retry-After.
+            raise RateLimited("rate limited (HTTP 403, access too frequent)")
+        super().check_status(status, payload, headers)
+
+    def error_message(self, payload: object) -> str | None:
+        if isinstance(payload, dict) and "retCode" in payload:
+            return f"retCode {payload.get('retCode')}: {payload.get('retMsg') or 'no message'}"
+        return None

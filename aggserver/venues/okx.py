@@ -1,0 +1,97 @@
+"""OKX spot (API v5): every answer is an envelope ``{"code": "0", "msg": "", "data": [...]}``.
+
+Documentation (public, no API key):
+- https://www.okx.com/docs-v5/en/#public-data-rest-api-get-instruments
+  (``GET /api/v5/public/instruments?instType=SPOT``: ``instId``, ``baseCcy``, ``quoteCcy``,
+  ``state`` = ``live``; 20 requests per 2 s per IP)
+- https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-tickers
+  (``GET /api/v5/market/tickers?instType=SPOT`` and ``/api/v5/market/ticker?instId=``: ``last``,
+  ``vol24h`` (base), ``ts`` (ms) all strings; 20 requests per 2 s per IP)
+- https://www.okx.com/docs-v5/en/#error-code (``50011`` too many requests, also as HTTP 429;
+  ``51001`` instrument does not exist)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aggserver.venues.base import (
+    Bulk,
+    EnvelopeError,
+    Instrument,
+    RateLimited,
+    RatePolicy,
+    Ticker,
+    Venue,
+    VenueError,
+    VenueRequest,
+    number,
+)
+
+__all__ = ["Okx"]
+
+RATE_LIMIT_CODES = frozenset({"50011", "50061"})
+
+
+def _data(payload: object) -> list[object]:
+    """The envelope's ``data``; EnvelopeError (RateLimited for the rate codes) when ``code`` is not 0."""
+    if not isinstance(payload, dict):
+        raise VenueError("answer is not an OKX envelope")
+    code = str(payload.get("code"))
+    if code != "0":
+        reason = f"code {code}: {payload.get('msg') or 'no message'}"
+        if code in RATE_LIMIT_CODES:
+            raise RateLimited(f"rate limited ({reason})")
+        raise EnvelopeError(reason)
+    data = payload.get("data")
+    if not isinstance(data, list):
+        raise VenueError("envelope has no data list")
+    return data
+
+
+class Okx(Venue):
+    name = "okx"
+    base_url = "https://www.okx.com"
+    bulk = Bulk.ALL
+    rate = RatePolicy(capacity=20, window_seconds=2)
+
+    def listing_request(self) -> VenueRequest:
+        return VenueRequest(path="/api/v5/public/instruments", params={"instType": "SPOT"})
+
+    def parse_listing(self, payload: object) -> list[Instrument]:
+        instruments = []
+        for item in _data(payload):
+            if not isinstance(item, dict) or item.get("state") != "live":
+                continue
+            native, base, quote = item.get("instId"), item.get("baseCcy"), item.get("quoteCcy")
+            if isinstance(native, str) and isinstance(base, str) and isinstance(quote, str):
+                instruments.append(Instrument(native=native, base=base.upper(), quote=quote.upper()))
+        return instruments
+
+    def tickers_request(self, natives: Sequence[str] | None) -> VenueRequest:
+        return VenueRequest(path="/api/v5/market/tickers", params={"instType": "SPOT"})
+
+    def ticker_request(self, native: str) -> VenueRequest:
+        return VenueRequest(path="/api/v5/market/ticker", params={"instId": native})
+
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+        tickers: dict[str, Ticker | str] = {}
+        for item in _data(payload):
+            if not isinstance(item, dict) or not isinstance(item.get("instId"), str):
+                raise VenueError("data holds something that is not a ticker")
+            native = item["instId"]
+            try:
+                tickers[native] = Ticker(
+                    native=native,
+                    price=number(item.get("last"), "last"),
+                    volume=number(item.get("vol24h"), "vol24h"),
+                    timestamp_ms=number(item.get("ts"), "ts"),
+                )
+            except VenueError as exc:
+                tickers[native] = str(exc)
+        return tickers
+
+    def error_message(self, payload: object) -> str | None:
+        if isinstance(payload, dict) and "code" in payload:
+            return f"code {payload.get('code')}: {payload.get('msg') or 'no message'}"
+        return None

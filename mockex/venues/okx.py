@@ -1,0 +1,98 @@
+"""OKX's public market data (API v5): every answer an envelope with a string ``code``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from mockex.symbols import split_symbol
+from mockex.venues.base import Answer, Personality, Quote, decimal
+
+__all__ = ["Okx"]
+
+
+def _envelope(data: list[Any], code: str = "0", msg: str = "") -> dict[str, Any]:
+    return {"code": code, "msg": msg, "data": data}
+
+
+class Okx(Personality):
+    name = "okx"
+
+    def native(self, symbol: str) -> str:
+        base, quote = split_symbol(symbol)
+        return f"{base}-{quote}"
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/v5/public/instruments", self.instruments),
+            web.get("/api/v5/market/tickers", self.tickers),
+            web.get("/api/v5/market/ticker", self.ticker),
+        ]
+
+    async def instruments(self, request: web.Request) -> web.StreamResponse:
+        return await self.answer(request, lambda: self._instruments(request.query.get("instType")))
+
+    def _instruments(self, kind: str | None) -> Answer:
+        if kind != "SPOT":
+            return 200, _envelope([], "51000", "Parameter instType error")
+        entries = [(n, s, "live") for n, s in self.natives.items()]
+        delisted = self.delisted()
+        if delisted is not None:
+            entries.append((self.native(delisted), delisted, "suspend"))
+        data = []
+        for native, symbol, state in entries:
+            base, quote = split_symbol(symbol)
+            data.append(
+                {"instType": "SPOT", "instId": native, "baseCcy": base, "quoteCcy": quote, "state": state}
+            )
+        return 200, _envelope(data)
+
+    async def tickers(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("instType") != "SPOT":
+            return await self.answer(
+                request, lambda: (200, _envelope([], "51000", "Parameter instType error"))
+            )
+        return await self.answer(request, lambda: (200, _envelope(self._tickers(list(self.natives)))))
+
+    async def ticker(self, request: web.Request) -> web.StreamResponse:
+        native = request.query.get("instId", "")
+        return await self.answer(request, lambda: self._one(native))
+
+    def _one(self, native: str) -> Answer:
+        if native not in self.natives:
+            return 200, _envelope([], "51001", "Instrument ID does not exist")
+        return 200, _envelope(self._tickers([native]))
+
+    def _tickers(self, natives: list[str]) -> list[dict[str, Any]]:
+        return [self._item(n, q) for n, q in self.quotes(natives)]
+
+    @staticmethod
+    def _item(native: str, quote: Quote) -> dict[str, Any]:
+        price, volume = quote["price"], quote["volume"]
+        return {
+            "instType": "SPOT",
+            "instId": native,
+            "last": decimal(price),
+            "lastSz": "1",
+            "askPx": decimal(price),
+            "askSz": "1",
+            "bidPx": decimal(price),
+            "bidSz": "1",
+            "open24h": decimal(price),
+            "high24h": decimal(price),
+            "low24h": decimal(price),
+            "volCcy24h": decimal(price * volume)
+            if isinstance(price, float) and isinstance(volume, float)
+            else "0",
+            "vol24h": decimal(volume),
+            "ts": str(int(quote["timestamp"]) * 1000),
+            "sodUtc0": decimal(price),
+            "sodUtc8": decimal(price),
+        }
+
+    def rate_limited(self) -> Answer:
+        return 429, {"msg": "Too Many Requests", "code": "50011"}
+
+    def venue_error(self) -> Answer:
+        return 200, _envelope([], "50001", "Service temporarily unavailable. Please try again later.")
