@@ -251,9 +251,16 @@ async def status(request: web.Request) -> web.Response:
             "exchanges": [
                 {
                     "name": exchange.name,
+                    "venue": exchange.venue.name,
                     "circuit": exchange.breaker.state.value,
                     "requests": exchange.requests,
                     "errors": exchange.errors,
+                    "listed": exchange.listed_count(len(app[SYMBOLS])),
+                    "listing_loaded_at": exchange.listing.loaded_at if exchange.listing else None,
+                    "listing_error": exchange.listing_error,
+                    "rate_limited": exchange.throttle.rate_limited,
+                    "held": exchange.throttle.held,
+                    "blocked_seconds": round(exchange.throttle.blocked_for(), 1),
                 }
                 for exchange in app[EXCHANGES].exchanges
             ],

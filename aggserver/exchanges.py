@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiohttp
 import orjson
@@ -20,7 +21,15 @@ from aggserver.errors import NotListed
 from aggserver.metrics import Histogram
 from aggserver.throttle import Held, Throttle
 from aggserver.venues import VenueConfig, venue_for
-from aggserver.venues.base import Bulk, RateLimited, Ticker, Venue, VenueError, VenueRequest
+from aggserver.venues.base import (
+    Bulk,
+    RateLimited,
+    Ticker,
+    Venue,
+    VenueError,
+    VenueRequest,
+    retry_after_seconds,
+)
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -32,6 +41,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+Parsed = TypeVar("Parsed")
 
 # A ticker is a few hundred bytes; a venue's whole listing or all-tickers answer a few MB.
 MAX_BODY_BYTES = 64 * 1024
@@ -107,6 +118,12 @@ class Exchange:
     def lists_everything(self) -> bool:
         return self.venue.listing_request() is None
 
+    def listed_count(self, ours: int) -> int:
+        """How many of our ``ours`` symbols it lists."""
+        if self.lists_everything:
+            return ours
+        return len(self.listing.natives) if self.listing is not None else 0
+
     def native(self, symbol: str) -> str | None:
         """The venue's name for ``symbol``, or None when it does not list it."""
         if self.lists_everything:
@@ -175,8 +192,14 @@ class ExchangeClient:
         request = exchange.venue.listing_request()
         assert request is not None
         try:
-            payload = await self._get(exchange, request, MAX_BULK_BODY_BYTES, urgent=True)
-            instruments = exchange.venue.parse_listing(payload)
+            venue = exchange.venue
+            instruments, rate = await self._get(
+                exchange,
+                request,
+                MAX_BULK_BODY_BYTES,
+                urgent=True,
+                parse=lambda payload: (venue.parse_listing(payload), venue.listing_rate(payload)),
+            )
         except (ExchangeFailure, VenueError, Held) as exc:
             exchange.listing_error = str(exc)
             log.warning(
@@ -186,7 +209,6 @@ class ExchangeClient:
                 "keeping the last one" if exchange.listing else "it prices nothing until it loads",
             )
             return
-        rate = exchange.venue.listing_rate(payload)
         if rate is not None:
             exchange.throttle.set_budget(rate.capacity, rate.window_seconds)
         natives = {i.symbol: i.native for i in instruments if i.symbol in self._symbols}
@@ -296,17 +318,19 @@ class ExchangeClient:
         natives = None if symbols is None else [exchange.native(s) or s for s in symbols]
         request = exchange.venue.tickers_request(natives)
         try:
-            payload = await self._get(exchange, request, MAX_BULK_BODY_BYTES, urgent=urgent)
-            return exchange.venue.parse_tickers(payload), self._clock()
+            tickers = await self._get(
+                exchange, request, MAX_BULK_BODY_BYTES, urgent=urgent, parse=exchange.venue.parse_tickers
+            )
+            return tickers, self._clock()
         except ExchangeFailure as exc:
             if exc.status != 404 or symbols is None:
                 return str(exc)
             # No bulk endpoint after all: one request per symbol, now and from now on.
             exchange.bulk = Bulk.NONE
             outcomes = await asyncio.gather(*(self._fetch_one(exchange, s, urgent=urgent) for s in symbols))
-            tickers: dict[str, Ticker | str] = {}
+            one_by_one: dict[str, Ticker | str] = {}
             for symbol, outcome in zip(symbols, outcomes, strict=True):
-                tickers[exchange.native(symbol) or symbol] = (
+                one_by_one[exchange.native(symbol) or symbol] = (
                     outcome
                     if isinstance(outcome, str)
                     else Ticker(
@@ -316,7 +340,7 @@ class ExchangeClient:
                         timestamp_ms=outcome.timestamp * 1000,
                     )
                 )
-            return tickers, self._clock()
+            return one_by_one, self._clock()
         except (VenueError, Held) as exc:
             return str(exc)
 
@@ -325,17 +349,29 @@ class ExchangeClient:
         if native is None:
             return "not listed"
         try:
-            payload = await self._get(
-                exchange, exchange.venue.ticker_request(native), MAX_BODY_BYTES, urgent=urgent
+            ticker = await self._get(
+                exchange,
+                exchange.venue.ticker_request(native),
+                MAX_BODY_BYTES,
+                urgent=urgent,
+                parse=lambda payload: exchange.venue.parse_ticker(payload, native),
             )
-            ticker = exchange.venue.parse_ticker(payload, native)
         except (ExchangeFailure, VenueError, Held) as exc:
             return str(exc)
         return _quote(ticker, exchange, symbol, self._clock())
 
-    async def _get(self, exchange: Exchange, request: VenueRequest, limit: int, *, urgent: bool) -> object:
-        """One request through the exchange's rate budget, breaker and concurrency bound; the
-        decoded JSON of a normal answer. Raises ExchangeFailure, VenueError (RateLimited) or Held."""
+    async def _get(
+        self,
+        exchange: Exchange,
+        request: VenueRequest,
+        limit: int,
+        *,
+        urgent: bool,
+        parse: Callable[[object], Parsed],
+    ) -> Parsed:
+        """One request through the exchange's rate budget, breaker and concurrency bound; what
+        ``parse`` makes of the decoded JSON. Raises ExchangeFailure, VenueError or Held; a rate
+        limit however the venue says it (status or envelope) stops requests to it for a while."""
         throttle = exchange.throttle
         await throttle.acquire(request.weight, urgent=urgent)
         if not exchange.breaker.allow():
@@ -387,7 +423,13 @@ class ExchangeClient:
                 throttle.nearly_spent(60 - time.time() % 60)
         if isinstance(payload, _NotJson):
             raise VenueError("body is not JSON")
-        return payload
+        try:
+            return parse(payload)
+        except RateLimited as exc:
+            if exc.retry_after is None:
+                exc.retry_after = retry_after_seconds(headers)
+            self._rate_limited(exchange, exc)
+            raise
 
     @staticmethod
     def _rate_limited(exchange: Exchange, exc: RateLimited) -> None:

@@ -305,7 +305,7 @@ def start_mockex(
     name: str = "exchange1",
     seed: int = 0,
     venue: str | None = None,
-    listed: int | None = None,
+    listed: int | Sequence[str] | None = None,
     symbols_file: Path | None = None,
     timeout: float = 15.0,
 ) -> Service:
@@ -318,7 +318,7 @@ def start_mockex(
     if venue is not None:
         argv += ["--venue", venue]
     if listed is not None:
-        argv += ["--listed", str(listed)]
+        argv += ["--listed", str(listed) if isinstance(listed, int) else ",".join(listed)]
     if symbols_file is not None:
         argv += ["--symbols-file", str(symbols_file)]
     service = spawn(name, argv, url=f"http://127.0.0.1:{port}")

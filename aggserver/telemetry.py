@@ -8,7 +8,17 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from aggserver.breaker import BreakerState
-from aggserver.keys import EXCHANGES, HISTORY, LEASE, NEAR_CACHE, READER, REFRESHER, REQUEST_STATS, SCHEDULER
+from aggserver.keys import (
+    EXCHANGES,
+    HISTORY,
+    LEASE,
+    NEAR_CACHE,
+    READER,
+    REFRESHER,
+    REQUEST_STATS,
+    SCHEDULER,
+    SYMBOLS,
+)
 from aggserver.metrics import counter, gauge, histogram
 
 __all__ = ["app_families"]
@@ -71,6 +81,30 @@ def app_families(app: web.Application) -> Iterator[Metric]:
         "Circuit breaker: 0 closed, 1 half-open, 2 open.",
         ["exchange"],
         {(e.name,): _BREAKER_VALUES[e.breaker.state] for e in exchanges},
+    )
+    yield counter(
+        "aggserver_exchange_rate_limited",
+        "Answers in which an exchange said we sent too many requests (429, 418, 403 or an envelope code).",
+        ["exchange"],
+        {(e.name,): e.throttle.rate_limited for e in exchanges},
+    )
+    yield counter(
+        "aggserver_exchange_requests_held",
+        "Requests not sent to an exchange: it asked us to wait, or its rate budget was spent.",
+        ["exchange"],
+        {(e.name,): e.throttle.held for e in exchanges},
+    )
+    yield gauge(
+        "aggserver_exchange_blocked_seconds",
+        "Seconds until requests to an exchange may go out again after it rate-limited us.",
+        ["exchange"],
+        {(e.name,): e.throttle.blocked_for() for e in exchanges},
+    )
+    yield gauge(
+        "aggserver_exchange_listed_symbols",
+        "Symbols of ours each exchange lists (mockex-format exchanges list all of them).",
+        ["exchange"],
+        {(e.name,): e.listed_count(len(app[SYMBOLS])) for e in exchanges},
     )
     history = app[HISTORY]
     yield gauge(

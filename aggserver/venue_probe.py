@@ -42,9 +42,8 @@ async def probe_venues(settings: Settings, out: TextIO) -> int:
                     failed += 1
                     out.write(f"  listing      failed after {took:.0f} ms: {exchange.listing_error}\n\n")
                     continue
-                out.write(
-                    f"  listing      {len(exchange.listing.natives):,} of our {len(symbols):,} symbols ({took:.0f} ms)\n"
-                )
+                listed = len(exchange.listing.natives)
+                out.write(f"  listing      {listed:,} of our {len(symbols):,} symbols ({took:.0f} ms)\n")
             else:
                 out.write("  listing      lists every symbol (mockex format)\n")
             native = exchange.native(SAMPLE_SYMBOL)

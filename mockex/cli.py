@@ -15,7 +15,7 @@ from aiohttp import web
 
 from mockex import __version__
 from mockex.app import create_app
-from mockex.symbols import DEFAULT_SYMBOLS_FILE, SymbolsError, load_symbols
+from mockex.symbols import DEFAULT_SYMBOLS_FILE, SymbolList, SymbolsError, load_symbols
 from mockex.venues import PERSONALITIES
 
 # Real venues list the popular part of the market, not all 10,000 of our symbols.
@@ -43,10 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--listed",
-        type=int,
-        default=DEFAULT_LISTED,
+        default=str(DEFAULT_LISTED),
         help="with --venue: how many symbols, from the top of the symbols file, it lists "
-        "(default %(default)s; 0 lists them all)",
+        "(default %(default)s; 0 lists them all), or a comma-separated list of them",
     )
     parser.add_argument("--seed", type=int, default=0, help="market seed; equal seeds, equal prices")
     parser.add_argument(
@@ -56,15 +55,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.all and args.venue:
         parser.error("--all serves mockex's own format; run one process per --venue")
-    if args.listed < 0:
-        parser.error("--listed must be 0 or more")
+    if args.listed.isdigit():
+        args.listed = int(args.listed)
+    else:
+        args.listed = [s.strip().lower() for s in args.listed.split(",") if s.strip()]
+        if not args.listed:
+            parser.error("--listed takes a count or a comma-separated list of symbols")
     return args
 
 
 async def _serve(args: argparse.Namespace) -> None:
     symbols = load_symbols(Path(args.symbols_file))
     names = [f"exchange{i}" for i in (1, 2, 3)] if args.all else [args.name or args.venue or "exchange1"]
-    listed = symbols.first(args.listed) if args.venue and args.listed else symbols
+    if isinstance(args.listed, list):
+        unknown = [s for s in args.listed if s not in symbols]
+        if unknown:
+            raise SymbolsError(f"--listed names symbols not in the symbols file: {', '.join(unknown)}")
+        listed = SymbolList(tuple(args.listed))
+    else:
+        listed = symbols.first(args.listed) if args.venue and args.listed else symbols
     runners = []
     for offset, name in enumerate(names):
         app = create_app(name=name, symbols=symbols, seed=args.seed, venue=args.venue, listed=listed)

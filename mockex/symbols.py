@@ -8,7 +8,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["DEFAULT_SYMBOLS_FILE", "QUOTE_CURRENCIES", "SymbolList", "load_symbols", "split_symbol"]
+__all__ = [
+    "DEFAULT_SYMBOLS_FILE",
+    "QUOTE_CURRENCIES",
+    "SymbolList",
+    "SymbolsError",
+    "load_symbols",
+    "split_symbol",
+]
 
 _ROOT = Path(__file__).resolve().parent.parent
 # The project's list; an installed copy finds the one packaged beside aggserver (a file, not an import).
