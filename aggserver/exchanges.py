@@ -405,7 +405,7 @@ class ExchangeClient:
         try:
             exchange.venue.check_status(status, payload, headers)
         except RateLimited as exc:
-            self._rate_limited(exchange, exc)
+            self._rate_limited(exchange, exc, headers)
             raise
         except VenueError as exc:
             self._failed(exchange)
@@ -426,14 +426,14 @@ class ExchangeClient:
         try:
             return parse(payload)
         except RateLimited as exc:
-            if exc.retry_after is None:
-                exc.retry_after = retry_after_seconds(headers)
-            self._rate_limited(exchange, exc)
+            self._rate_limited(exchange, exc, headers)
             raise
 
     @staticmethod
-    def _rate_limited(exchange: Exchange, exc: RateLimited) -> None:
-        pause = exchange.throttle.limited(exc.retry_after)
+    def _rate_limited(exchange: Exchange, exc: RateLimited, headers: Mapping[str, str]) -> None:
+        # A Retry-After is honoured whatever the shape of the rest of the answer.
+        retry_after = exc.retry_after if exc.retry_after is not None else retry_after_seconds(headers)
+        pause = exchange.throttle.limited(retry_after)
         log.warning("%s rate-limited us (%s): no requests to it for %.0f s", exchange.name, exc, pause)
 
     @staticmethod

@@ -65,6 +65,7 @@ class Scheduler:
         # Progress of the start-up round: (assets priced so far, assets it has to price).
         self.catch_up_progress = (0, 0)
         self.rounds: dict[str, float] = {}
+        self.bulk_rounds = 0
 
     def start(self) -> None:
         """Begin (again): a catch-up round for whatever is missing, then the tier loops."""
@@ -198,6 +199,7 @@ class Scheduler:
             if assets:
                 await self._refresh_share(assets, urgent=True)
                 self.rounds["bulk"] = loop.time() - round_start
+                self.bulk_rounds += 1
             next_round = max(round_start + self._bulk_round_seconds, loop.time())
             await _sleep_until(loop, next_round)
 

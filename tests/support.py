@@ -91,12 +91,20 @@ class Exchanges:
         stats = await self._call("GET", index, "/mock/admin/stats")
         return int(stats["requests"])
 
+    async def http_requests(self, index: int) -> int:
+        """HTTP requests a venue-format exchange received since the last reset."""
+        stats = await self._call("GET", index, "/mock/admin/stats")
+        return int(stats["http_requests"])
+
     async def served_more_than(self, index: int, symbol: str, count: int) -> bool:
         return await self.served(index, symbol) > count
 
     async def served(self, index: int, symbol: str) -> int:
         stats = await self._call("GET", index, "/mock/admin/stats")
         return int(stats["by_symbol"].get(symbol, 0))
+
+    async def reset_stats(self, index: int) -> None:
+        await self._call("DELETE", index, "/mock/admin/stats")
 
     async def reset(self) -> None:
         for index in range(len(self.urls)):
