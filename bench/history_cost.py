@@ -1,5 +1,8 @@
 """DynamoDB writes per day for 10,000 assets, with and without the deviation + heartbeat gate.
 
+``--bulk-assets N``: the first N assets are listed only by all-tickers venues (EXCHANGES), so
+they are refreshed every BULK_ROUND_SECONDS instead of by tier.
+
 ``python -m bench.history_cost``: samples a day of mockex's market at each tier's interval for a
 sample of assets per tier, counts the aggregates the gate lets through, and scales to the tier
 sizes. The market's volatility is the mock's (about 1-2 % a day), so the gated figure is what a
@@ -40,16 +43,30 @@ def main() -> None:
     )
     parser.add_argument("--heartbeat", type=float, default=3600.0, help="seconds between forced records")
     parser.add_argument("--sample", type=int, default=10, help="assets simulated per tier")
+    parser.add_argument(
+        "--bulk-assets",
+        type=int,
+        default=0,
+        help="assets listed only by all-tickers venues (EXCHANGES): refreshed every bulk round "
+        "instead of by tier, taken from the top of symbols.csv (the mocks list the first 1,000)",
+    )
     args = parser.parse_args()
     settings = Settings.from_env({})
     symbols = load_symbols(DEFAULT_SYMBOLS_FILE).ordered
     hot_end = settings.hot_assets
     medium_end = hot_end + settings.medium_assets
+    bulk = symbols[: args.bulk_assets]
     tiers = [
-        ("hot", symbols[:hot_end], settings.hot_interval_seconds),
-        ("medium", symbols[hot_end:medium_end], settings.medium_interval_seconds),
-        ("cold", symbols[medium_end:], settings.cold_interval_seconds),
+        ("bulk round", bulk, settings.bulk_round_seconds),
+        ("hot", symbols[len(bulk) : max(hot_end, len(bulk))], settings.hot_interval_seconds),
+        (
+            "medium",
+            symbols[max(hot_end, len(bulk)) : max(medium_end, len(bulk))],
+            settings.medium_interval_seconds,
+        ),
+        ("cold", symbols[max(medium_end, len(bulk)) :], settings.cold_interval_seconds),
     ]
+    tiers = [tier for tier in tiers if tier[1]]
     print(
         f"| tier | assets | interval s | writes/day, every aggregate | writes/day, gated "
         f"({args.deviation:.1%} or {args.heartbeat:.0f} s) |"

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from types_aiobotocore_dynamodb import DynamoDBClient
 
-from aggserver.localstack import Service, free_port
+from aggserver.localstack import Service, free_port, start_mockex
 from aggserver.settings import Settings
 from tests.support import child_server, poll, server_env, stop_with
 
@@ -97,16 +97,18 @@ def _pid_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
-async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
+async def _run_stack(tmp_path: Path, *args: str, services: int, assets: int) -> dict[str, Any]:
+    """``aggserver stack`` as a user runs it: wait for its banner, read btcusdt (with its
+    sources), see the start-up round finish, press Ctrl-C, and check nothing is left running."""
     port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("REDIS_URL", "AWS_ENDPOINT", "EXCHANGE_URLS"))
+        if not k.startswith(("REDIS_URL", "AWS_ENDPOINT", "EXCHANGE_URLS", "EXCHANGES"))
     }
     env.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})
     process = subprocess.Popen(
-        [sys.executable, "-m", "aggserver", "stack", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "aggserver", "stack", "--data-dir", str(tmp_path), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -121,13 +123,13 @@ async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> N
                 break
         text = "".join(banner)
         pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", text)]
-        assert len(pids) == 5, text  # redis, DynamoDB, three exchanges
+        assert len(pids) == services, text
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
             await poll(lambda: _get_json(session, f"{base}/prices/btcusdt"), timeout=30)
             async with session.post(f"{base}/refresh/btcusdt") as response:
                 assert response.status == 200
-            status, body = await _get_json(session, f"{base}/prices/BTCUSDT")
+            status, body = await _get_json(session, f"{base}/prices/BTCUSDT?detail=sources")
             assert status == 200
             assert body["asset"] == "btcusdt"
             assert body["price"] > 0
@@ -139,7 +141,7 @@ async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> N
             if line.startswith("warmed up"):
                 break
         assert progress[0].startswith("warming up: 0/")
-        assert progress[-1].startswith("warmed up: 10,000 assets priced")
+        assert progress[-1].startswith(f"warmed up: {assets:,} assets priced")
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=30)
     finally:
@@ -149,6 +151,41 @@ async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> N
     assert process.returncode == 0, rest
     assert not [pid for pid in pids if _pid_alive(pid)]
     assert (tmp_path / "dynalite").is_dir()
+    return dict(body)
+
+
+async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
+    # redis, DynamoDB, three exchanges
+    body = await _run_stack(tmp_path, services=5, assets=10_000)
+    assert len(body["quotes"]) == 3
+
+
+async def test_stack_on_venue_format_mocks(tmp_path: Path) -> None:
+    # redis, DynamoDB, one mock per venue; each lists the first 1,000 symbols
+    body = await _run_stack(tmp_path, "--venues", "binance,okx,kraken", services=5, assets=1_000)
+    assert {q["exchange"] for q in body["quotes"]} == {"binance", "okx", "kraken"}
+    assert body["sources"] == 3
+
+
+async def test_venues_command_reports_each_venue(tmp_path: Path) -> None:
+    okx = start_mockex(name="okx", venue="okx", listed=["btcusdt", "ethusdt"])
+    try:
+        dead = f"http://127.0.0.1:{free_port()}"
+        result = run_cli(
+            "venues", env={"EXCHANGES": f"okx={okx.url},binance={dead}", "EXCHANGE_TIMEOUT_SECONDS": "1"}
+        )
+    finally:
+        okx.stop()
+    assert result.returncode == 1, result.stderr  # binance could not be read
+    out = result.stdout
+    assert f"okx (okx, {okx.url})" in out
+    assert "listing      2 of our 10,000 symbols" in out
+    assert re.search(
+        r"btcusdt +[\d,.]+ volume [\d,.]+ at \d+ \(venue time\) as BTC-USDT; round trip \d+ ms", out
+    )
+    assert "rate limit   20 per 2 s" in out
+    assert "binance (binance" in out
+    assert "listing      failed" in out
 
 
 async def test_sigterm_during_scheduled_refreshes_leaves_nothing_queued(

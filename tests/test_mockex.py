@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from mockex.app import create_app
 from mockex.faults import Faults, FaultsError
 from mockex.market import WELL_KNOWN_PRICES, Market, reference_price
-from mockex.symbols import DEFAULT_SYMBOLS_FILE, load_symbols
+from mockex.symbols import DEFAULT_SYMBOLS_FILE, SymbolList, load_symbols, split_symbol
 
 SYMBOLS = load_symbols(DEFAULT_SYMBOLS_FILE)
 
@@ -24,9 +24,15 @@ class Clock:
 
 
 async def exchange(
-    name: str = "exchange1", seed: int = 1, clock: Clock | None = None
+    name: str = "exchange1",
+    seed: int = 1,
+    clock: Clock | None = None,
+    venue: str | None = None,
+    listed: SymbolList | None = None,
 ) -> TestClient[Any, Any]:
-    app = create_app(name=name, symbols=SYMBOLS, seed=seed, clock=clock or Clock(1_700_000_000))
+    app = create_app(
+        name=name, symbols=SYMBOLS, seed=seed, clock=clock or Clock(1_700_000_000), venue=venue, listed=listed
+    )
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     return client
@@ -83,7 +89,12 @@ async def test_bulk_tickers_and_stats() -> None:
         assert [q["symbol"] for q in body] == ["btcusdt", "ethusdt"]
         await client.get("/mock/ticker/btcusdt")
         stats = await (await client.get("/mock/admin/stats")).json()
-        assert stats == {"requests": 3, "by_symbol": {"btcusdt": 2, "ethusdt": 1}}
+        assert stats == {
+            "requests": 3,
+            "by_symbol": {"btcusdt": 2, "ethusdt": 1},
+            "http_requests": 0,
+            "rate_limited_answers": 0,
+        }
         assert (await client.get("/mock/tickers")).status == 400
         await client.delete("/mock/admin/stats")
         assert (await (await client.get("/mock/admin/stats")).json())["requests"] == 0
@@ -118,9 +129,98 @@ async def test_fault_controls_round_trip() -> None:
         {"error_rate": 2},
         {"price_factor": "x"},
         {"garbage_kind": "x"},
+        {"retry_after": -1},
+        {"retry_after": "soon"},
         {"x": 1},
     ],
 )
 def test_fault_settings_are_validated(body: object) -> None:
     with pytest.raises(FaultsError):
         Faults.from_json(body)
+
+
+LISTED = SymbolList(("btcusdt", "ethusdt", "dogeusdt"))
+
+
+async def test_binance_personality_lists_a_subset_and_bans_after_ignored_429s() -> None:
+    client = await exchange(venue="binance", listed=LISTED)
+    try:
+        info = await (await client.get("/api/v3/exchangeInfo")).json()
+        trading = {s["symbol"] for s in info["symbols"] if s["status"] == "TRADING"}
+        assert trading == {"BTCUSDT", "ETHUSDT", "DOGEUSDT"}
+        assert [s["status"] for s in info["symbols"] if s["symbol"] not in trading] == ["BREAK"]
+        response = await client.get("/api/v3/ticker/24hr", params={"symbol": "BTCUSDT"})
+        ticker = await response.json()
+        assert isinstance(ticker["lastPrice"], str)
+        assert ticker["closeTime"] == 1_700_000_000_000
+        assert int(response.headers["X-MBX-USED-WEIGHT-1M"]) == 20 + 2
+        assert len(await (await client.get("/api/v3/ticker/24hr")).json()) == 3
+        unknown = await client.get("/api/v3/ticker/24hr", params={"symbol": "SOLUSDT"})
+        assert (unknown.status, (await unknown.json())["code"]) == (400, -1121)
+        await client.post("/mock/admin/faults", json={"mode": "rate_limited", "retry_after": 30})
+        statuses = [(await client.get("/api/v3/ticker/24hr")).status for _ in range(4)]
+        assert statuses == [429, 429, 429, 418]
+        banned = await client.get("/api/v3/ticker/24hr")
+        assert banned.headers["Retry-After"] == "120"
+        stats = await (await client.get("/mock/admin/stats")).json()
+        assert stats["rate_limited_answers"] == 5
+    finally:
+        await client.close()
+
+
+PRICE_OF = {
+    "okx": lambda body: body["data"][0]["last"],
+    "bybit": lambda body: body["result"]["list"][0]["lastPrice"],
+    "kraken": lambda body: body["result"]["XBTUSDT"]["c"][0],
+    "coinbase": lambda body: body["price"],
+}
+
+
+@pytest.mark.parametrize(
+    ("venue", "listing_path", "ticker_path", "params", "limited_status"),
+    [
+        (
+            "okx",
+            "/api/v5/public/instruments?instType=SPOT",
+            "/api/v5/market/ticker",
+            {"instId": "BTC-USDT"},
+            429,
+        ),
+        (
+            "bybit",
+            "/v5/market/instruments-info?category=spot",
+            "/v5/market/tickers",
+            {"category": "spot", "symbol": "BTCUSDT"},
+            403,
+        ),
+        ("kraken", "/0/public/AssetPairs", "/0/public/Ticker", {"pair": "XBTUSDT"}, 200),
+        ("coinbase", "/products", "/products/BTC-USDT/ticker", {}, 429),
+    ],
+)
+async def test_venue_personalities_answer_in_their_format(
+    venue: str, listing_path: str, ticker_path: str, params: dict[str, str], limited_status: int
+) -> None:
+    client = await exchange(venue=venue, listed=LISTED)
+    try:
+        assert (await client.get(listing_path)).status == 200
+        response = await client.get(ticker_path, params=params)
+        assert response.status == 200
+        price = PRICE_OF[venue](await response.json())
+        assert isinstance(price, str)  # every venue sends numbers as decimal strings
+        assert 40_000 < float(price) < 200_000
+        await client.post("/mock/admin/quotes", json={"btcusdt": {"price": 5.0}})
+        assert float(PRICE_OF[venue](await (await client.get(ticker_path, params=params)).json())) == 5.0
+        await client.post("/mock/admin/faults", json={"mode": "rate_limited"})
+        limited = await client.get(ticker_path, params=params)
+        assert limited.status == limited_status
+        assert "Retry-After" not in limited.headers  # only when the fault's retry_after asks
+    finally:
+        await client.close()
+
+
+def test_kraken_names_dogecoin_its_own_way() -> None:
+    from mockex.venues.kraken import Kraken
+
+    assert split_symbol("dogeusdt") == ("DOGE", "USDT")
+    assert Kraken.native(Kraken.__new__(Kraken), "dogeusdt") == "XDGUSDT"
+    assert Kraken.native(Kraken.__new__(Kraken), "btcusd") == "XXBTZUSD"
