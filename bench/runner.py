@@ -47,7 +47,10 @@ WRK_DIR = Path(__file__).resolve().parent / "wrk"
 HOT_ASSET = "btcusdt"
 HOT_PATH = f"/prices/{HOT_ASSET}"
 SYMBOL_COUNT = len(load_symbols(DEFAULT_SYMBOLS_FILE))
-SUITES = ("core", "batch", "streams")
+SUITES = ("core", "batch", "streams", "venues")
+# The venue-format mocks of the venues suite, each listing every symbol: one all-tickers answer
+# of 10,000 instruments per venue and round.
+BULK_VENUES = ("binance", "okx", "bybit")
 BATCH_SIZES = (1, 10, 100, 1000)
 STREAM_ROUNDS = 20
 
@@ -337,7 +340,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["all", *SUITES],
         default="all",
         help="core: the GET scenarios and ratios; batch: GET /prices?assets= with 1-1,000 assets; "
-        "streams: 1,000 SSE clients (default %(default)s)",
+        "streams: 1,000 SSE clients; venues: full rounds from all-tickers venue mocks (default %(default)s)",
     )
     parser.add_argument("--stream-clients", type=int, default=1000, help="SSE clients (default %(default)s)")
     return parser.parse_args(argv)
@@ -367,6 +370,44 @@ def run_batches(server: Service, args: argparse.Namespace) -> list[dict[str, flo
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |"
         )
     return rows
+
+
+def run_venue_rounds(
+    stack: ExitStack, redis_url: str, env: dict[str, str], count: int, args: argparse.Namespace
+) -> dict[str, float]:
+    """Full rounds from venue-format mocks that list every symbol: the first round on an empty
+    cache, the steady bulk rounds after it, and GETs while those rounds run."""
+    venues = [
+        stack.enter_context(_running(start_mockex(name=venue, venue=venue, listed=0)))
+        for venue in BULK_VENUES
+    ]
+    # A database of its own: the mockex-format server keeps running (and holding its lease) in 0.
+    redis_url = redis_url.rsplit("/", 1)[0] + "/1"
+    redis_sync.Redis.from_url(redis_url).flushdb()
+    exchanges = ",".join(f"{venue}={mock.url}" for venue, mock in zip(BULK_VENUES, venues, strict=True))
+    server, _ = start_server(
+        {**env, "REDIS_URL": redis_url, "EXCHANGES": exchanges, "PRICES_TABLE": "prices_venues"}, free_port()
+    )
+    stack.enter_context(_running(server))
+    first_round_s = wait_all_cached(redis_url, count)
+    during = measure("during-venue-rounds", server, "/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)])
+    with urllib.request.urlopen(f"{server.url}/status") as response:  # noqa: S310
+        steady_round_s = float(json.loads(response.read())["refresh"]["round_seconds"]["bulk"])
+    server.stop()
+    for venue in venues:
+        venue.stop()
+    print(
+        f"venues ({', '.join(BULK_VENUES)}, {count:,} symbols each): first full round {first_round_s:.1f} s, "
+        f"steady bulk round {steady_round_s:.2f} s; GETs meanwhile {during.requests_per_s:,.0f} req/s, "
+        f"p99 {during.p99_ms:.2f} ms",
+        flush=True,
+    )
+    return {
+        "first_round_seconds": first_round_s,
+        "steady_round_seconds": steady_round_s,
+        "get_requests_per_s": during.requests_per_s,
+        "get_p99_ms": during.p99_ms,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -421,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             results["streams"] = asdict(streamed)
+        if "venues" in suites:
+            results["venues"] = run_venue_rounds(stack, redis.url, env, len(symbols), args)
         if "core" not in suites:
             server.stop()
         else:

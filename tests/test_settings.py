@@ -9,6 +9,7 @@ import pytest
 
 from aggserver.errors import ConfigError
 from aggserver.settings import DEFAULT_EXCHANGE_URLS, Settings
+from aggserver.venues import VENUES
 
 
 def test_defaults() -> None:
@@ -70,3 +71,24 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     assert len(names) > 30
     readme = (root / "README.md").read_text()
     assert sorted(name for name in names if f"`{name}`" not in readme) == []
+
+
+def test_exchanges_win_over_exchange_urls_and_rate_shares_are_per_venue() -> None:
+    settings = Settings.from_env(
+        {
+            "EXCHANGES": "binance,kraken=http://127.0.0.1:9",
+            "EXCHANGE_URLS": "http://a:1/t",
+            "KRAKEN_RATE_SHARE": "0.5",
+        }
+    )
+    assert [(c.name, c.base_url) for c in settings.exchanges] == [
+        ("binance", "https://api.binance.com"),
+        ("kraken", "http://127.0.0.1:9"),
+    ]
+    assert settings.rate_shares == {"kraken": 0.5}
+    legacy = Settings.from_env({"EXCHANGE_URLS": "http://a:1/mock/ticker"})
+    assert [(c.venue, c.name) for c in legacy.exchanges] == [("mockex", "a:1")]
+    with pytest.raises(ConfigError, match="BINANCE_RATE_SHARE must be above 0 and at most 1"):
+        Settings.from_env({"BINANCE_RATE_SHARE": "2"})
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert all(f"`{venue.upper()}_RATE_SHARE`" in readme for venue in VENUES)
