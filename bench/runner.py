@@ -343,6 +343,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "streams: 1,000 SSE clients; venues: full rounds from all-tickers venue mocks (default %(default)s)",
     )
     parser.add_argument("--stream-clients", type=int, default=1000, help="SSE clients (default %(default)s)")
+    parser.add_argument(
+        "--venue-listed",
+        type=int,
+        default=0,
+        help="symbols each venue mock of the venues suite lists, from the top (default: all)",
+    )
     return parser.parse_args(argv)
 
 
@@ -389,6 +395,7 @@ def run_venue_rounds(
         {**env, "REDIS_URL": redis_url, "EXCHANGES": exchanges, "PRICES_TABLE": "prices_venues"}, free_port()
     )
     stack.enter_context(_running(server))
+    count = args.venue_listed or count
     first_round_s = wait_all_cached(redis_url, count)
     during = measure("during-venue-rounds", server, "/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)])
     with urllib.request.urlopen(f"{server.url}/status") as response:  # noqa: S310
@@ -463,7 +470,12 @@ def main(argv: list[str] | None = None) -> None:
             )
             results["streams"] = asdict(streamed)
         if "venues" in suites:
-            results["venues"] = run_venue_rounds(stack, redis.url, env, len(symbols), args)
+            # The same GETs against the mockex-format server first, for the ratio.
+            baseline = measure("uniform-before-venues", server, "/", args, *uniform)  # type: ignore[arg-type]
+            venue_figures = run_venue_rounds(stack, redis.url, env, len(symbols), args)
+            venue_figures["uniform_p99_ms"] = baseline.p99_ms
+            venue_figures["uniform_requests_per_s"] = baseline.requests_per_s
+            results["venues"] = venue_figures
         if "core" not in suites:
             server.stop()
         else:
