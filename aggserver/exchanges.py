@@ -114,9 +114,11 @@ class Exchange:
     snapshot: asyncio.Future[tuple[dict[str, Ticker | str], float]] | None = None
     snapshot_at: float = 0.0
 
-    @property
-    def lists_everything(self) -> bool:
-        return self.venue.listing_request() is None
+    # Venues without a listing request (mockex) list every symbol; fixed at construction.
+    lists_everything: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.lists_everything = self.venue.listing_request() is None
 
     def listed_count(self, ours: int) -> int:
         """How many of our ``ours`` symbols it lists."""

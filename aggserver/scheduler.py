@@ -34,6 +34,7 @@ SLOT_SECONDS = 1.0  # a tier's interval is cut into slots of about this length
 CATCH_UP_CHUNK = 1_000
 MAX_SLOT_TASKS = 8  # per tier; past it a slot waits rather than piling up work
 WARM_CONCURRENCY = 16
+BULK_ROUND_CHUNK = 500
 
 
 class Scheduler:
@@ -196,8 +197,12 @@ class Scheduler:
         while True:
             assets = [a for a in self._symbols if self._exchanges.priced_in_bulk(a)]
             round_start = next_round
+            # In chunks, one after another: a single 10,000-asset refresh would hold the loop for
+            # its whole aggregation and Redis pipeline; chunks let GETs run between them, and
+            # they all share the venues' one all-tickers answer of the round.
+            for start in range(0, len(assets), BULK_ROUND_CHUNK):
+                await self._refresh_share(assets[start : start + BULK_ROUND_CHUNK], urgent=True)
             if assets:
-                await self._refresh_share(assets, urgent=True)
                 self.rounds["bulk"] = loop.time() - round_start
                 self.bulk_rounds += 1
             next_round = max(round_start + self._bulk_round_seconds, loop.time())
