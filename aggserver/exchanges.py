@@ -33,6 +33,7 @@ from aggserver.venues.base import (
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "SNAPSHOT_SECONDS",
     "Exchange",
     "ExchangeClient",
     "FetchResult",
@@ -251,15 +252,31 @@ class ExchangeClient:
             _record(result, exchange.name, task.result() if task in done else "timed out (refresh budget)")
         return result
 
-    async def fetch_many(self, symbols: Sequence[str], *, urgent: bool = False) -> dict[str, FetchResult]:
+    async def fetch_many(
+        self, symbols: Sequence[str], *, urgent: bool = False, snapshot_age: float = SNAPSHOT_SECONDS
+    ) -> dict[str, FetchResult]:
         """Quotes for many symbols: bulk requests where a venue has them, else one per symbol
-        (``urgent`` work may use the budget kept back for hot assets)."""
+        (``urgent`` work may use the budget kept back for hot assets). An all-tickers answer
+        younger than ``snapshot_age`` seconds is used again rather than asked for anew."""
         results = {symbol: FetchResult() for symbol in symbols}
-        await asyncio.gather(*(self._fetch_from(e, symbols, results, urgent) for e in self.exchanges))
+        await asyncio.gather(
+            *(self._fetch_from(e, symbols, results, urgent, snapshot_age) for e in self.exchanges)
+        )
         return results
 
+    def expire_snapshots(self) -> None:
+        """The next bulk fetch asks every all-tickers venue anew (a new round begins)."""
+        for exchange in self.exchanges:
+            if exchange.snapshot is not None and exchange.snapshot.done():
+                exchange.snapshot = None
+
     async def _fetch_from(
-        self, exchange: Exchange, symbols: Sequence[str], results: dict[str, FetchResult], urgent: bool
+        self,
+        exchange: Exchange,
+        symbols: Sequence[str],
+        results: dict[str, FetchResult],
+        urgent: bool,
+        snapshot_age: float,
     ) -> None:
         listed = [s for s in symbols if exchange.native(s) is not None]
         if not listed:
@@ -270,7 +287,7 @@ class ExchangeClient:
                 _record(results[symbol], exchange.name, outcome)
             return
         if exchange.bulk is Bulk.ALL:
-            answers = [await self._snapshot(exchange)]
+            answers = [await self._snapshot(exchange, snapshot_age)]
             chunks = [listed]
         else:
             size = exchange.venue.max_per_request
@@ -296,11 +313,13 @@ class ExchangeClient:
         """One single-asset request to ``exchange`` (its round trip: ``last_round_trip``)."""
         return await self._fetch_one(exchange, symbol, urgent=True)
 
-    async def _snapshot(self, exchange: Exchange) -> tuple[dict[str, Ticker | str], float] | str:
-        """The venue's all-tickers answer, shared by every caller within SNAPSHOT_SECONDS."""
+    async def _snapshot(
+        self, exchange: Exchange, max_age: float
+    ) -> tuple[dict[str, Ticker | str], float] | str:
+        """The venue's all-tickers answer, shared by every caller within ``max_age`` of it."""
         loop = asyncio.get_running_loop()
         current = exchange.snapshot
-        if current is None or (current.done() and loop.time() - exchange.snapshot_at >= SNAPSHOT_SECONDS):
+        if current is None or (current.done() and loop.time() - exchange.snapshot_at >= max_age):
             current = loop.create_future()
             exchange.snapshot, exchange.snapshot_at = current, loop.time()
             outcome = await self._fetch_list(exchange, None, urgent=True)

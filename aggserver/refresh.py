@@ -18,7 +18,7 @@ import orjson
 from aggserver.aggregate import Aggregate, QuotePolicy, Selection, aggregate, breakdown, select_quotes
 from aggserver.cache import CachedPrice, PriceCache, encode_price
 from aggserver.errors import BackendUnavailable, NoValidQuotes
-from aggserver.exchanges import ExchangeClient, FetchResult
+from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient, FetchResult
 from aggserver.history import HistoryGate, HistoryRecord, HistoryWriter
 from aggserver.nearcache import NearCache
 from aggserver.tiers import TierMap
@@ -87,16 +87,19 @@ class Refresher:
         finally:
             del self._in_flight[asset]
 
-    async def refresh_many(self, assets: Sequence[str], *, urgent: bool = False) -> tuple[int, int]:
+    async def refresh_many(
+        self, assets: Sequence[str], *, urgent: bool = False, snapshot_age: float = SNAPSHOT_SECONDS
+    ) -> tuple[int, int]:
         """Refresh many assets with bulk requests; returns (refreshed, failed). Never raises for
         an asset's failure; assets already being refreshed are left to that refresh. ``urgent``
-        work (hot assets) may spend the rate budget kept back from the rest."""
+        work (hot assets) may spend the rate budget kept back from the rest; ``snapshot_age``
+        lets a bulk round reuse its venues' all-tickers answers for that long."""
         loop = asyncio.get_running_loop()
         mine = [a for a in dict.fromkeys(assets) if a not in self._in_flight]
         futures = {asset: loop.create_future() for asset in mine}
         self._in_flight.update(futures)
         try:
-            fetched = await self._exchanges.fetch_many(mine, urgent=urgent)
+            fetched = await self._exchanges.fetch_many(mine, urgent=urgent, snapshot_age=snapshot_age)
             results = await self._store(list(fetched.items()))
         except BaseException as exc:
             for future in futures.values():

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from aggserver.cache import PriceCache, encode_restored
 from aggserver.errors import BackendUnavailable
-from aggserver.exchanges import ExchangeClient
+from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient
 from aggserver.history import LatestRecord
 from aggserver.refresh import Refresher
 from aggserver.tiers import Popularity, Tier, TierMap
@@ -200,8 +200,14 @@ class Scheduler:
             # In chunks, one after another: a single 10,000-asset refresh would hold the loop for
             # its whole aggregation and Redis pipeline; chunks let GETs run between them, and
             # they all share the venues' one all-tickers answer of the round.
+            # One all-tickers answer per venue and round, however long the round's chunks take.
+            self._exchanges.expire_snapshots()
             for start in range(0, len(assets), BULK_ROUND_CHUNK):
-                await self._refresh_share(assets[start : start + BULK_ROUND_CHUNK], urgent=True)
+                await self._refresh_share(
+                    assets[start : start + BULK_ROUND_CHUNK],
+                    urgent=True,
+                    snapshot_age=self._bulk_round_seconds,
+                )
             if assets:
                 self.rounds["bulk"] = loop.time() - round_start
                 self.bulk_rounds += 1
@@ -214,9 +220,11 @@ class Scheduler:
         task.add_done_callback(self._work.discard)
         return task
 
-    async def _refresh_share(self, assets: list[str], *, urgent: bool = False) -> None:
+    async def _refresh_share(
+        self, assets: list[str], *, urgent: bool = False, snapshot_age: float = SNAPSHOT_SECONDS
+    ) -> None:
         try:
-            await self._refresher.refresh_many(assets, urgent=urgent)
+            await self._refresher.refresh_many(assets, urgent=urgent, snapshot_age=snapshot_age)
         except Exception:  # one slot's failure must not stop the tier
             log.exception("refresh of %d assets failed", len(assets))
 
