@@ -12,7 +12,7 @@ VenueError
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
@@ -27,8 +27,10 @@ __all__ = [
     "Venue",
     "VenueError",
     "VenueRequest",
+    "listed_instruments",
     "number",
     "our_symbol",
+    "read_tickers",
     "retry_after_seconds",
 ]
 
@@ -120,6 +122,52 @@ def number(value: object, name: str) -> float:
     if not math.isfinite(result):
         raise VenueError(f"{name} is not finite")
     return result
+
+
+def listed_instruments(
+    items: Iterable[object],
+    *,
+    native: str,
+    base: str,
+    quote: str,
+    tradable: Callable[[dict[str, object]], bool],
+) -> list[Instrument]:
+    """The tradable instruments among a listing's entries, by the names of their three fields."""
+    instruments = []
+    for item in items:
+        if not isinstance(item, dict) or not tradable(item):
+            continue
+        name, base_code, quote_code = item.get(native), item.get(base), item.get(quote)
+        if isinstance(name, str) and isinstance(base_code, str) and isinstance(quote_code, str):
+            instruments.append(Instrument(native=name, base=base_code.upper(), quote=quote_code.upper()))
+    return instruments
+
+
+def read_tickers(
+    items: Iterable[object],
+    *,
+    native: str,
+    price: str,
+    volume: str,
+    timestamp_ms: Callable[[dict[str, object]], float | None],
+) -> dict[str, Ticker | str]:
+    """Tickers by native name from a list of ticker objects, by the names of their fields; a
+    bad field spoils only its own ticker (its reason stands in its place)."""
+    tickers: dict[str, Ticker | str] = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get(native), str):
+            raise VenueError("the answer holds something that is not a ticker")
+        name = str(item[native])
+        try:
+            tickers[name] = Ticker(
+                native=name,
+                price=number(item.get(price), price),
+                volume=number(item.get(volume), volume),
+                timestamp_ms=timestamp_ms(item),
+            )
+        except VenueError as exc:
+            tickers[name] = str(exc)
+    return tickers
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -24,7 +24,9 @@ from aggserver.venues.base import (
     Venue,
     VenueError,
     VenueRequest,
+    listed_instruments,
     number,
+    read_tickers,
 )
 
 __all__ = ["Binance"]
@@ -48,14 +50,13 @@ class Binance(Venue):
     def parse_listing(self, payload: object) -> list[Instrument]:
         if not isinstance(payload, dict) or not isinstance(payload.get("symbols"), list):
             raise VenueError("exchangeInfo has no symbols list")
-        instruments = []
-        for item in payload["symbols"]:
-            if not isinstance(item, dict) or item.get("status") != "TRADING":
-                continue
-            native, base, quote = item.get("symbol"), item.get("baseAsset"), item.get("quoteAsset")
-            if isinstance(native, str) and isinstance(base, str) and isinstance(quote, str):
-                instruments.append(Instrument(native=native, base=base.upper(), quote=quote.upper()))
-        return instruments
+        return listed_instruments(
+            payload["symbols"],
+            native="symbol",
+            base="baseAsset",
+            quote="quoteAsset",
+            tradable=lambda item: item.get("status") == "TRADING",
+        )
 
     def listing_rate(self, payload: object) -> RatePolicy | None:
         limits = payload.get("rateLimits") if isinstance(payload, dict) else None
@@ -81,22 +82,14 @@ class Binance(Venue):
         return VenueRequest(path="/api/v3/ticker/24hr", params={"symbol": native}, weight=ONE_TICKER_WEIGHT)
 
     def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
-        items = payload if isinstance(payload, list) else [payload]
-        tickers: dict[str, Ticker | str] = {}
-        for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
-                raise VenueError("ticker answer is not a list of tickers")
-            native = item["symbol"]
-            try:
-                tickers[native] = Ticker(
-                    native=native,
-                    price=number(item.get("lastPrice"), "lastPrice"),
-                    volume=number(item.get("volume"), "volume"),
-                    timestamp_ms=number(item.get("closeTime"), "closeTime"),
-                )
-            except VenueError as exc:
-                tickers[native] = str(exc)
-        return tickers
+        # An object for one symbol, a list for several.
+        return read_tickers(
+            payload if isinstance(payload, list) else [payload],
+            native="symbol",
+            price="lastPrice",
+            volume="volume",
+            timestamp_ms=lambda item: number(item.get("closeTime"), "closeTime"),
+        )
 
     def error_message(self, payload: object) -> str | None:
         if isinstance(payload, dict) and "code" in payload:

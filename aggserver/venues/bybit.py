@@ -27,7 +27,9 @@ from aggserver.venues.base import (
     Venue,
     VenueError,
     VenueRequest,
+    listed_instruments,
     number,
+    read_tickers,
 )
 
 __all__ = ["Bybit"]
@@ -62,14 +64,13 @@ class Bybit(Venue):
 
     def parse_listing(self, payload: object) -> list[Instrument]:
         items, _ = _result(payload)
-        instruments = []
-        for item in items:
-            if not isinstance(item, dict) or item.get("status") != "Trading":
-                continue
-            native, base, quote = item.get("symbol"), item.get("baseCoin"), item.get("quoteCoin")
-            if isinstance(native, str) and isinstance(base, str) and isinstance(quote, str):
-                instruments.append(Instrument(native=native, base=base.upper(), quote=quote.upper()))
-        return instruments
+        return listed_instruments(
+            items,
+            native="symbol",
+            base="baseCoin",
+            quote="quoteCoin",
+            tradable=lambda item: item.get("status") == "Trading",
+        )
 
     def tickers_request(self, natives: Sequence[str] | None) -> VenueRequest:
         return VenueRequest(path="/v5/market/tickers", params={"category": "spot"})
@@ -79,22 +80,11 @@ class Bybit(Venue):
 
     def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
         items, answered_at = _result(payload)
+        # Bybit's tickers carry no time of their own: the envelope's stands for all of them.
         timestamp = number(answered_at, "time")
-        tickers: dict[str, Ticker | str] = {}
-        for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
-                raise VenueError("result holds something that is not a ticker")
-            native = item["symbol"]
-            try:
-                tickers[native] = Ticker(
-                    native=native,
-                    price=number(item.get("lastPrice"), "lastPrice"),
-                    volume=number(item.get("volume24h"), "volume24h"),
-                    timestamp_ms=timestamp,
-                )
-            except VenueError as exc:
-                tickers[native] = str(exc)
-        return tickers
+        return read_tickers(
+            items, native="symbol", price="lastPrice", volume="volume24h", timestamp_ms=lambda _: timestamp
+        )
 
     def check_status(self, status: int, payload: object, headers: Mapping[str, str]) -> None:
         if status == 403:

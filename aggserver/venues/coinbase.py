@@ -24,6 +24,7 @@ from aggserver.venues.base import (
     Venue,
     VenueError,
     VenueRequest,
+    listed_instruments,
     number,
 )
 
@@ -54,14 +55,13 @@ class Coinbase(Venue):
     def parse_listing(self, payload: object) -> list[Instrument]:
         if not isinstance(payload, list):
             raise VenueError("products answer is not a list")
-        instruments = []
-        for item in payload:
-            if not isinstance(item, dict) or item.get("status") != "online" or item.get("trading_disabled"):
-                continue
-            native, base, quote = item.get("id"), item.get("base_currency"), item.get("quote_currency")
-            if isinstance(native, str) and isinstance(base, str) and isinstance(quote, str):
-                instruments.append(Instrument(native=native, base=base.upper(), quote=quote.upper()))
-        return instruments
+        return listed_instruments(
+            payload,
+            native="id",
+            base="base_currency",
+            quote="quote_currency",
+            tradable=lambda item: item.get("status") == "online" and not item.get("trading_disabled"),
+        )
 
     def tickers_request(self, natives: Sequence[str] | None) -> VenueRequest:
         raise NotImplementedError("Coinbase has no bulk ticker")

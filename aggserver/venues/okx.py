@@ -25,7 +25,9 @@ from aggserver.venues.base import (
     Venue,
     VenueError,
     VenueRequest,
+    listed_instruments,
     number,
+    read_tickers,
 )
 
 __all__ = ["Okx"]
@@ -59,14 +61,13 @@ class Okx(Venue):
         return VenueRequest(path="/api/v5/public/instruments", params={"instType": "SPOT"})
 
     def parse_listing(self, payload: object) -> list[Instrument]:
-        instruments = []
-        for item in _data(payload):
-            if not isinstance(item, dict) or item.get("state") != "live":
-                continue
-            native, base, quote = item.get("instId"), item.get("baseCcy"), item.get("quoteCcy")
-            if isinstance(native, str) and isinstance(base, str) and isinstance(quote, str):
-                instruments.append(Instrument(native=native, base=base.upper(), quote=quote.upper()))
-        return instruments
+        return listed_instruments(
+            _data(payload),
+            native="instId",
+            base="baseCcy",
+            quote="quoteCcy",
+            tradable=lambda item: item.get("state") == "live",
+        )
 
     def tickers_request(self, natives: Sequence[str] | None) -> VenueRequest:
         return VenueRequest(path="/api/v5/market/tickers", params={"instType": "SPOT"})
@@ -75,21 +76,13 @@ class Okx(Venue):
         return VenueRequest(path="/api/v5/market/ticker", params={"instId": native})
 
     def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
-        tickers: dict[str, Ticker | str] = {}
-        for item in _data(payload):
-            if not isinstance(item, dict) or not isinstance(item.get("instId"), str):
-                raise VenueError("data holds something that is not a ticker")
-            native = item["instId"]
-            try:
-                tickers[native] = Ticker(
-                    native=native,
-                    price=number(item.get("last"), "last"),
-                    volume=number(item.get("vol24h"), "vol24h"),
-                    timestamp_ms=number(item.get("ts"), "ts"),
-                )
-            except VenueError as exc:
-                tickers[native] = str(exc)
-        return tickers
+        return read_tickers(
+            _data(payload),
+            native="instId",
+            price="last",
+            volume="vol24h",
+            timestamp_ms=lambda item: number(item.get("ts"), "ts"),
+        )
 
     def error_message(self, payload: object) -> str | None:
         if isinstance(payload, dict) and "code" in payload:
