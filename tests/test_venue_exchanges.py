@@ -20,7 +20,7 @@ from aggserver.app import create_app
 from aggserver.keys import SCHEDULER
 from aggserver.localstack import Service, start_mockex
 from aggserver.settings import Settings
-from tests.support import Exchanges, checked, poll
+from tests.support import Exchanges, checked, poll, sse_events, valid_price
 
 Client = TestClient[Any, Application]
 
@@ -127,6 +127,38 @@ async def test_a_symbol_is_asked_only_of_the_venues_listing_it(client: Client, v
     # Kraken calls dogecoin XDG: our dogeusdt is its XDGUSDT.
     assert (await client.post("/refresh/dogeusdt")).status == 200
     assert set(await sources(client, "dogeusdt")) == {"binance", "kraken"}
+    assert (await checked(await client.get("/prices/dogeusdt")))["sources"] == 2
+
+
+async def test_outliers_breakers_and_streams_work_with_venue_sources(
+    client: Client, venues: Exchanges
+) -> None:
+    okx, coinbase = VENUES.index("okx"), VENUES.index("coinbase")
+    await venues.set_faults(okx, mode="outlier", price_factor=2.0)
+    assert (await client.post("/refresh/btcusdt")).status == 200
+    assert (await sources(client, "btcusdt"))["okx"]["reason"].startswith("outlier")
+
+    await venues.set_faults(coinbase, mode="down")
+    for _ in range(5):  # BREAKER_FAILURES
+        await client.post("/refresh/btcusdt")
+    status = await checked(await client.get("/status"))
+    assert next(e for e in status["exchanges"] if e["name"] == "coinbase")["circuit"] == "open"
+    assert (await client.post("/refresh/btcusdt")).status == 200
+    assert (await sources(client, "btcusdt"))["coinbase"]["reason"] == "circuit open"
+
+    await venues.set_faults(okx, mode="ok")
+    response = await client.get("/stream?assets=xrpusdt")
+    events = sse_events(response)
+    for index, price in ((VENUES.index("okx"), 3.0), (VENUES.index("bybit"), 3.0)):
+        await venues.pin(index, {"xrpusdt": {"price": price}})
+    assert (await client.post("/refresh/xrpusdt")).status == 200
+    async for event in events:
+        if event.get("event") == "price":
+            update = valid_price(event["data"])
+            if update["price"] == 3.0:
+                assert update["sources"] == 2
+                break
+    response.close()
 
 
 async def test_kraken_quotes_say_their_time_is_the_receive_time(client: Client) -> None:
