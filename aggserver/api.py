@@ -30,7 +30,7 @@ from aggserver.keys import (
     SYMBOLS,
     TIERS,
 )
-from aggserver.responses import guarded, json_response
+from aggserver.responses import charge, guarded, json_response
 
 __all__ = ["add_routes", "routes"]
 
@@ -79,7 +79,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/ready")
-@guarded("/ready")
+@guarded("/ready", free=True)
 async def ready(request: web.Request) -> web.Response:
     """Readiness: 200 only when Redis answers and the DynamoDB table is reachable."""
     checks = {
@@ -100,7 +100,7 @@ async def openapi_spec(request: web.Request) -> web.Response:
 
 
 @routes.get("/health")
-@guarded("/health")
+@guarded("/health", free=True)
 async def health(request: web.Request) -> web.Response:
     """Liveness: answers as long as the process serves requests."""
     return json_response({"status": "ok"})
@@ -133,6 +133,7 @@ async def get_prices(request: web.Request) -> web.Response:
     """Many prices in one answer: ``?assets=btcusdt,ethusdt`` (also repeated ``assets=``)."""
     params.only(request, ("assets",))
     known, invalid = params.listed_assets(request, limit=MAX_BATCH_ASSETS)
+    charge(request, len(known) + len(invalid), "/prices")
     bodies, missing = await request.app[READER].answer_many(known)
     body = b'{"prices":[%s],"missing":%s,"invalid":%s}' % (
         b",".join(bodies),
@@ -189,6 +190,7 @@ async def price_history(request: web.Request) -> web.Response:
             before = decode_cursor(request.query["cursor"], asset)
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from None
+    charge(request, limit, "/prices/{asset}/history")
     records, more = await request.app[HISTORY_QUERIES].page(
         asset, start=start, end=end, limit=limit, before=before
     )
@@ -217,8 +219,10 @@ async def price_candles(request: web.Request) -> web.Response:
     start = params.whole_number(request, "from", max(0, end - 100 * interval + 1))
     if start > end:
         raise InvalidParameter("from must not be after to")
-    if end // interval - start // interval + 1 > MAX_CANDLES:
+    candles = end // interval - start // interval + 1
+    if candles > MAX_CANDLES:
         raise InvalidParameter(f"from..to spans more than {MAX_CANDLES} candles of {name}")
+    charge(request, candles, "/prices/{asset}/candles")
     try:
         records = await request.app[HISTORY_QUERIES].between(
             asset, start=start, end=end, max_records=MAX_CANDLE_RECORDS

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from aggserver import api, protocol
 from aggserver.aggregate import QuotePolicy
+from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache, create_redis
 from aggserver.exchanges import ExchangeClient, create_session
 from aggserver.guard import RefreshGuard
@@ -28,6 +29,7 @@ from aggserver.history import (
     latest_record,
 )
 from aggserver.keys import (
+    BUDGETS,
     CACHE,
     EXCHANGES,
     HISTORY,
@@ -293,6 +295,12 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     app[SETTINGS] = settings
     app[REQUEST_STATS] = RequestStats(enabled=settings.request_metrics)
+    app[BUDGETS] = ClientBudgets(
+        rate=settings.client_budget_per_second,
+        burst=settings.client_budget_burst,
+        exempt=settings.client_budget_exempt,
+        trusted_proxies=settings.trusted_proxies,
+    )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MetricsCollector([lambda: app_families(app)]))
     app[METRICS_REGISTRY] = registry

@@ -8,6 +8,7 @@ AggError
  ├── NotListed          known symbol no configured exchange lists   -> 404
  ├── PriceTooOld        the price is older than the client's max_age -> 503
  ├── NoValidQuotes      every exchange failed or sent a bad quote   -> 502
+ ├── OverBudget         the client spent its request budget          -> 429
  └── BackendUnavailable Redis could not be reached in time          -> 503
 ConfigError             a setting or input file is unusable (start-up only)
 """
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidSymbol",
     "NoValidQuotes",
     "NotListed",
+    "OverBudget",
     "PriceNotFound",
     "PriceTooOld",
     "TooManyRefreshes",
@@ -90,6 +92,14 @@ class Unauthorized(AggError):
 
 class TooManyRefreshes(AggError):
     """The global refresh rate (REFRESH_RATE_LIMIT) is used up for now."""
+
+
+class OverBudget(AggError):
+    """The client has spent its request budget; ``retry_after`` seconds until this request fits."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"request budget spent; retry in {retry_after} s")
+        self.retry_after = max(1, retry_after)
 
 
 class ConfigError(Exception):

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
 from aggserver.guard import RefreshGuard
@@ -25,6 +26,7 @@ from aggserver.tiers import Popularity, TierMap
 from aggserver.updates import UpdateFeed
 
 __all__ = [
+    "BUDGETS",
     "CACHE",
     "EXCHANGES",
     "HISTORY",
@@ -66,3 +68,4 @@ METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 # Whether the DynamoDB table answers now (for /ready).
 HISTORY_QUERIES = web.AppKey("history_queries", HistoryQueries)
 HISTORY_READY: web.AppKey[Callable[[], Awaitable[bool]]] = web.AppKey("history_ready")
+BUDGETS = web.AppKey("budgets", ClientBudgets)

@@ -12,13 +12,14 @@ import contextlib
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from aggserver import params
-from aggserver.errors import BackendUnavailable, InvalidParameter
+from aggserver.budget import TokenBucket
+from aggserver.errors import BackendUnavailable, InvalidParameter, OverBudget
 from aggserver.keys import SETTINGS, STREAM_HUB, SYMBOLS
-from aggserver.responses import guarded
+from aggserver.responses import charge, guarded
 from aggserver.stream import PriceEvent, StreamHub, Subscription
 
 __all__ = ["routes"]
@@ -38,6 +39,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     assets, invalid = params.listed_assets(request, limit=hub.max_assets)
     if invalid:
         raise InvalidParameter(f"not symbols: {', '.join(invalid[:10])}")
+    charge(request, len(assets), "/stream")
     since = _last_event_id(request)
     subscription = hub.open()
     try:
@@ -109,11 +111,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     socket = web.WebSocketResponse(
         heartbeat=request.app[SETTINGS].stream_heartbeat_seconds, max_msg_size=WS_MAX_MESSAGE
     )
+    settings = request.app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    messages = TokenBucket(
+        rate=settings.ws_messages_per_second, burst=settings.ws_message_burst, now=loop.time()
+    )
     try:
         await socket.prepare(request)
         sender = asyncio.create_task(_send_frames(socket, subscription))
         try:
             async for message in socket:
+                if messages.take(1, loop.time()):
+                    # A client changing its subscriptions faster than this is flooding.
+                    hub.rate_closes += 1
+                    await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"message rate exceeded")
+                    break
                 if message.type == WSMsgType.TEXT:
                     reply = await _command(request, hub, subscription, message.data)
                 else:
@@ -146,7 +158,10 @@ async def _command(
         hub.unsubscribe(subscription, known)
         return {"type": "unsubscribed", "assets": sorted(subscription.assets), "invalid": invalid}
     try:
+        charge(request, len(known), "/ws")
         added = hub.subscribe(subscription, known)
+    except OverBudget as exc:
+        return {"type": "error", "msg": str(exc), "retry_after": exc.retry_after}
     except ValueError as exc:
         return {"type": "error", "msg": str(exc)}
     for event in await _current(hub, added):

@@ -18,6 +18,7 @@ from aggserver.errors import (
     InvalidSymbol,
     NotListed,
     NoValidQuotes,
+    OverBudget,
     PriceNotFound,
     PriceTooOld,
     TooManyRefreshes,
@@ -25,9 +26,9 @@ from aggserver.errors import (
     Unauthorized,
     UnknownSymbol,
 )
-from aggserver.keys import REQUEST_STATS
+from aggserver.keys import BUDGETS, REQUEST_STATS
 
-__all__ = ["error_response", "guarded", "json_response"]
+__all__ = ["charge", "error_response", "guarded", "json_response"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,12 @@ def error_response(exc: Exception) -> web.Response:
         response = json_response({"msg": "Missing or wrong bearer token"}, 401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="aggserver"'
         return response
+    if isinstance(exc, OverBudget):
+        response = json_response(
+            {"msg": "Request budget spent, slow down", "retry_after": exc.retry_after}, 429
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, TooManyRefreshes):
         response = json_response({"msg": "Too many refreshes, try again shortly"}, 429)
         response.headers["Retry-After"] = "1"
@@ -79,9 +86,10 @@ def error_response(exc: Exception) -> web.Response:
     return json_response({"msg": "Internal server error"}, 500)
 
 
-def guarded(route: str) -> Callable[[Handler], Handler]:
-    """Wrap a handler so that any failure leaves as JSON (via ``error_response``) and, when
-    request metrics are on, the answer is counted and timed under ``route``.
+def guarded(route: str, *, free: bool = False) -> Callable[[Handler], Handler]:
+    """Wrap a handler so that any failure leaves as JSON (via ``error_response``), the request
+    spends 1 from its client's budget (unless ``free``: the health probes), and, when request
+    metrics are on, the answer is counted and timed under ``route``.
 
     A wrapper per handler instead of middlewares: aiohttp adds a layer of its own per request
     once any middleware exists, and the price route is measured to the percent.
@@ -93,6 +101,9 @@ def guarded(route: str) -> Callable[[Handler], Handler]:
             stats = request.app[REQUEST_STATS]
             started = time.perf_counter() if stats.enabled else 0.0
             try:
+                budgets = request.app[BUDGETS]
+                if budgets.enabled and not free:
+                    budgets.spend(request, 1, route)
                 if request.body_exists and request.method in ("GET", "HEAD"):
                     raise InvalidParameter("a GET request takes no body")
                 response = await handler(request)
@@ -105,3 +116,11 @@ def guarded(route: str) -> Callable[[Handler], Handler]:
         return guarded_handler
 
     return wrap
+
+
+def charge(request: web.Request, cost: float, route: str) -> None:
+    """Spend what a request costs beyond the 1 its route already took (a batch's assets, a
+    history page's records...); OverBudget when the client cannot afford it."""
+    budgets = request.app[BUDGETS]
+    if budgets.enabled and cost > 1:
+        budgets.spend(request, cost - 1, route)

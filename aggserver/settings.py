@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,16 @@ class Settings:
     quote_max_age_seconds: float = 120.0
     promote_gets_per_second: float = 1.0
     promote_max: int = 200
+    # Each client's request budget: cost units a second and the most it can save up (0: off).
+    client_budget_per_second: float = 5_000.0
+    client_budget_burst: float = 20_000.0
+    # Addresses never limited (a gateway that limits on its own), and proxies whose
+    # X-Forwarded-For names the real client.
+    client_budget_exempt: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    # Control messages one WebSocket may send a second, and the burst it may save up.
+    ws_messages_per_second: float = 10.0
+    ws_message_burst: int = 20
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
@@ -179,6 +190,14 @@ class Settings:
             quote_max_age_seconds=_float(env, "QUOTE_MAX_AGE_SECONDS", defaults.quote_max_age_seconds),
             promote_gets_per_second=_float(env, "PROMOTE_GETS_PER_SECOND", defaults.promote_gets_per_second),
             promote_max=_int(env, "PROMOTE_MAX", defaults.promote_max, minimum=0),
+            client_budget_per_second=_float(
+                env, "CLIENT_BUDGET_PER_SECOND", defaults.client_budget_per_second, allow_zero=True
+            ),
+            client_budget_burst=_float(env, "CLIENT_BUDGET_BURST", defaults.client_budget_burst),
+            client_budget_exempt=_addresses(env, "CLIENT_BUDGET_EXEMPT"),
+            trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
+            ws_messages_per_second=_float(env, "WS_MESSAGES_PER_SECOND", defaults.ws_messages_per_second),
+            ws_message_burst=_int(env, "WS_MESSAGE_BURST", defaults.ws_message_burst, minimum=1),
             log_level=env.get("LOG_LEVEL", defaults.log_level).upper(),
             log_format=env.get("LOG_FORMAT", defaults.log_format).lower(),
             access_log=_bool(env, "ACCESS_LOG", defaults.access_log),
@@ -251,6 +270,17 @@ def _float(env: Mapping[str, str], name: str, default: float, *, allow_zero: boo
     if not (value > 0 or (allow_zero and value == 0)) or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses; ConfigError for anything else."""
+    addresses = tuple(a.strip() for a in env.get(name, "").split(",") if a.strip())
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"{name} must list IP addresses, got {address!r}") from None
+    return addresses
 
 
 def _share(env: Mapping[str, str], name: str) -> float:

@@ -85,6 +85,8 @@ class StreamHub:
         self._last_sent: dict[str, tuple[int, bytes]] = {}
         self._reads: set[asyncio.Task[None]] = set()
         self.delivered = 0
+        # WebSockets closed for sending control messages too fast.
+        self.rate_closes = 0
 
     @property
     def connections(self) -> int:

@@ -9,6 +9,7 @@ from prometheus_client.core import Metric
 
 from aggserver.breaker import BreakerState
 from aggserver.keys import (
+    BUDGETS,
     EXCHANGES,
     HISTORY,
     LEASE,
@@ -17,6 +18,7 @@ from aggserver.keys import (
     REFRESHER,
     REQUEST_STATS,
     SCHEDULER,
+    STREAM_HUB,
     SYMBOLS,
 )
 from aggserver.metrics import counter, gauge, histogram
@@ -105,6 +107,18 @@ def app_families(app: web.Application) -> Iterator[Metric]:
         "Symbols of ours each exchange lists (mockex-format exchanges list all of them).",
         ["exchange"],
         {(e.name,): e.listed_count(len(app[SYMBOLS])) for e in exchanges},
+    )
+    yield counter(
+        "aggserver_client_budget_refusals",
+        "Requests refused with 429 because their client had spent its budget, by route.",
+        ["route"],
+        {(route,): n for route, n in app[BUDGETS].refused.items()},
+    )
+    yield counter(
+        "aggserver_ws_rate_closes",
+        "WebSockets closed (1008) for sending control messages faster than WS_MESSAGES_PER_SECOND.",
+        [],
+        {(): app[STREAM_HUB].rate_closes},
     )
     history = app[HISTORY]
     yield gauge(

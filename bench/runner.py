@@ -47,7 +47,7 @@ WRK_DIR = Path(__file__).resolve().parent / "wrk"
 HOT_ASSET = "btcusdt"
 HOT_PATH = f"/prices/{HOT_ASSET}"
 SYMBOL_COUNT = len(load_symbols(DEFAULT_SYMBOLS_FILE))
-SUITES = ("core", "batch", "streams", "venues")
+SUITES = ("core", "batch", "streams", "venues", "abuse")
 # The venue-format mocks of the venues suite, each listing every symbol: one all-tickers answer
 # of 10,000 instruments per venue and round.
 BULK_VENUES = ("binance", "okx", "bybit")
@@ -130,6 +130,9 @@ def server_env(redis_url: str, dynamo_url: str, exchanges: list[Service], **extr
         "AWS_ENDPOINT_URL_DYNAMODB": dynamo_url,
         "EXCHANGE_URLS": ",".join(f"{e.url}/mock/ticker" for e in exchanges),
         "LOG_LEVEL": "WARNING",
+        # wrk is one client asking tens of thousands of times a second: per-client budgets off
+        # (the abuse suite turns them on).
+        "CLIENT_BUDGET_PER_SECOND": "0",
         **extra,
     }
 
@@ -340,7 +343,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["all", *SUITES],
         default="all",
         help="core: the GET scenarios and ratios; batch: GET /prices?assets= with 1-1,000 assets; "
-        "streams: 1,000 SSE clients; venues: full rounds from all-tickers venue mocks (default %(default)s)",
+        "streams: 1,000 SSE clients; venues: full rounds from all-tickers venue mocks; abuse: hot GETs "
+        "during WebSocket and batch floods, limits off and on (default %(default)s)",
     )
     parser.add_argument("--stream-clients", type=int, default=1000, help="SSE clients (default %(default)s)")
     parser.add_argument(
@@ -376,6 +380,54 @@ def run_batches(server: Service, args: argparse.Namespace) -> list[dict[str, flo
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |"
         )
     return rows
+
+
+@contextmanager
+def _flood(kind: str, url: str, seconds: float) -> Iterator[None]:
+    """``python -m bench.abuse`` from 127.0.0.2, on wrk's core, for about ``seconds``."""
+    process = subprocess.Popen(
+        [*_pinned(1), sys.executable, "-m", "bench.abuse", kind, url, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)  # let it connect and reach its pace
+        yield
+    finally:
+        out, _ = process.communicate(timeout=seconds + 30)
+        print(f"  {kind} flood: {out.strip()}", flush=True)
+
+
+def run_abuse(stack: ExitStack, env: dict[str, str], args: argparse.Namespace) -> dict[str, object]:
+    """Hot GETs alone, during a WebSocket control flood and during a batch flood (both from
+    another client), with the limits off and with the defaults. wrk's client stands for a busy
+    gateway and is exempt; the floods are not."""
+    outcome: dict[str, object] = {}
+    flood_seconds = args.duration * (args.repeat + 1) + 5
+    for label, extra in (
+        ("limits off", {"CLIENT_BUDGET_PER_SECOND": "0", "WS_MESSAGES_PER_SECOND": "1000000000"}),
+        ("default limits", {"CLIENT_BUDGET_PER_SECOND": "", "CLIENT_BUDGET_EXEMPT": "127.0.0.1"}),
+    ):
+        server, _ = start_server({**env, **extra}, free_port())
+        stack.enter_context(_running(server))
+        alone = measure(f"hot ({label})", server, HOT_PATH, args)
+        with _flood("ws", server.url, flood_seconds):
+            during_ws = measure(f"hot during ws flood ({label})", server, HOT_PATH, args)
+        with _flood("batch", server.url, flood_seconds):
+            during_batch = measure(f"hot during batch flood ({label})", server, HOT_PATH, args)
+        server.stop()
+        outcome[label] = {
+            "alone": asdict(alone),
+            "ws_flood": asdict(during_ws),
+            "batch_flood": asdict(during_batch),
+        }
+        for name, figures in (("ws flood", during_ws), ("batch flood", during_batch)):
+            print(
+                f"  {label}, {name}: {figures.requests_per_s / alone.requests_per_s:.2f} of the hot "
+                f"throughput, p99 {figures.p99_ms / alone.p99_ms:.1f}x",
+                flush=True,
+            )
+    return outcome
 
 
 def run_venue_rounds(
@@ -469,6 +521,8 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             results["streams"] = asdict(streamed)
+        if "abuse" in suites:
+            results["abuse"] = run_abuse(stack, env, args)
         if "venues" in suites:
             # The same GETs against the mockex-format server first, for the ratio.
             baseline = measure("uniform-before-venues", server, "/", args, *uniform)  # type: ignore[arg-type]
