@@ -98,6 +98,15 @@ class ClientBudgets:
             if len(self._buckets) >= PRUNE_ABOVE:
                 self._prune(now)
             bucket = self._buckets[who] = TokenBucket(rate=self._rate, burst=self._burst, now=now)
+        # TokenBucket.take inlined for the common case (enough tokens): this runs on every GET.
+        tokens = bucket.tokens + (now - bucket.then) * self._rate
+        if tokens > self._burst:
+            tokens = self._burst
+        bucket.then = now
+        if tokens >= cost:
+            bucket.tokens = tokens - cost
+            return
+        bucket.tokens = tokens
         wait = bucket.take(cost, now)
         if wait:
             self.refused[route] += 1
