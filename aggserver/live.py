@@ -28,6 +28,9 @@ routes = web.RouteTableDef()
 
 SEND_TIMEOUT = 10.0
 WS_MAX_MESSAGE = 64 * 1024
+# How long a close waits for the client's close frame, reading (and dropping) what it still
+# sends: a flooding client closed for its message rate must not be read for aiohttp's 10 s.
+WS_CLOSE_SECONDS = 1.0
 
 
 @routes.get("/stream")
@@ -109,7 +112,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     hub = request.app[STREAM_HUB]
     subscription = hub.open()
     socket = web.WebSocketResponse(
-        heartbeat=request.app[SETTINGS].stream_heartbeat_seconds, max_msg_size=WS_MAX_MESSAGE
+        heartbeat=request.app[SETTINGS].stream_heartbeat_seconds,
+        max_msg_size=WS_MAX_MESSAGE,
+        timeout=WS_CLOSE_SECONDS,
     )
     settings = request.app[SETTINGS]
     loop = asyncio.get_running_loop()

@@ -57,7 +57,7 @@ async def flood(kind: str, url: str, seconds: float, source: str) -> dict[str, i
                                 await socket.send_json({"op": op, "assets": names})
                                 counts["messages"] += 1
                         counts[f"closed {socket.close_code}"] += 1
-                except (aiohttp.ClientError, ConnectionResetError):
+                except (aiohttp.ClientError, ConnectionError):
                     counts["connect errors"] += 1
                 await asyncio.sleep(RECONNECT_SECONDS)
 
