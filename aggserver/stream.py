@@ -126,10 +126,11 @@ class StreamHub:
         subscription.drop(assets)
 
     async def current(self, assets: Sequence[str]) -> list[PriceEvent]:
-        """Events for the prices the assets have now (a new subscriber's first view)."""
+        """Events for the prices the assets have now (a new subscriber's first view). Read in
+        the loop iteration's one MGET, so many subscriptions in one tick cost one round trip."""
         if not assets:
             return []
-        values = await self._cache.get_many(assets)
+        values = await self._cache.get_list(assets)
         return [self._event(CachedPrice.decode(raw)) for raw in values if raw is not None]
 
     # As an UpdateListener of the process's UpdateFeed:
