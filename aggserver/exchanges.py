@@ -230,6 +230,10 @@ class ExchangeClient:
         """Whether any exchange lists ``symbol``."""
         return any(e.native(symbol) is not None for e in self.exchanges)
 
+    @property
+    def has_all_tickers_venue(self) -> bool:
+        return any(e.bulk is Bulk.ALL for e in self.exchanges)
+
     def priced_in_bulk(self, symbol: str) -> bool:
         """Listed, and only by venues that price all their symbols with one request."""
         listing = self.listing_exchanges(symbol)

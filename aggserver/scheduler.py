@@ -195,7 +195,12 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         next_round = loop.time()
         while True:
-            assets = [a for a in self._symbols if self._exchanges.priced_in_bulk(a)]
+            # Without an all-tickers venue (the default mockex stack) there is nothing to do.
+            assets = (
+                [a for a in self._symbols if self._exchanges.priced_in_bulk(a)]
+                if self._exchanges.has_all_tickers_venue
+                else []
+            )
             round_start = next_round
             # In chunks, one after another: a single 10,000-asset refresh would hold the loop for
             # its whole aggregation and Redis pipeline; chunks let GETs run between them, and
