@@ -35,6 +35,8 @@ CATCH_UP_CHUNK = 1_000
 MAX_SLOT_TASKS = 8  # per tier; past it a slot waits rather than piling up work
 WARM_CONCURRENCY = 16
 BULK_ROUND_CHUNK = 500
+# How long stop() waits for cancelled refresh work to end.
+STOP_SECONDS = 10.0
 
 
 class Scheduler:
@@ -79,8 +81,16 @@ class Scheduler:
         tasks = [*self._tasks, *self._work]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
+        if not tasks:
+            return
+        # Bounded: a Redis call interrupted by the cancellation can surface as a timeout that a
+        # loop takes for Redis being away, and then that task goes on; shutdown must not wait
+        # for it forever.
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+        for task in stuck:
+            log.warning("scheduler task %s did not stop when cancelled; cancelling again", task.get_name())
+            task.cancel()
 
     def _listed(self, assets: Sequence[str]) -> list[str]:
         return [a for a in assets if self._exchanges.listed(a)]
