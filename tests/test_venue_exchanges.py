@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
 from aggserver.app import create_app
+from aggserver.exchanges import ExchangeClient, create_session
 from aggserver.keys import SCHEDULER
 from aggserver.localstack import Service, start_mockex
 from aggserver.settings import Settings
+from aggserver.venues import parse_exchanges
+from aggserver.venues.base import Bulk
 from tests.support import Exchanges, checked, poll, sse_events, valid_price
 
 Client = TestClient[Any, Application]
@@ -291,3 +296,31 @@ async def test_scheduled_rounds_price_every_listed_symbol_from_bulk_answers(
 def test_mockex_does_not_import_aggserver() -> None:
     code = "import sys, mockex.cli, mockex.app; sys.exit(any(m.startswith('aggserver') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+async def test_an_exchange_without_a_bulk_endpoint_is_asked_per_symbol(aiohttp_server: Any) -> None:
+    asked: Counter[str] = Counter()
+
+    async def ticker(request: web.Request) -> web.Response:
+        symbol = request.match_info["symbol"]
+        asked[symbol] += 1
+        return web.json_response(
+            {"symbol": symbol, "price": 1.5, "volume": 2.0, "timestamp": int(time.time())}
+        )
+
+    app = web.Application()
+    app.router.add_get("/x/ticker/{symbol}", ticker)  # and no /x/tickers: bulk requests get 404
+    server = await aiohttp_server(app)
+    async with create_session(connections=10, timeout=2) as session:
+        exchanges = ExchangeClient(
+            session,
+            parse_exchanges(f"mockex=http://127.0.0.1:{server.port}/x/ticker"),
+            symbols={"btcusdt", "ethusdt"},
+            timeout=2,
+        )
+        results = await exchanges.fetch_many(["btcusdt", "ethusdt"])
+        assert [r.quotes[0].price for r in results.values()] == [1.5, 1.5]
+        assert exchanges.exchanges[0].bulk is Bulk.NONE
+        await exchanges.fetch_many(["btcusdt"])  # per symbol from then on: no second 404
+    assert asked == {"btcusdt": 2, "ethusdt": 1}
+    assert exchanges.exchanges[0].requests == 4  # one bulk 404, then three single requests
