@@ -44,6 +44,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Parsed = TypeVar("Parsed")
+# A bulk answer: tickers (or why each is unusable) by the venue's names, and when it arrived.
+Tickers = tuple[dict[str, Ticker | str], float]
 
 # A ticker is a few hundred bytes; a venue's whole listing or all-tickers answer a few MB.
 MAX_BODY_BYTES = 64 * 1024
@@ -76,7 +78,6 @@ class Listing:
     """Which of our symbols a venue lists, and under which of its own names."""
 
     natives: Mapping[str, str]  # ours -> the venue's
-    symbols: Mapping[str, str]  # the venue's -> ours
     loaded_at: float  # unix seconds
 
 
@@ -111,15 +112,14 @@ class Exchange:
     used_share: float | None = None
     # Seconds the last request took on the wire (waiting for rate budget not included).
     last_round_trip: float = 0.0
-    # The latest all-tickers answer (Bulk.ALL) and when it arrived (loop time), shared by callers.
-    snapshot: asyncio.Future[tuple[dict[str, Ticker | str], float]] | None = None
+    # The latest all-tickers request (Bulk.ALL), shared by every caller, and when it started
+    # (loop time).
+    snapshot: asyncio.Task[Tickers | str] | None = None
     snapshot_at: float = 0.0
 
-    # Venues without a listing request (mockex) list every symbol; fixed at construction.
-    lists_everything: bool = field(init=False, default=False)
-
-    def __post_init__(self) -> None:
-        self.lists_everything = self.venue.listing_request() is None
+    @property
+    def lists_everything(self) -> bool:
+        return self.venue.lists_everything
 
     def listed_count(self, ours: int) -> int:
         """How many of our ``ours`` symbols it lists."""
@@ -183,15 +183,13 @@ class ExchangeClient:
 
     async def load_listings(self) -> None:
         """Load (again) every venue's listing; a failed load keeps the one before, if any."""
-        await asyncio.gather(*(self._load_listing(e) for e in self.exchanges if not e.lists_everything))
-
-    async def load_listings_of(self, exchange: Exchange) -> None:
-        await self._load_listing(exchange)
+        await asyncio.gather(*(self.load_listing(e) for e in self.exchanges if not e.lists_everything))
 
     def missing_listings(self) -> bool:
         return any(e.listing is None for e in self.exchanges if not e.lists_everything)
 
-    async def _load_listing(self, exchange: Exchange) -> None:
+    async def load_listing(self, exchange: Exchange) -> None:
+        """Load (again) one venue's listing; a failure is kept in ``listing_error``."""
         request = exchange.venue.listing_request()
         assert request is not None
         try:
@@ -215,9 +213,7 @@ class ExchangeClient:
         if rate is not None:
             exchange.throttle.set_budget(rate.capacity, rate.window_seconds)
         natives = {i.symbol: i.native for i in instruments if i.symbol in self._symbols}
-        exchange.listing = Listing(
-            natives=natives, symbols={n: s for s, n in natives.items()}, loaded_at=self._clock()
-        )
+        exchange.listing = Listing(natives=natives, loaded_at=self._clock())
         exchange.listing_error = None
         log.info(
             "%s lists %d of our symbols (of %d instruments)", exchange.name, len(natives), len(instruments)
@@ -235,9 +231,16 @@ class ExchangeClient:
         return any(e.bulk is Bulk.ALL for e in self.exchanges)
 
     def priced_in_bulk(self, symbol: str) -> bool:
-        """Listed, and only by venues that price all their symbols with one request."""
+        """Listed, and only by venues that price all their symbols with one request (so it is
+        refreshed every bulk round)."""
         listing = self.listing_exchanges(symbol)
         return bool(listing) and all(e.bulk is Bulk.ALL for e in listing)
+
+    def on_tiers(self, symbol: str) -> bool:
+        """Listed, and by at least one venue asked per symbol or per list (so it is refreshed
+        by its tier)."""
+        listing = self.listing_exchanges(symbol)
+        return any(e.bulk is not Bulk.ALL for e in listing)
 
     # --- fetching -----------------------------------------------------------------------
 
@@ -285,18 +288,19 @@ class ExchangeClient:
         listed = [s for s in symbols if exchange.native(s) is not None]
         if not listed:
             return
-        if exchange.bulk is Bulk.NONE:
+        answers: list[Tickers | str] = []
+        if exchange.bulk is Bulk.ALL:
+            answers = [await self._snapshot(exchange, snapshot_age)]
+            chunks = [listed]
+        elif exchange.bulk is Bulk.LIST:
+            size = exchange.venue.max_per_request
+            chunks = [listed[i : i + size] for i in range(0, len(listed), size)]
+            answers = await asyncio.gather(*(self._fetch_list(exchange, c, urgent) for c in chunks))
+        if exchange.bulk is Bulk.NONE:  # by configuration, or the bulk request just found none
             outcomes = await asyncio.gather(*(self._fetch_one(exchange, s, urgent=urgent) for s in listed))
             for symbol, outcome in zip(listed, outcomes, strict=True):
                 _record(results[symbol], exchange.name, outcome)
             return
-        if exchange.bulk is Bulk.ALL:
-            answers = [await self._snapshot(exchange, snapshot_age)]
-            chunks = [listed]
-        else:
-            size = exchange.venue.max_per_request
-            chunks = [listed[i : i + size] for i in range(0, len(listed), size)]
-            answers = await asyncio.gather(*(self._fetch_list(exchange, c, urgent) for c in chunks))
         for chunk, answer in zip(chunks, answers, strict=True):
             if isinstance(answer, str):
                 for symbol in chunk:
@@ -317,29 +321,29 @@ class ExchangeClient:
         """One single-asset request to ``exchange`` (its round trip: ``last_round_trip``)."""
         return await self._fetch_one(exchange, symbol, urgent=True)
 
-    async def _snapshot(
-        self, exchange: Exchange, max_age: float
-    ) -> tuple[dict[str, Ticker | str], float] | str:
-        """The venue's all-tickers answer, shared by every caller within ``max_age`` of it."""
+    async def _snapshot(self, exchange: Exchange, max_age: float) -> Tickers | str:
+        """The venue's all-tickers answer, shared by every caller within ``max_age`` of it. The
+        request is a task of its own: a caller that is cancelled does not take it from the others."""
         loop = asyncio.get_running_loop()
-        current = exchange.snapshot
-        if current is None or (current.done() and loop.time() - exchange.snapshot_at >= max_age):
-            current = loop.create_future()
-            exchange.snapshot, exchange.snapshot_at = current, loop.time()
-            outcome = await self._fetch_list(exchange, None, urgent=True)
-            if isinstance(outcome, str):
-                exchange.snapshot = None  # a failure is not kept: the next caller asks again
-                current.set_result(({}, 0.0))
-                return outcome
-            current.set_result(outcome)
-            return outcome
-        tickers, received_at = await asyncio.shield(current)
-        return (tickers, received_at) if received_at else "bulk answer failed"
+        task = exchange.snapshot
+        if task is None or (
+            task.done()
+            # A failure is not kept: the next caller asks again.
+            and (
+                task.cancelled()
+                or isinstance(task.result(), str)
+                or loop.time() - exchange.snapshot_at >= max_age
+            )
+        ):
+            task = asyncio.ensure_future(self._fetch_list(exchange, None, urgent=True))
+            exchange.snapshot, exchange.snapshot_at = task, loop.time()
+        return await asyncio.shield(task)
 
     async def _fetch_list(
         self, exchange: Exchange, symbols: Sequence[str] | None, urgent: bool
-    ) -> tuple[dict[str, Ticker | str], float] | str:
-        """One bulk request: every ticker (``symbols`` None) or the named ones."""
+    ) -> Tickers | str:
+        """One bulk request: every ticker (``symbols`` None) or the named ones. A 404 for named
+        ones means the venue has no bulk endpoint after all: it is asked per symbol from then on."""
         natives = None if symbols is None else [exchange.native(s) or s for s in symbols]
         request = exchange.venue.tickers_request(natives)
         try:
@@ -348,24 +352,9 @@ class ExchangeClient:
             )
             return tickers, self._clock()
         except ExchangeFailure as exc:
-            if exc.status != 404 or symbols is None:
-                return str(exc)
-            # No bulk endpoint after all: one request per symbol, now and from now on.
-            exchange.bulk = Bulk.NONE
-            outcomes = await asyncio.gather(*(self._fetch_one(exchange, s, urgent=urgent) for s in symbols))
-            one_by_one: dict[str, Ticker | str] = {}
-            for symbol, outcome in zip(symbols, outcomes, strict=True):
-                one_by_one[exchange.native(symbol) or symbol] = (
-                    outcome
-                    if isinstance(outcome, str)
-                    else Ticker(
-                        native=symbol,
-                        price=outcome.price,
-                        volume=outcome.volume,
-                        timestamp_ms=outcome.timestamp * 1000,
-                    )
-                )
-            return one_by_one, self._clock()
+            if exc.status == 404 and symbols is not None:
+                exchange.bulk = Bulk.NONE
+            return str(exc)
         except (VenueError, Held) as exc:
             return str(exc)
 

@@ -96,13 +96,14 @@ class Scheduler:
         return [a for a in assets if self._exchanges.listed(a)]
 
     async def _start_up(self) -> None:
-        missing = await self._missing(self._listed(self._symbols))
+        listed = self._listed(self._symbols)
+        missing = await self._missing(listed)
         started = time.monotonic()
         refreshed, failed = await self.refresh_all(missing)
         self.catch_up_seconds = time.monotonic() - started
         log.info(
             "start-up: %d prices cached, %d refreshed (%d failed) in %.1f s",
-            len(self._listed(self._symbols)) - len(missing),
+            len(listed) - len(missing),
             refreshed,
             failed,
             self.catch_up_seconds,
@@ -182,9 +183,7 @@ class Scheduler:
                 share = [
                     a
                     for a in members[slot::slots]
-                    if self._tiers.of(a) is tier
-                    and self._exchanges.listed(a)
-                    and not self._exchanges.priced_in_bulk(a)
+                    if self._tiers.of(a) is tier and self._exchanges.on_tiers(a)
                 ]
                 if not share:
                     continue
@@ -214,8 +213,7 @@ class Scheduler:
             round_start = next_round
             # In chunks, one after another: a single 10,000-asset refresh would hold the loop for
             # its whole aggregation and Redis pipeline; chunks let GETs run between them, and
-            # they all share the venues' one all-tickers answer of the round.
-            # One all-tickers answer per venue and round, however long the round's chunks take.
+            # all share one all-tickers answer per venue, however long the round takes.
             self._exchanges.expire_snapshots()
             for start in range(0, len(assets), BULK_ROUND_CHUNK):
                 await self._refresh_share(

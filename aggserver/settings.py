@@ -22,6 +22,11 @@ DEFAULT_EXCHANGE_URLS = (
 )
 
 
+def _mockex_exchanges(urls: tuple[str, ...]) -> tuple[VenueConfig, ...]:
+    """EXCHANGE_URLS as EXCHANGES entries: each a mockex-format exchange."""
+    return parse_exchanges(",".join(f"mockex={url}" for url in urls))
+
+
 # The listening socket's accept queue. Deep, so a thousand clients connecting at once are not
 # refused (with the usual 128, SYNs are dropped and clients wait a second or more to connect).
 ACCEPT_BACKLOG = 4096
@@ -43,9 +48,7 @@ class Settings:
     near_cache_seconds: float = 5.0
     exchange_urls: tuple[str, ...] = DEFAULT_EXCHANGE_URLS
     # EXCHANGES (venue adapters) when set; otherwise one mockex-format exchange per EXCHANGE_URLS.
-    exchanges: tuple[VenueConfig, ...] = parse_exchanges(
-        ",".join(f"mockex={url}" for url in DEFAULT_EXCHANGE_URLS)
-    )
+    exchanges: tuple[VenueConfig, ...] = _mockex_exchanges(DEFAULT_EXCHANGE_URLS)
     # Share of each venue's published rate budget this process may use ({VENUE}_RATE_SHARE).
     rate_shares: Mapping[str, float] = field(default_factory=dict)
     # Assets that only bulk venues list are all refreshed this often (one request per venue).
@@ -134,7 +137,7 @@ class Settings:
             exchange_urls=urls or defaults.exchange_urls,
             exchanges=parse_exchanges(env["EXCHANGES"])
             if env.get("EXCHANGES", "").strip()
-            else parse_exchanges(",".join(f"mockex={url}" for url in urls or defaults.exchange_urls)),
+            else _mockex_exchanges(urls or defaults.exchange_urls),
             rate_shares={
                 venue: _share(env, f"{venue.upper()}_RATE_SHARE")
                 for venue in VENUES

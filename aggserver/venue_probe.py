@@ -36,7 +36,7 @@ async def probe_venues(settings: Settings, out: TextIO) -> int:
             out.write(f"{exchange.name} ({exchange.venue.name}, {exchange.origin})\n")
             if not exchange.lists_everything:
                 started = loop.time()
-                await client.load_listings_of(exchange)
+                await client.load_listing(exchange)
                 took = (loop.time() - started) * 1000
                 if exchange.listing is None:
                     failed += 1

@@ -191,8 +191,8 @@ class Venue:
     # For Bulk.LIST: most instruments one request may name.
     max_per_request: ClassVar[int] = 1
     rate: ClassVar[RatePolicy]
-    # Whether the venue's tickers carry their own time (Kraken's do not).
-    timestamped: ClassVar[bool] = True
+    # Whether it quotes every one of our symbols, so that no listing is loaded (mockex).
+    lists_everything: ClassVar[bool] = False
 
     def origin(self, base_url: str) -> str:
         """What request paths are appended to, from the configured base URL."""

@@ -77,7 +77,6 @@ class Kraken(Venue):
     # Ticker without ``pair`` answers every tradable pair: one request prices them all.
     bulk = Bulk.ALL
     rate = RatePolicy(capacity=1, window_seconds=1)
-    timestamped = False
 
     def listing_request(self) -> VenueRequest:
         return VenueRequest(path="/0/public/AssetPairs")

@@ -21,6 +21,7 @@ class Mockex(Venue):
     base_url = "http://127.0.0.1:8081"
     bulk = Bulk.LIST
     max_per_request = BULK_CHUNK
+    lists_everything = True
     # Ours: no budget to respect, so one far above what a refresh round sends.
     rate = RatePolicy(capacity=1_000_000, window_seconds=1)
 
