@@ -17,11 +17,12 @@ from aggserver.history import decode_cursor, encode_cursor
 from aggserver.keys import (
     CACHE,
     EXCHANGES,
-    HISTORY,
     HISTORY_QUERIES,
     HISTORY_READY,
+    HISTORY_WRITER,
     LEASE,
     METRICS_REGISTRY,
+    OUTBOX,
     READER,
     REFRESH_GUARD,
     REFRESHER,
@@ -245,7 +246,8 @@ async def status(request: web.Request) -> web.Response:
     app = request.app
     tiers = app[TIERS]
     scheduler = app[SCHEDULER]
-    history = app[HISTORY]
+    outbox = app[OUTBOX]
+    state = outbox.state
     outcomes: dict[str, dict[str, int]] = {}
     for (tier, outcome), count in app[REFRESHER].outcomes.items():
         outcomes.setdefault(tier, {})[outcome] = count
@@ -274,7 +276,19 @@ async def status(request: web.Request) -> web.Response:
                 "catch_up_seconds": scheduler.catch_up_seconds,
                 "outcomes": outcomes,
             },
-            "history": {"pending": history.pending, "written": history.written, "dropped": history.dropped},
+            "history": {
+                "writer": app[HISTORY_WRITER].mode,
+                "pending": state.backlog + outbox.pending,
+                "backlog": state.backlog,
+                "in_memory": outbox.pending,
+                "oldest_seconds": None if state.oldest_seconds is None else round(state.oldest_seconds, 1),
+                "writers_alive": state.writers_alive,
+                "written": state.written,
+                "retried": state.retried,
+                "reclaimed": state.reclaimed,
+                "dropped": state.dropped + outbox.spill_dropped,
+                "error": state.error,
+            },
             "streams": app[STREAM_HUB].connections,
         }
     )

@@ -8,8 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry
@@ -17,29 +15,31 @@ from prometheus_client import CollectorRegistry
 from aggserver import api, protocol
 from aggserver.aggregate import QuotePolicy
 from aggserver.budget import ClientBudgets
-from aggserver.cache import PriceCache, create_redis
+from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient, create_session
 from aggserver.guard import RefreshGuard
 from aggserver.history import (
     HistoryGate,
     HistoryQueries,
     HistoryRecord,
-    HistoryWriter,
+    dynamo_client,
     ensure_table,
     latest_record,
 )
+from aggserver.history_writer import HistoryWriter
 from aggserver.keys import (
     BUDGETS,
     CACHE,
     EXCHANGES,
-    HISTORY,
     HISTORY_QUERIES,
     HISTORY_READY,
+    HISTORY_WRITER,
     HTTP_SESSION,
     LATEST_RECORD,
     LEASE,
     METRICS_REGISTRY,
     NEAR_CACHE,
+    OUTBOX,
     POPULARITY,
     READER,
     REFRESH_GUARD,
@@ -55,7 +55,9 @@ from aggserver.keys import (
 from aggserver.lease import Lease
 from aggserver.metrics import MetricsCollector, RequestStats
 from aggserver.nearcache import NearCache
+from aggserver.outbox import Outbox
 from aggserver.reader import PriceReader
+from aggserver.redis_client import create_redis
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
@@ -64,12 +66,15 @@ from aggserver.symbols import load_symbols
 from aggserver.telemetry import app_families
 from aggserver.tiers import Popularity, TierMap
 from aggserver.updates import UpdateFeed
+from aggserver.writer_process import HistoryWriterView, WriterChild
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
 EXCHANGE_CONNECTIONS = 100
+# How long start-up waits for the DynamoDB table; past it the server starts anyway.
+STARTUP_TABLE_SECONDS = 10.0
 
 
 async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -89,7 +94,12 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.redis_timeout_seconds,
         cluster=settings.redis_cluster,
     )
-    cache = PriceCache(client, timeout=settings.redis_timeout_seconds)
+    cache = PriceCache(
+        client,
+        timeout=settings.redis_timeout_seconds,
+        history_table=settings.prices_table,
+        outbox_max_records=settings.history_outbox_max_records,
+    )
     near = NearCache(max_age=settings.near_cache_seconds)
     feed = UpdateFeed()
     feed.add_listener(near)
@@ -103,38 +113,27 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def history_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The DynamoDB client and the writer task; on shutdown the queue is flushed first."""
+    """History: the outbox's side in this process, the writer (a child process by default), and
+    the DynamoDB client for reading history back. On shutdown what waits here goes to the outbox
+    and the writer drains it."""
     settings = app[SETTINGS]
-    config = AioConfig(
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=2,
-        read_timeout=5,
-        # Items are built by HistoryRecord.to_item and DynamoDB validates them anyway; botocore's
-        # own check costs 7-17 % of the CPU of each BatchWriteItem (python -m bench.history_cpu:
-        # 4.6-5.3 ms per batch of 25 with it, 3.8-4.8 ms without), all of it on the serving loop.
-        parameter_validation=False,
-    )
-    async with get_session().create_client(
-        "dynamodb",
-        region_name=settings.aws_region,
-        endpoint_url=settings.dynamodb_endpoint,
-        config=config,
-    ) as client:
+    async with dynamo_client(settings) as client:
         table_ready = False
         try:
-            await ensure_table(client, settings.prices_table, timeout=10)
+            async with asyncio.timeout(STARTUP_TABLE_SECONDS):
+                await ensure_table(client, settings.prices_table)
             table_ready = True
         except (BotoCoreError, ClientError, TimeoutError) as exc:
             # Start anyway: refreshes and reads do not need DynamoDB, and the writer retries.
             log.warning("DynamoDB table %s not ready at start-up: %s", settings.prices_table, exc)
-        writer = HistoryWriter(
-            client,
-            settings.prices_table,
-            batch_size=settings.history_batch_size,
+        outbox = Outbox(
+            app[CACHE].client,
+            table=settings.prices_table,
             max_pending=settings.history_max_pending,
-            table_ready=table_ready,
+            max_records=settings.history_outbox_max_records,
+            timeout=settings.redis_timeout_seconds,
         )
-        app[HISTORY] = writer
+        app[OUTBOX] = outbox
 
         async def latest(asset: str) -> HistoryRecord | None:
             return await latest_record(client, settings.prices_table, asset)
@@ -150,15 +149,31 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
         app[LATEST_RECORD] = latest
         app[HISTORY_QUERIES] = HistoryQueries(client, settings.prices_table)
         app[HISTORY_READY] = table_answers
-        task = asyncio.create_task(writer.run(), name="history-writer")
+        outbox_task = asyncio.create_task(outbox.run(), name="history-outbox")
+        writer: HistoryWriter | None = None
+        child: WriterChild | None = None
+        if settings.history_writer == "inline":
+            writer = HistoryWriter(
+                app[CACHE].client,
+                client,
+                settings.prices_table,
+                batch_size=settings.history_batch_size,
+                claim_idle_seconds=settings.history_claim_idle_seconds,
+                block_ms=max(1, int(min(1.0, settings.redis_timeout_seconds / 2) * 1000)),
+                table_ready=table_ready,
+            )
+            writer_task = asyncio.create_task(writer.run(), name="history-writer")
+        elif settings.history_writer == "process":
+            child = WriterChild(settings)
+            child.start()
+        app[HISTORY_WRITER] = HistoryWriterView(writer=writer, child=child)
         yield
-        await writer.drain(task, timeout=settings.history_flush_seconds)
-        log.info(
-            "history writer stopped: %d written, %d pending, %d dropped",
-            writer.written,
-            writer.pending,
-            writer.dropped,
-        )
+        await outbox.stop(outbox_task)
+        await outbox.flush(settings.history_flush_seconds)
+        if writer is not None:
+            await writer.drain(writer_task, timeout=settings.history_flush_seconds)
+        if child is not None:
+            await child.stop()
 
 
 async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -180,7 +195,7 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
     refresher = Refresher(
         exchanges=exchanges,
         cache=app[CACHE],
-        history=app[HISTORY],
+        outbox=app[OUTBOX],
         tiers=app[TIERS],
         policy=QuotePolicy(
             outlier_threshold=settings.outlier_threshold, max_age_seconds=settings.quote_max_age_seconds

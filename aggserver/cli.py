@@ -1,4 +1,5 @@
-"""``aggserver``: ``serve`` runs the server; ``stack`` runs it with every local backing service."""
+"""``aggserver``: ``serve`` runs the server; ``stack`` runs it with every local backing service;
+``history-writer`` writes the history outbox into DynamoDB; ``venues`` checks the exchanges."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from aggserver.scheduler import Scheduler
 from aggserver.settings import ACCEPT_BACKLOG, Settings
 from aggserver.venue_probe import probe_venues
 from aggserver.venues import VENUES
+from aggserver.writer_process import serve_writer, writer_env
 
 __all__ = ["main"]
 
@@ -75,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         f"list of {', '.join(VENUES)} (sets EXCHANGES)",
     )
     commands.add_parser(
+        "history-writer",
+        help="write the history outbox (Redis) into DynamoDB until SIGTERM; run any number, "
+        "anywhere (the server starts one of its own unless HISTORY_WRITER says otherwise)",
+    )
+    commands.add_parser(
         "venues",
         help="call each configured exchange (EXCHANGES) once and print what it lists of ours, a "
         "btcusdt quote, the round trip and the rate-limit headroom",
@@ -82,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument(
         "--data-dir",
         default=os.environ.get("AGGSERVER_DATA_DIR", ".aggserver-data"),
-        help="where the local DynamoDB keeps history between runs (default %(default)s)",
+        help="where the local Redis (append-only file) and DynamoDB keep their data between runs "
+        "(default %(default)s)",
     )
     return parser
 
@@ -216,11 +224,19 @@ async def _report_progress(scheduler: Scheduler, out: TextIO) -> None:
     out.flush()
 
 
-def _supervise(args: argparse.Namespace, workers: int) -> None:
-    """Run ``workers`` copies of ``serve`` on one port; SIGTERM/SIGINT stop them all gracefully."""
+def _supervise(args: argparse.Namespace, settings: Settings, workers: int) -> None:
+    """Run ``workers`` copies of ``serve`` on one port, and with HISTORY_WRITER=process one history
+    writer for all of them; SIGTERM/SIGINT stop them all gracefully (the writer drains last)."""
     argv = [sys.executable, "-m", "aggserver", "serve", "--reuse-port"]
     argv += ["--host", args.host] if args.host else []
     argv += ["--port", str(args.port)] if args.port is not None else []
+    worker_env = None
+    writer: subprocess.Popen[bytes] | None = None
+    if settings.history_writer == "process":
+        worker_env = {**os.environ, "HISTORY_WRITER": "external"}
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "aggserver", "history-writer"], env=writer_env(settings)
+        )
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -230,7 +246,7 @@ def _supervise(args: argparse.Namespace, workers: int) -> None:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
-    processes = [subprocess.Popen(argv) for _ in range(workers)]
+    processes = [subprocess.Popen(argv, env=worker_env) for _ in range(workers)]
     restarts: list[float] = []
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -245,9 +261,18 @@ def _supervise(args: argparse.Namespace, workers: int) -> None:
                     stop(signal.SIGTERM, None)
                     break
                 log.error("worker %d exited with %s; starting another", process.pid, code)
-                processes[index] = subprocess.Popen(argv)
+                processes[index] = subprocess.Popen(argv, env=worker_env)
+        if writer is not None and writer.poll() is not None and not stopping:
+            log.error("history writer exited with %s; starting another", writer.returncode)
+            writer = subprocess.Popen(
+                [sys.executable, "-m", "aggserver", "history-writer"], env=writer_env(settings)
+            )
         time.sleep(0.5)
     codes = [process.wait() for process in processes]
+    if writer is not None:
+        # Last: the workers have appended what they held; the writer drains the outbox.
+        writer.send_signal(signal.SIGTERM)
+        codes.append(writer.wait())
     # A worker still starting when the signal came dies of it before it can handle it: clean.
     sys.exit(0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1)
 
@@ -273,7 +298,8 @@ def _start_stack_services(
 ) -> None:
     """Start what the environment does not already point at; add its address to ``env``."""
     if "REDIS_URL" not in env:
-        redis = start_redis(_preferred_port(6380))
+        # With an append-only file: the history outbox survives a restart of the stack.
+        redis = start_redis(_preferred_port(6380), data_dir=data_dir / "redis")
         services.append(redis)
         env["REDIS_URL"] = redis.url
     if not (env.get("AWS_ENDPOINT_URL_DYNAMODB") or env.get("AWS_ENDPOINT_URL")):
@@ -329,7 +355,11 @@ def _stack(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "venues":
+        if args.command == "history-writer":
+            settings = Settings.from_env(os.environ)
+            _setup_logging(settings)
+            uvloop.run(serve_writer(settings))
+        elif args.command == "venues":
             settings = Settings.from_env(os.environ)
             _setup_logging(settings)
             if uvloop.run(probe_venues(settings, sys.stdout)):
@@ -340,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.workers < 1:
                 raise ConfigError("--workers must be 1 or more")
             if args.workers > 1:
-                _supervise(args, args.workers)
+                _supervise(args, settings, args.workers)
             else:
                 _run(settings, reuse_port=args.reuse_port)
         else:

@@ -12,10 +12,11 @@ from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
 from aggserver.guard import RefreshGuard
-from aggserver.history import HistoryQueries, HistoryWriter, LatestRecord
+from aggserver.history import HistoryQueries, LatestRecord
 from aggserver.lease import Lease
 from aggserver.metrics import RequestStats
 from aggserver.nearcache import NearCache
+from aggserver.outbox import Outbox
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.scheduler import Scheduler
@@ -24,18 +25,21 @@ from aggserver.stream import StreamHub
 from aggserver.symbols import SymbolSet
 from aggserver.tiers import Popularity, TierMap
 from aggserver.updates import UpdateFeed
+from aggserver.writer_process import HistoryWriterView
 
 __all__ = [
     "BUDGETS",
     "CACHE",
     "EXCHANGES",
-    "HISTORY",
+    "HISTORY_QUERIES",
     "HISTORY_READY",
+    "HISTORY_WRITER",
     "HTTP_SESSION",
     "LATEST_RECORD",
     "LEASE",
     "METRICS_REGISTRY",
     "NEAR_CACHE",
+    "OUTBOX",
     "POPULARITY",
     "READER",
     "REFRESHER",
@@ -50,7 +54,8 @@ SETTINGS = web.AppKey("settings", Settings)
 SYMBOLS = web.AppKey("symbols", SymbolSet)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 CACHE = web.AppKey("cache", PriceCache)
-HISTORY = web.AppKey("history", HistoryWriter)
+OUTBOX = web.AppKey("outbox", Outbox)
+HISTORY_WRITER = web.AppKey("history_writer", HistoryWriterView)
 REFRESHER = web.AppKey("refresher", Refresher)
 TIERS = web.AppKey("tiers", TierMap)
 POPULARITY = web.AppKey("popularity", Popularity)

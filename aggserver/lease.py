@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from aggserver.cache import RedisClient
+from aggserver.redis_client import RedisClient
 
 __all__ = ["LEASE_KEY", "Lease"]
 

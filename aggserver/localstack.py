@@ -62,7 +62,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Children must not outlive us (a killed test run must not leave servers behind); Linux only.
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -115,7 +115,7 @@ def spawn(
             cwd=cwd,
             # Own session: Ctrl-C in a terminal reaches only us, so we stop children in order.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     service = Service(name=name, url=url, process=process, log_path=log_path)
     service.cleanup.append(lambda: shutil.rmtree(log_dir, ignore_errors=True))
@@ -138,8 +138,12 @@ def wait_ready(service: Service, probe: Callable[[], bool], timeout: float) -> S
     raise ServiceError(f"{service.name} did not become ready within {timeout} s:\n{tail}")
 
 
-def start_redis(port: int | None = None, *, timeout: float = 10.0, cluster: bool = False) -> Service:
-    """A throw-away redis-server on 127.0.0.1 (no persistence), ready when it answers PING.
+def start_redis(
+    port: int | None = None, *, timeout: float = 10.0, cluster: bool = False, data_dir: Path | None = None
+) -> Service:
+    """A redis-server on 127.0.0.1, ready when it answers PING: throw-away (no persistence), or
+    with ``data_dir`` keeping an append-only file there (fsync every second), so the history
+    outbox survives a restart of Redis.
 
     With ``cluster`` it is a cluster node that holds no slots yet (see start_redis_cluster).
     """
@@ -147,7 +151,12 @@ def start_redis(port: int | None = None, *, timeout: float = 10.0, cluster: bool
     if binary is None:
         raise ServiceError("redis-server is not installed (apt-get install redis-server)")
     port = port or free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data_dir)]
+    else:
+        argv += ["--appendonly", "no"]
     scratch = None
     if cluster:
         # The node writes its cluster state file into --dir.

@@ -1,8 +1,10 @@
 """Refreshing prices: fetch the exchanges, keep only trustworthy quotes, aggregate, store.
 
 One refresh per asset is in flight at a time (single-flight): a POST storm, the scheduler and
-cache-miss fallbacks asking for the same asset share one fetch. Redis being down does not stop
-refreshes: the price is kept in this process (served from there) and history is still queued.
+cache-miss fallbacks asking for the same asset share one fetch. A price and its history record
+are stored together (the record in the outbox, see ``outbox.py``). Redis being down does not
+stop refreshes: the price is kept in this process (served from there) and the record waits here
+until Redis is back.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from aggserver.aggregate import Aggregate, QuotePolicy, Selection, aggregate, br
 from aggserver.cache import CachedPrice, PriceCache, encode_price
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient, FetchResult
-from aggserver.history import HistoryGate, HistoryRecord, HistoryWriter
+from aggserver.history import HistoryGate, HistoryRecord
 from aggserver.nearcache import NearCache
+from aggserver.outbox import Outbox
 from aggserver.tiers import TierMap
 
 __all__ = ["Refresher"]
@@ -39,7 +42,7 @@ class Refresher:
         *,
         exchanges: ExchangeClient,
         cache: PriceCache,
-        history: HistoryWriter,
+        outbox: Outbox,
         tiers: TierMap,
         policy: QuotePolicy,
         gate: HistoryGate,
@@ -49,7 +52,7 @@ class Refresher:
         self._exchanges = exchanges
         self._near = near
         self._cache = cache
-        self._history = history
+        self._outbox = outbox
         self._tiers = tiers
         self._policy = policy
         self._gate = gate
@@ -128,6 +131,7 @@ class Refresher:
         results: dict[str, Aggregate | NoValidQuotes] = {}
         writes: list[tuple[str, bytes, int]] = []
         details: list[tuple[str, bytes, int]] = []
+        records: list[HistoryRecord] = []
         for done, (asset, fetch) in enumerate(fetched, start=1):
             if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a big round must not hold up the GETs waiting behind it
@@ -153,14 +157,15 @@ class Refresher:
                 restored=False,
             )
             if self._gate.should_record(asset, outcome.price, now):
-                self._history.submit(
+                records.append(
                     HistoryRecord(
                         asset=asset, timestamp=outcome.last_updated, price=outcome.price, updated_at=int(now)
                     )
                 )
         try:
-            await self._cache.put_many(writes, sources=details)
+            await self._cache.put_many(writes, sources=details, records=records)
         except BackendUnavailable as exc:
+            self._outbox.spill(records)
             self.redis_write_failures += 1
             if self.redis_write_failures == 1 or self.redis_write_failures % 100 == 0:
                 log.warning(

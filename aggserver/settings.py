@@ -27,6 +27,8 @@ def _mockex_exchanges(urls: tuple[str, ...]) -> tuple[VenueConfig, ...]:
     return parse_exchanges(",".join(f"mockex={url}" for url in urls))
 
 
+HISTORY_WRITERS = ("process", "inline", "external")
+
 # The listening socket's accept queue. Deep, so a thousand clients connecting at once are not
 # refused (with the usual 128, SYNs are dropped and clients wait a second or more to connect).
 ACCEPT_BACKLOG = 4096
@@ -65,7 +67,16 @@ class Settings:
     # None lets botocore resolve AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL itself.
     dynamodb_endpoint: str | None = None
     history_batch_size: int = 25
+    # Who writes the outbox into DynamoDB: "process" (a child process of the server), "inline"
+    # (a task of the serving process, for the smallest deployments) or "external" (writers run
+    # elsewhere: ``aggserver history-writer``).
+    history_writer: str = "process"
+    # Records held in this process while Redis cannot be reached (appended when it is back).
     history_max_pending: int = 100_000
+    # The outbox's bound: past it the oldest records are dropped, counted and logged.
+    history_outbox_max_records: int = 1_000_000
+    # How long a writer may hold entries without a sign of life before another takes them over.
+    history_claim_idle_seconds: float = 30.0
     # Record a new aggregate only when it moved more than this fraction since the last record,
     # or when the heartbeat has passed; 0 records every aggregate.
     history_deviation: float = 0.0
@@ -115,6 +126,8 @@ class Settings:
     access_log: bool = False
     # Count requests by route and status and time them (exported on /metrics).
     request_metrics: bool = True
+    # The variables these settings were read from, handed on to child processes.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -157,7 +170,14 @@ class Settings:
             history_batch_size=_int(
                 env, "HISTORY_BATCH_SIZE", defaults.history_batch_size, minimum=1, maximum=25
             ),
+            history_writer=env.get("HISTORY_WRITER", defaults.history_writer).strip().lower(),
             history_max_pending=_int(env, "HISTORY_MAX_PENDING", defaults.history_max_pending, minimum=1),
+            history_outbox_max_records=_int(
+                env, "HISTORY_OUTBOX_MAX_RECORDS", defaults.history_outbox_max_records, minimum=1
+            ),
+            history_claim_idle_seconds=_float(
+                env, "HISTORY_CLAIM_IDLE_SECONDS", defaults.history_claim_idle_seconds
+            ),
             history_deviation=_float(env, "HISTORY_DEVIATION", defaults.history_deviation, allow_zero=True),
             history_heartbeat_seconds=_float(
                 env, "HISTORY_HEARTBEAT_SECONDS", defaults.history_heartbeat_seconds
@@ -205,7 +225,12 @@ class Settings:
             log_format=env.get("LOG_FORMAT", defaults.log_format).lower(),
             access_log=_bool(env, "ACCESS_LOG", defaults.access_log),
             request_metrics=_bool(env, "REQUEST_METRICS", defaults.request_metrics),
+            environ=dict(env),
         )
+        if settings.history_writer not in HISTORY_WRITERS:
+            raise ConfigError(
+                f"HISTORY_WRITER must be one of {', '.join(HISTORY_WRITERS)}, got {settings.history_writer!r}"
+            )
         if settings.log_format not in ("text", "json"):
             raise ConfigError(f"LOG_FORMAT must be text or json, got {settings.log_format!r}")
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -227,7 +252,7 @@ class Settings:
             f"{self.medium_assets}/{self.medium_interval_seconds:g} s, "
             f"cold {self.cold_interval_seconds:g} s; "
             f"auto refresh {'on' if self.auto_refresh else 'off'}; refresh token "
-            f"{'required' if self.refresh_token else 'not required'}"
+            f"{'required' if self.refresh_token else 'not required'}; history writer {self.history_writer}"
         )
 
 

@@ -11,9 +11,9 @@ from aggserver.breaker import BreakerState
 from aggserver.keys import (
     BUDGETS,
     EXCHANGES,
-    HISTORY,
     LEASE,
     NEAR_CACHE,
+    OUTBOX,
     READER,
     REFRESHER,
     REQUEST_STATS,
@@ -120,15 +120,43 @@ def app_families(app: web.Application) -> Iterator[Metric]:
         [],
         {(): app[STREAM_HUB].rate_closes},
     )
-    history = app[HISTORY]
+    outbox = app[OUTBOX]
+    state = outbox.state
     yield gauge(
-        "aggserver_history_queue_depth", "History records waiting for DynamoDB.", [], {(): history.pending}
+        "aggserver_history_queue_depth",
+        "History records in the outbox (Redis), not yet in DynamoDB: every instance's.",
+        [],
+        {(): state.backlog},
+    )
+    yield gauge(
+        "aggserver_history_memory_pending",
+        "History records this process holds while Redis cannot be reached.",
+        [],
+        {(): outbox.pending},
+    )
+    yield gauge(
+        "aggserver_history_oldest_seconds",
+        "Age of the oldest record in the outbox (0 when it is empty).",
+        [],
+        {(): state.oldest_seconds or 0.0},
+    )
+    yield gauge(
+        "aggserver_history_writers",
+        "History writers that reported in the last 10 s.",
+        [],
+        {(): state.writers_alive},
     )
     yield counter(
         "aggserver_history_records",
-        "History records by fate.",
+        "History records by fate, across every writer (dropped: trimmed from the outbox, unreadable, "
+        "or lost from memory while Redis was down).",
         ["result"],
-        {("written",): history.written, ("retried",): history.retried, ("dropped",): history.dropped},
+        {
+            ("written",): state.written,
+            ("retried",): state.retried,
+            ("reclaimed",): state.reclaimed,
+            ("dropped",): state.dropped + outbox.spill_dropped,
+        },
     )
     scheduler = app[SCHEDULER]
     yield gauge(

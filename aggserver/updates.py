@@ -15,7 +15,8 @@ from typing import Protocol
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from aggserver.cache import UPDATES_CHANNEL, RedisClient
+from aggserver.cache import UPDATES_CHANNEL
+from aggserver.redis_client import RedisClient
 
 __all__ = ["UpdateFeed", "UpdateListener"]
 

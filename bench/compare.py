@@ -25,6 +25,7 @@ from bench.runner import (
     run_wrk,
     server_env,
     start_server,
+    start_writer,
     wait_all_cached,
     wait_history,
 )
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
             env = server_env(
                 redis.url, dynamo.url, exchanges, PRICES_TABLE=f"prices_{name}", **extra_env[name]
             )
+            stack.enter_context(_running(start_writer(env)))
             server, _ = start_server(env, free_port(), checkout=root)
             servers[name] = stack.enter_context(_running(server))
             wait_all_cached(redis.url, SYMBOL_COUNT)

@@ -27,6 +27,7 @@ from bench.runner import (
     server_env,
     start_ceiling,
     start_server,
+    start_writer,
     wait_all_cached,
     wait_history,
 )
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             dynamo = stack.enter_context(_running(start_dynamo()))
             exchanges = [stack.enter_context(_running(start_mockex(name=f"exchange{i}"))) for i in (1, 2, 3)]
             env = server_env(redis.url, dynamo.url, exchanges)
+            stack.enter_context(_running(start_writer(env)))
             checkout = args.checkout.resolve() if args.checkout else None
             server = stack.enter_context(_running(start_server(env, free_port(), checkout=checkout)[0]))
             wait_all_cached(redis.url, SYMBOL_COUNT)

@@ -133,8 +133,18 @@ def server_env(redis_url: str, dynamo_url: str, exchanges: list[Service], **extr
         # wrk is one client asking tens of thousands of times a second: per-client budgets off
         # (the abuse suite turns them on).
         "CLIENT_BUDGET_PER_SECOND": "0",
+        # One history writer for the whole run, on no pinned core (start_writer): a child of the
+        # server would inherit the server's core, which a deployment would not do to it.
+        "HISTORY_WRITER": "external",
         **extra,
     }
+
+
+def start_writer(env: dict[str, str]) -> Service:
+    """``aggserver history-writer`` for every server of the run (builds before the outbox write
+    their history themselves and ignore HISTORY_WRITER)."""
+    service = spawn("history-writer", [sys.executable, "-m", "aggserver", "history-writer"], env=env, url="")
+    return service
 
 
 def start_ceiling(port: int, body_size: int) -> Service:
@@ -490,6 +500,7 @@ def main(argv: list[str] | None = None) -> None:
         dynamo = stack.enter_context(_running(start_dynamo()))
         exchanges = [stack.enter_context(_running(start_mockex(name=f"exchange{i}"))) for i in (1, 2, 3)]
         env = server_env(redis.url, dynamo.url, exchanges)
+        stack.enter_context(_running(start_writer(env)))
         server, startup_s = start_server(env, free_port())
         stack.enter_context(_running(server))
         print(f"start-up to ready: {startup_s:.2f} s", flush=True)

@@ -90,6 +90,8 @@ def settings(redis_service: Service, dynamo_service: Service, exchange_services:
             "PRICES_TABLE": f"prices-{uuid.uuid4().hex[:12]}",
             # Tests refresh on purpose; the scheduler's own tests turn it on.
             "AUTO_REFRESH": "false",
+            # A writer task in the app (its own process is tested in test_outbox.py).
+            "HISTORY_WRITER": "inline",
             # Tests refresh the same asset in quick succession; the guard's own tests turn these on.
             "REFRESH_MIN_INTERVAL_SECONDS": "0",
             "REFRESH_RATE_LIMIT": "0",

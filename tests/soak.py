@@ -89,7 +89,8 @@ class Stack:
     log_path: Path | None = None
 
     def start(self) -> None:
-        self.redis = start_redis()
+        # With its append-only file, as the README asks of a deployment: the outbox survives it.
+        self.redis = start_redis(data_dir=self.workdir / "redis")
         self.redis_port = int(self.redis.url.rsplit(":", 1)[1].split("/")[0])
         self.dynamo_port = free_port()
         self.dynamo = start_dynamo(self.dynamo_port, path=self.workdir / "dynamo")
@@ -120,6 +121,7 @@ class Stack:
             "REDIS_TIMEOUT_SECONDS": "0.5",
             "EXCHANGE_TIMEOUT_SECONDS": "1",
             "HISTORY_FLUSH_SECONDS": "120",
+            "HISTORY_CLAIM_IDLE_SECONDS": "5",
             "REFRESH_MIN_INTERVAL_SECONDS": "0",
             "REFRESH_RATE_LIMIT": "0",
             "LOG_FORMAT": "json",
@@ -128,8 +130,13 @@ class Stack:
     def start_server(self) -> None:
         self.log_path = self.workdir / f"server-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:
+            # Its own session: the server and its history writer can be killed together.
             self.server = subprocess.Popen(
-                [sys.executable, "-m", "aggserver", "serve"], env=self.env(), stderr=log, stdout=log
+                [sys.executable, "-m", "aggserver", "serve"],
+                env=self.env(),
+                stderr=log,
+                stdout=log,
+                start_new_session=True,
             )
 
     def stop_server(self) -> int:
@@ -137,18 +144,32 @@ class Stack:
         self.server.send_signal(signal.SIGTERM)
         return self.server.wait(timeout=180)
 
+    def kill_server(self) -> None:
+        """SIGKILL to the server and its history writer at once, as a crashed host would."""
+        assert self.server is not None
+        os.killpg(self.server.pid, signal.SIGKILL)
+        self.server.wait()
+
+    def writer_pid(self) -> int:
+        """The server's history writer child."""
+        assert self.server is not None
+        children = Path(f"/proc/{self.server.pid}/task/{self.server.pid}/children").read_text().split()
+        for pid in children:
+            if b"history-writer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return int(pid)
+        raise RuntimeError("the server has no history writer child")
+
     def restart_redis(self) -> None:
         assert self.redis is not None
         self.redis.stop()
-        self.redis = start_redis(self.redis_port)
+        self.redis = start_redis(self.redis_port, data_dir=self.workdir / "redis")
 
     def restart_dynamo(self) -> None:
         self.dynamo = start_dynamo(self.dynamo_port, path=self.workdir / "dynamo")
 
     def stop(self) -> None:
         if self.server is not None and self.server.poll() is None:
-            self.server.kill()
-            self.server.wait()
+            self.kill_server()
         for service in [self.redis, self.dynamo, *self.exchanges]:
             if service is not None:
                 service.stop()
@@ -288,6 +309,25 @@ def faults(scale: float) -> list[tuple[str, float, Fault, Fault]]:
     async def restart(stack: Stack) -> None:
         stack.start_server()
 
+    async def kill_all(stack: Stack) -> None:
+        stack.kill_server()
+
+    async def kill_writer(stack: Stack) -> None:
+        os.kill(stack.writer_pid(), signal.SIGKILL)
+
+    async def nothing(stack: Stack) -> None:
+        pass
+
+    async def dynamo_stop(stack: Stack) -> None:
+        assert stack.dynamo is not None
+        stack.dynamo.process.send_signal(signal.SIGSTOP)
+
+    async def kill_all_during_hang(stack: Stack) -> None:
+        assert stack.dynamo is not None
+        stack.kill_server()
+        stack.dynamo.process.send_signal(signal.SIGCONT)
+        stack.start_server()
+
     return [
         ("redis killed, restarted", 3 * scale, redis_kill, redis_back),
         ("redis paused (SIGSTOP) past its timeout", 3 * scale, redis_stop, redis_cont),
@@ -296,6 +336,14 @@ def faults(scale: float) -> list[tuple[str, float, Fault, Fault]]:
         ("one exchange slow (3 s)", 4 * scale, exchange_faults([1], mode="slow", latency_ms=3000), healthy),
         ("all exchanges down", 4 * scale, exchange_faults([0, 1, 2], mode="down"), healthy),
         ("aggserver SIGTERM, restarted", 2 * scale, sigterm, restart),
+        ("history writer SIGKILL (the server starts another)", 2 * scale, kill_writer, nothing),
+        ("aggserver and its writer SIGKILL, restarted", 2 * scale, kill_all, restart),
+        (
+            "dynamodb paused (SIGSTOP), then aggserver and its writer SIGKILL, restarted",
+            4 * scale,
+            dynamo_stop,
+            kill_all_during_hang,
+        ),
     ]
 
 
@@ -311,6 +359,19 @@ async def _wait_serving(base: str, asset: str, timeout: float = 60) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError(f"aggserver did not serve {asset} within {timeout} s")
+
+
+async def _wait_outbox_current(base: str, timeout: float = 60) -> None:
+    """Until the outbox holds nothing older than a couple of seconds."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{base}/status") as response:
+                history = (await response.json())["history"]
+            if history["oldest_seconds"] is None or history["oldest_seconds"] < 2:
+                return
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"the history outbox still held old records after {timeout} s")
 
 
 def _in_dynamodb(stack: Stack, keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
@@ -358,7 +419,10 @@ async def run_faults(
             _summarise(report, load.between(start, healed))
             reports.append(report)
             await asyncio.sleep(settle)
-    # Everything the server answered with must be in DynamoDB once it has flushed.
+    # Everything the server answered with must be in DynamoDB once it has flushed. Entries a
+    # killed writer held are taken over once idle for HISTORY_CLAIM_IDLE_SECONDS: wait for that
+    # before the final SIGTERM (the outbox would keep them for the next writer, but we count now).
+    await _wait_outbox_current(stack.base)
     stack.stop_server()
     answered = [s for s in load.samples if s.status == 200 and s.last_updated]
     found = _in_dynamodb(stack, {(s.asset, s.last_updated) for s in answered})

@@ -11,9 +11,10 @@ from aiohttp.test_utils import TestClient
 
 from aggserver.aggregate import Aggregate
 from aggserver.app import create_app
-from aggserver.cache import PriceCache, create_redis, encode_price, price_key
+from aggserver.cache import PriceCache, encode_price, price_key
 from aggserver.errors import BackendUnavailable
 from aggserver.localstack import Service, start_redis
+from aggserver.redis_client import create_redis
 from aggserver.settings import Settings
 from tests.support import checked, command_calls
 
@@ -22,7 +23,9 @@ async def test_concurrent_reads_share_one_round_trip(
     redis_service: Service, redis_client: redis.Redis
 ) -> None:
     await redis_client.set(price_key("btcusdt"), b'{"asset":"btcusdt"}')
-    cache = PriceCache(create_redis(redis_service.url, max_connections=8, timeout=1), timeout=1)
+    cache = PriceCache(
+        create_redis(redis_service.url, max_connections=8, timeout=1), timeout=1, history_table="prices"
+    )
     await cache.get("warmup")  # opens the connection outside the measured window
     mget_before = await command_calls(redis_client, "mget")
     get_before = await command_calls(redis_client, "get")
@@ -50,7 +53,9 @@ async def test_concurrent_http_reads_are_batched(
 
 
 async def test_put_many_sets_value_and_ttl(redis_service: Service, redis_client: redis.Redis) -> None:
-    cache = PriceCache(create_redis(redis_service.url, max_connections=2, timeout=1), timeout=1)
+    cache = PriceCache(
+        create_redis(redis_service.url, max_connections=2, timeout=1), timeout=1, history_table="prices"
+    )
     stored = encode_price(
         Aggregate(asset="ethusdt", price=1.5, last_updated=7, sources=2), updated_at=9, tier="hot"
     )
@@ -62,7 +67,9 @@ async def test_put_many_sets_value_and_ttl(redis_service: Service, redis_client:
 
 async def test_redis_down_reads_fail_fast_as_backend_unavailable() -> None:
     redis_server = start_redis()
-    cache = PriceCache(create_redis(redis_server.url, max_connections=2, timeout=0.5), timeout=0.5)
+    cache = PriceCache(
+        create_redis(redis_server.url, max_connections=2, timeout=0.5), timeout=0.5, history_table="prices"
+    )
     assert await cache.get("btcusdt") is None
     redis_server.stop()
     results = await asyncio.gather(*(cache.get("btcusdt") for _ in range(5)), return_exceptions=True)
@@ -73,7 +80,15 @@ async def test_redis_down_reads_fail_fast_as_backend_unavailable() -> None:
 async def test_get_with_redis_down_answers_503_json(settings: Settings, aiohttp_client: Any) -> None:
     redis_server = start_redis()
     app = create_app(
-        Settings.from_env({**_env(settings), "REDIS_URL": redis_server.url, "REDIS_TIMEOUT_SECONDS": "0.5"})
+        Settings.from_env(
+            {
+                **_env(settings),
+                "REDIS_URL": redis_server.url,
+                "REDIS_TIMEOUT_SECONDS": "0.5",
+                # Redis stays down: shutdown would keep trying to save the outbox's spill this long.
+                "HISTORY_FLUSH_SECONDS": "1",
+            }
+        )
     )
     client = await aiohttp_client(app)
     redis_server.stop()
@@ -95,7 +110,9 @@ async def test_list_reads_join_the_same_round_trip_as_single_reads(
 ) -> None:
     await redis_client.set(price_key("a"), b"1")
     await redis_client.set(price_key("b"), b"2")
-    cache = PriceCache(create_redis(redis_service.url, max_connections=8, timeout=1), timeout=1)
+    cache = PriceCache(
+        create_redis(redis_service.url, max_connections=8, timeout=1), timeout=1, history_table="prices"
+    )
     await cache.get("warmup")
     before = await command_calls(redis_client, "mget")
     single, listed, other = await asyncio.gather(

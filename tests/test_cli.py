@@ -14,6 +14,7 @@ import aiohttp
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.localstack import Service, free_port, start_mockex
+from aggserver.outbox import OutboxKeys, read_state
 from aggserver.settings import Settings
 from tests.support import child_server, poll, server_env, stop_with
 
@@ -77,7 +78,9 @@ async def test_sigterm_flushes_history_and_exits_zero(
         # LOG_FORMAT=json: every line is one JSON object; no access log by default.
         lines = stop_with(process, signal.SIGTERM)
     assert process.returncode == 0, lines
-    assert any("history writer stopped" in line["message"] for line in lines)
+    assert any(re.match(r"history writer \S+ stopped: \d+ written", line["message"]) for line in lines), [
+        line["message"] for line in lines
+    ]
     assert not any("/refresh/" in line["message"] for line in lines)
     for symbol in SYMBOLS:
         items = await dynamo.query(
@@ -151,6 +154,8 @@ async def _run_stack(tmp_path: Path, *args: str, services: int, assets: int) -> 
     assert process.returncode == 0, rest
     assert not [pid for pid in pids if _pid_alive(pid)]
     assert (tmp_path / "dynalite").is_dir()
+    # Redis keeps an append-only file there, so the history outbox outlives a restart.
+    assert (tmp_path / "redis" / "appendonlydir").is_dir()
     return dict(body)
 
 
@@ -210,10 +215,14 @@ async def test_sigterm_during_scheduled_refreshes_leaves_nothing_queued(
         await poll(lambda: _items_at_least(dynamo, settings.prices_table, 10_000), timeout=60, interval=0.5)
         lines = stop_with(process, signal.SIGTERM, timeout=280)
     assert process.returncode == 0
-    final = next(line["message"] for line in lines if "history writer stopped" in line["message"])
-    written, pending = (int(n) for n in re.findall(r"(\d+) written, (\d+) pending", final)[0])
-    assert pending == 0
+    written = next(
+        int(found.group(1))
+        for line in lines
+        if (found := re.match(r"history writer \S+ stopped: (\d+) written", line["message"]))
+    )
     assert written >= 10_000
+    # The writer drained the outbox before the server exited.
+    assert (await read_state(redis_client, OutboxKeys(settings.prices_table))).backlog == 0
     assert await _items_at_least(dynamo, settings.prices_table, 10_000)
 
 

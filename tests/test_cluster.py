@@ -11,12 +11,15 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as redis
+from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
-from aggserver.cache import CLUSTER_BUCKETS, create_redis, price_key
+from aggserver.cache import price_key
 from aggserver.keys import NEAR_CACHE
 from aggserver.lease import Lease
 from aggserver.localstack import Service, free_port, start_redis_cluster
+from aggserver.outbox import OutboxKeys
+from aggserver.redis_client import CLUSTER_BUCKETS, create_redis
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
 from tests.support import Exchanges, answers, checked, child_server, poll, server_env
@@ -61,6 +64,7 @@ async def test_refresh_and_batched_reads_across_the_nodes(
     node_clients: list[redis.Redis],
     exchanges: Exchanges,
     aiohttp_client: Any,
+    dynamo: DynamoDBClient,
 ) -> None:
     # No near-cache: every GET goes to the cluster, many per MGET batch.
     client = await aiohttp_client(create_app(dataclasses.replace(cluster_settings, near_cache_seconds=0)))
@@ -76,9 +80,29 @@ async def test_refresh_and_batched_reads_across_the_nodes(
     # The buckets spread the keys over every node.
     assert all([await node.dbsize() > 0 for node in node_clients])
     # Each asset has its price and its per-exchange breakdown.
-    assert sum([await node.dbsize() for node in node_clients]) == 2 * len(assets)
+    prices = [key for node in node_clients for key in await node.keys("price:*")]
+    sources = [key for node in node_clients for key in await node.keys("sources:*")]
+    assert (len(prices), len(sources)) == (len(assets), len(assets))
     ready = await client.get("/ready")
     assert ready.status == 200, await ready.text()
+    # Each record went through the outbox stream in its price's slot, and on to DynamoDB.
+    streams = {key for node in node_clients for key in await node.keys("history:*:outbox:{*}")}
+    assert streams == {
+        OutboxKeys(cluster_settings.prices_table, cluster=True).stream(a).encode() for a in assets
+    }
+
+    async def every_record_stored() -> bool:
+        for asset in assets:
+            response = await dynamo.query(
+                TableName=cluster_settings.prices_table,
+                KeyConditionExpression="asset = :a",
+                ExpressionAttributeValues={":a": {"S": asset}},
+            )
+            if response["Count"] != 1:
+                return False
+        return True
+
+    await poll(every_record_stored, timeout=20, interval=0.2)
 
 
 async def test_near_caches_stay_coherent_through_cluster_pubsub(

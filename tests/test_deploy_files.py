@@ -78,6 +78,16 @@ def test_compose_wires_services_by_variables_the_code_reads() -> None:
     assert set(server["depends_on"]) == set(services) - {"aggserver"}
 
 
+def test_compose_redis_keeps_the_outbox_across_restarts() -> None:
+    redis = compose()["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    data = command[command.index("--dir") + 1]
+    assert f"redis-data:{data}" in redis["volumes"]
+    assert "redis-data" in compose()["volumes"]
+
+
 def test_compose_exchanges_listen_where_aggserver_looks() -> None:
     services = compose()["services"]
     for number in (1, 2, 3):

@@ -1,20 +1,23 @@
-"""History in DynamoDB: the table, the items, and the batching writer's guarantees."""
+"""History in DynamoDB: the table, the items, and the outbox writer's guarantees."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import redis.asyncio as redis
 from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient, TestServer
 from botocore.exceptions import EndpointConnectionError
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
-from aggserver.history import HistoryRecord, HistoryWriter, format_number
+from aggserver.history import HistoryRecord, format_number
+from aggserver.history_writer import HistoryWriter
 from aggserver.localstack import start_dynamo
+from aggserver.outbox import OutboxKeys, read_state, stage_records
 from aggserver.settings import Settings
 from tests.support import Exchanges, poll
 
@@ -122,44 +125,49 @@ async def no_sleep(_: float) -> None:
     await asyncio.sleep(0)
 
 
-async def test_writer_survives_outages_and_unprocessed_items() -> None:
-    fake = FlakyDynamo(["down", "half", "down", "half", "ok"])
-    writer = HistoryWriter(fake, "prices", table_ready=True, sleep=no_sleep)  # type: ignore[arg-type]
-    for i in range(60):
-        writer.submit(record(f"a{i % 7}", 1_000 + i))
+async def append(redis_client: redis.Redis, records: list[HistoryRecord]) -> None:
+    async with redis_client.pipeline(transaction=True) as pipe:
+        stage_records(pipe, records, OutboxKeys("prices"))
+        await pipe.execute()
+
+
+async def write_all(writer: HistoryWriter) -> None:
+    """Run the writer until the outbox is empty (a stopped writer drains, then returns)."""
     task = asyncio.create_task(writer.run())
-    await writer.drain(task, timeout=5)
+    await writer.drain(task, timeout=10)
+    assert task.done()
+    assert not task.cancelled()
+
+
+async def test_writer_survives_outages_and_unprocessed_items(redis_client: redis.Redis) -> None:
+    fake = FlakyDynamo(["down", "half", "down", "half", "ok"])
+    writer = HistoryWriter(redis_client, cast(Any, fake), "prices", table_ready=True, sleep=no_sleep)
+    await append(redis_client, [record(f"a{i % 7}", 1_000 + i) for i in range(60)])
+    await write_all(writer)
     assert len(fake.stored) == 60
     assert writer.written == 60
-    assert writer.pending == 0
-    assert max(fake.batch_sizes) <= 25
+    assert writer.retried > 0
+    state = await read_state(redis_client, OutboxKeys("prices"))
+    assert (state.backlog, state.written, state.dropped) == (0, 60, 0)
+    assert state.retried == writer.retried
 
 
-async def test_writer_merges_duplicate_keys_within_a_batch() -> None:
+async def test_writer_merges_duplicate_keys_within_a_batch(redis_client: redis.Redis) -> None:
     fake = FlakyDynamo([])
-    writer = HistoryWriter(fake, "prices", table_ready=True, sleep=no_sleep)  # type: ignore[arg-type]
-    writer.submit(record("btcusdt", 5, price=1.0))
-    writer.submit(record("btcusdt", 5, price=2.0))
-    task = asyncio.create_task(writer.run())
-    await writer.drain(task, timeout=5)
+    writer = HistoryWriter(redis_client, cast(Any, fake), "prices", table_ready=True, sleep=no_sleep)
+    await append(redis_client, [record("btcusdt", 5, price=1.0), record("btcusdt", 5, price=2.0)])
+    await write_all(writer)
     assert fake.stored[("btcusdt", 5)]["price"] == {"N": "2.0"}
 
 
-def test_writer_queue_is_bounded_and_counts_drops() -> None:
-    writer = HistoryWriter(FlakyDynamo([]), "prices", max_pending=3)  # type: ignore[arg-type]
-    for i in range(5):
-        writer.submit(record("btcusdt", i))
-    assert (writer.pending, writer.dropped) == (3, 2)
-
-
 @pytest.mark.parametrize("batch_size", [1, 25])
-async def test_writer_respects_batch_size(batch_size: int) -> None:
+async def test_writer_respects_batch_size(redis_client: redis.Redis, batch_size: int) -> None:
     fake = FlakyDynamo([])
-    writer = HistoryWriter(fake, "prices", batch_size=batch_size, table_ready=True, sleep=no_sleep)  # type: ignore[arg-type]
-    for i in range(30):
-        writer.submit(record("ethusdt", i))
-    task = asyncio.create_task(writer.run())
-    await writer.drain(task, timeout=5)
+    writer = HistoryWriter(
+        redis_client, cast(Any, fake), "prices", batch_size=batch_size, table_ready=True, sleep=no_sleep
+    )
+    await append(redis_client, [record("ethusdt", i) for i in range(30)])
+    await write_all(writer)
     assert max(fake.batch_sizes) == batch_size
     assert len(fake.stored) == 30
 
@@ -182,15 +190,22 @@ async def test_history_works_against_moto_too(
         moto.stop()
 
 
-async def test_writer_keeps_the_later_record_of_a_key_across_concurrent_batches() -> None:
+async def test_writer_keeps_the_later_record_of_a_key_across_concurrent_batches(
+    redis_client: redis.Redis,
+) -> None:
     fake = FlakyDynamo([])
-    writer = HistoryWriter(fake, "prices", batch_size=5, concurrency=4, table_ready=True, sleep=no_sleep)  # type: ignore[arg-type]
-    writer.submit(record("btcusdt", 5, price=1.0))
-    for i in range(12):
-        writer.submit(record("ethusdt", i))
-    writer.submit(record("btcusdt", 5, price=2.0))
-    task = asyncio.create_task(writer.run())
-    await writer.drain(task, timeout=5)
+    writer = HistoryWriter(
+        redis_client, cast(Any, fake), "prices", batch_size=5, concurrency=4, table_ready=True, sleep=no_sleep
+    )
+    await append(
+        redis_client,
+        [
+            record("btcusdt", 5, price=1.0),
+            *(record("ethusdt", i) for i in range(12)),
+            record("btcusdt", 5, price=2.0),
+        ],
+    )
+    await write_all(writer)
     assert fake.stored[("btcusdt", 5)]["price"] == {"N": "2.0"}
     assert writer.written == 13
     assert max(fake.batch_sizes) <= 5

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -75,9 +76,20 @@ async def test_workers_share_one_port_and_stop_cleanly_on_sigterm(
             ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True, check=False
         ).stdout.split()
     ]
-    assert len(children) == 2
+    # Two workers, and one history writer for both (HISTORY_WRITER=process).
+    assert sorted(_aggserver_command(pid) for pid in children) == ["history-writer", "serve", "serve"]
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(timeout=30) == 0
+    assert not [pid for pid in children if _exists(pid)]
+
+
+def _aggserver_command(pid: int) -> str:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return argv[argv.index("aggserver") + 1]
+
+
+def _exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 async def test_refresh_work_is_done_once_and_taken_over_when_the_holder_dies(

@@ -18,6 +18,7 @@ READS_UNAFFECTED = (
     "one exchange down",
     "one exchange slow",
     "all exchanges down",
+    "history writer SIGKILL",
 )
 
 
@@ -33,7 +34,7 @@ async def run(tmp_path: Path, scale: float, settle: float) -> list[FaultReport]:
 
 
 def check(reports: list[FaultReport]) -> None:
-    assert len(reports) == 7
+    assert len(reports) == 10
     for report in reports:
         assert report.sent > 0, report
         assert report.recovery_seconds is not None, f"no recovery after {report.fault}"

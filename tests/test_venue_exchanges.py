@@ -74,6 +74,7 @@ def venue_settings(settings: Settings, services: list[Service], **extra: str) ->
             "AUTO_REFRESH": "false",
             "REFRESH_MIN_INTERVAL_SECONDS": "0",
             "REFRESH_RATE_LIMIT": "0",
+            "HISTORY_WRITER": "inline",
             **extra,
         }
     )
