@@ -250,7 +250,7 @@ async def test_dynamodb_down_a_minute_backlog_grows_then_drains(
             async with dynamo_at(own_dynamo.url, settings) as dynamo:
                 await poll(
                     lambda: all_stored(dynamo, settings.prices_table, collector.seen),
-                    timeout=90,
+                    timeout=180,
                     interval=0.5,
                 )
                 stored = await stored_keys(dynamo, settings.prices_table)
