@@ -147,7 +147,9 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
             return True
 
         app[LATEST_RECORD] = latest
-        app[HISTORY_QUERIES] = HistoryQueries(client, settings.prices_table)
+        app[HISTORY_QUERIES] = HistoryQueries(
+            client, settings.prices_table, max_in_flight=settings.history_max_queries
+        )
         app[HISTORY_READY] = table_answers
         outbox_task = asyncio.create_task(outbox.run(), name="history-outbox")
         writer: HistoryWriter | None = None

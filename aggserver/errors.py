@@ -19,6 +19,7 @@ __all__ = [
     "AggError",
     "BackendUnavailable",
     "ConfigError",
+    "HistoryBusy",
     "HistoryUnavailable",
     "InvalidParameter",
     "InvalidSymbol",
@@ -100,6 +101,12 @@ class OverBudget(AggError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"request budget spent; retry in {retry_after} s")
         self.retry_after = max(1, retry_after)
+
+
+class HistoryBusy(AggError):
+    """As many history queries as HISTORY_MAX_QUERIES are in flight in this process already."""
+
+    retry_after = 1
 
 
 class ConfigError(Exception):

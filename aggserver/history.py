@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import ClientCreatorContext, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aggserver.errors import HistoryUnavailable
+from aggserver.errors import HistoryBusy, HistoryUnavailable
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -130,11 +131,29 @@ def decode_cursor(cursor: str, asset: str) -> int:
 
 
 class HistoryQueries:
-    """Reading an asset's records back, newest first or oldest first, in bounded pages."""
+    """Reading an asset's records back, newest first or oldest first, in bounded pages.
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    At most ``max_in_flight`` queries run at once in a process: decoding thousands of items runs
+    on the loop that also answers price reads, so a flood of history requests is refused (429)
+    instead of starving them."""
+
+    def __init__(self, client: DynamoDBClient, table: str, *, max_in_flight: int = 4) -> None:
         self._client = client
         self._table = table
+        self._max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.refused = 0
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        if self.in_flight >= self._max_in_flight:
+            self.refused += 1
+            raise HistoryBusy(f"{self.in_flight} history queries in flight")
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
     async def page(
         self, asset: str, *, start: int, end: int, limit: int, before: int | None = None
@@ -145,12 +164,14 @@ class HistoryQueries:
             end = min(end, before - 1)
         if end < start:
             return [], False
-        records = await self._query(asset, start, end, newest_first=True, wanted=limit + 1)
+        with self._slot():
+            records = await self._query(asset, start, end, newest_first=True, wanted=limit + 1)
         return records[:limit], len(records) > limit
 
     async def between(self, asset: str, *, start: int, end: int, max_records: int) -> list[HistoryRecord]:
         """Every record with start <= timestamp <= end, oldest first; ValueError past ``max_records``."""
-        records = await self._query(asset, start, end, newest_first=False, wanted=max_records + 1)
+        with self._slot():
+            records = await self._query(asset, start, end, newest_first=False, wanted=max_records + 1)
         if len(records) > max_records:
             raise ValueError(f"more than {max_records} records in the range")
         return records

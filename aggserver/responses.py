@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from aggserver.errors import (
     BackendUnavailable,
+    HistoryBusy,
     HistoryUnavailable,
     InvalidParameter,
     InvalidSymbol,
@@ -58,6 +59,13 @@ def error_response(exc: Exception) -> web.Response:
     if isinstance(exc, OverBudget):
         response = json_response(
             {"msg": "Request budget spent, slow down", "retry_after": exc.retry_after}, 429
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, HistoryBusy):
+        response = json_response(
+            {"msg": "Too many history queries in flight, try again shortly", "retry_after": exc.retry_after},
+            429,
         )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response

@@ -83,6 +83,8 @@ class Settings:
     history_heartbeat_seconds: float = 3_600.0
     # How long shutdown waits for queued history to reach DynamoDB before giving up on it.
     history_flush_seconds: float = 20.0
+    # History queries (pages, candle ranges) one process runs at once; more are refused (429).
+    history_max_queries: int = 4
     auto_refresh: bool = True
     # POST /refresh triggers outbound requests, so it is guarded: an optional bearer token, a
     # minimum interval per asset (inside it the cached price answers) and a global rate.
@@ -183,6 +185,7 @@ class Settings:
                 env, "HISTORY_HEARTBEAT_SECONDS", defaults.history_heartbeat_seconds
             ),
             history_flush_seconds=_float(env, "HISTORY_FLUSH_SECONDS", defaults.history_flush_seconds),
+            history_max_queries=_int(env, "HISTORY_MAX_QUERIES", defaults.history_max_queries, minimum=1),
             stream_max_connections=_int(
                 env, "STREAM_MAX_CONNECTIONS", defaults.stream_max_connections, minimum=1
             ),

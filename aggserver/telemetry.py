@@ -11,6 +11,7 @@ from aggserver.breaker import BreakerState
 from aggserver.keys import (
     BUDGETS,
     EXCHANGES,
+    HISTORY_QUERIES,
     LEASE,
     NEAR_CACHE,
     OUTBOX,
@@ -119,6 +120,12 @@ def app_families(app: web.Application) -> Iterator[Metric]:
         "WebSockets closed (1008) for sending control messages faster than WS_MESSAGES_PER_SECOND.",
         [],
         {(): app[STREAM_HUB].rate_closes},
+    )
+    yield counter(
+        "aggserver_history_queries_refused",
+        "History and candle requests refused with 429 because HISTORY_MAX_QUERIES were in flight.",
+        [],
+        {(): app[HISTORY_QUERIES].refused},
     )
     outbox = app[OUTBOX]
     state = outbox.state

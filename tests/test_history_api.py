@@ -3,7 +3,9 @@ and the pure candle and cursor logic."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import signal
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -14,9 +16,10 @@ from hypothesis import strategies as st
 from aggserver.app import create_app
 from aggserver.candles import Candle, build_candles
 from aggserver.history import HistoryRecord, decode_cursor, encode_cursor, ensure_table
-from aggserver.localstack import free_port
+from aggserver.keys import HISTORY_QUERIES
+from aggserver.localstack import free_port, start_dynamo
 from aggserver.settings import Settings
-from tests.support import checked
+from tests.support import checked, poll
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -180,3 +183,36 @@ def test_candles_account_for_every_record(records: list[HistoryRecord], interval
         assert candle.low <= min(candle.open, candle.close) <= max(candle.open, candle.close) <= candle.high
         assert (candle.open, candle.close) == (inside[0].price, inside[-1].price)
         assert (candle.low, candle.high) == (min(r.price for r in inside), max(r.price for r in inside))
+
+
+async def test_history_queries_past_the_limit_are_refused_and_prices_still_served(
+    settings: Settings, aiohttp_client: Any, exchanges: Any, redis_client: Any
+) -> None:
+    # Its own DynamoDB, paused so that the allowed queries stay in flight.
+    dynamo = start_dynamo()
+    try:
+        app = create_app(dataclasses.replace(settings, dynamodb_endpoint=dynamo.url, history_max_queries=2))
+        client = await aiohttp_client(app)
+        assert (await client.post("/refresh/btcusdt")).status == 200
+        dynamo.process.send_signal(signal.SIGSTOP)
+        held = [
+            asyncio.create_task(client.get("/prices/btcusdt/history")),
+            asyncio.create_task(client.get("/prices/ethusdt/candles")),
+        ]
+        await poll(lambda: app[HISTORY_QUERIES].in_flight == 2)
+        refused = await client.get("/prices/solusdt/history")
+        assert refused.status == 429
+        assert refused.headers["Retry-After"] == "1"
+        body = await checked(refused)
+        assert body == {"msg": "Too many history queries in flight, try again shortly", "retry_after": 1}
+        # Price reads do not queue behind history.
+        assert (await checked(await client.get("/prices/btcusdt")))["asset"] == "btcusdt"
+        metrics = await (await client.get("/metrics")).text()
+        assert "aggserver_history_queries_refused_total 1.0" in metrics
+        dynamo.process.send_signal(signal.SIGCONT)
+        answers = await asyncio.gather(*held)
+        assert [a.status for a in answers] == [200, 200]
+        assert app[HISTORY_QUERIES].in_flight == 0
+    finally:
+        dynamo.process.send_signal(signal.SIGCONT)
+        dynamo.stop()
