@@ -29,6 +29,7 @@ from aggserver.localstack import (
     DUMMY_AWS_ENV,
     Service,
     ServiceError,
+    die_with_parent,
     free_port,
     port_is_free,
     start_dynamo,
@@ -226,7 +227,8 @@ async def _report_progress(scheduler: Scheduler, out: TextIO) -> None:
 
 def _supervise(args: argparse.Namespace, settings: Settings, workers: int) -> None:
     """Run ``workers`` copies of ``serve`` on one port, and with HISTORY_WRITER=process one history
-    writer for all of them; SIGTERM/SIGINT stop them all gracefully (the writer drains last)."""
+    writer for all of them; SIGTERM/SIGINT stop them all gracefully (the writer drains last).
+    Children get SIGTERM should this process die without a word (SIGKILL): none is left behind."""
     argv = [sys.executable, "-m", "aggserver", "serve", "--reuse-port"]
     argv += ["--host", args.host] if args.host else []
     argv += ["--port", str(args.port)] if args.port is not None else []
@@ -235,7 +237,9 @@ def _supervise(args: argparse.Namespace, settings: Settings, workers: int) -> No
     if settings.history_writer == "process":
         worker_env = {**os.environ, "HISTORY_WRITER": "external"}
         writer = subprocess.Popen(
-            [sys.executable, "-m", "aggserver", "history-writer"], env=writer_env(settings)
+            [sys.executable, "-m", "aggserver", "history-writer"],
+            env=writer_env(settings),
+            preexec_fn=die_with_parent,
         )
     stopping = False
 
@@ -246,7 +250,7 @@ def _supervise(args: argparse.Namespace, settings: Settings, workers: int) -> No
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
-    processes = [subprocess.Popen(argv, env=worker_env) for _ in range(workers)]
+    processes = [subprocess.Popen(argv, env=worker_env, preexec_fn=die_with_parent) for _ in range(workers)]
     restarts: list[float] = []
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -261,11 +265,13 @@ def _supervise(args: argparse.Namespace, settings: Settings, workers: int) -> No
                     stop(signal.SIGTERM, None)
                     break
                 log.error("worker %d exited with %s; starting another", process.pid, code)
-                processes[index] = subprocess.Popen(argv, env=worker_env)
+                processes[index] = subprocess.Popen(argv, env=worker_env, preexec_fn=die_with_parent)
         if writer is not None and writer.poll() is not None and not stopping:
             log.error("history writer exited with %s; starting another", writer.returncode)
             writer = subprocess.Popen(
-                [sys.executable, "-m", "aggserver", "history-writer"], env=writer_env(settings)
+                [sys.executable, "-m", "aggserver", "history-writer"],
+                env=writer_env(settings),
+                preexec_fn=die_with_parent,
             )
         time.sleep(0.5)
     codes = [process.wait() for process in processes]
