@@ -66,7 +66,7 @@ from aggserver.symbols import load_symbols
 from aggserver.telemetry import app_families
 from aggserver.tiers import Popularity, TierMap
 from aggserver.updates import UpdateFeed
-from aggserver.writer_process import HistoryWriterView, WriterChild
+from aggserver.writer_process import HistoryWriterView, WriterChild, configured_writer
 
 __all__ = ["create_app"]
 
@@ -155,15 +155,7 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
         writer: HistoryWriter | None = None
         child: WriterChild | None = None
         if settings.history_writer == "inline":
-            writer = HistoryWriter(
-                app[CACHE].client,
-                client,
-                settings.prices_table,
-                batch_size=settings.history_batch_size,
-                claim_idle_seconds=settings.history_claim_idle_seconds,
-                block_ms=max(1, int(min(1.0, settings.redis_timeout_seconds / 2) * 1000)),
-                table_ready=table_ready,
-            )
+            writer = configured_writer(settings, app[CACHE].client, client, table_ready=table_ready)
             writer_task = asyncio.create_task(writer.run(), name="history-writer")
         elif settings.history_writer == "process":
             child = WriterChild(settings)

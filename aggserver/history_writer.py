@@ -80,9 +80,9 @@ class HistoryWriter:
         self._dynamo = dynamo
         self._table = table
         self.consumer = consumer or consumer_name()
-        self._keys = OutboxKeys(table, cluster=isinstance(redis, RedisCluster))
-        self._streams = self._keys.streams()
         self._cluster = isinstance(redis, RedisCluster)
+        self._keys = OutboxKeys(table, cluster=self._cluster)
+        self._streams = self._keys.streams()
         self._batch_size = min(batch_size, MAX_BATCH)
         self._concurrency = concurrency
         self._read_count = read_count
@@ -281,9 +281,7 @@ class HistoryWriter:
     async def _keep_claim(self, entries: Sequence[Entry]) -> None:
         """While DynamoDB keeps us retrying, tell the group we are alive and still own these
         entries, so no other writer takes them over."""
-        by_stream: dict[str, list[Any]] = {}
-        for entry in entries:
-            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+        by_stream = _ids_by_stream(entries)
         while True:
             await asyncio.sleep(min(self._claim_idle / 3, HEARTBEAT_SECONDS))
             with contextlib.suppress(RedisError, OSError, TimeoutError):
@@ -294,9 +292,7 @@ class HistoryWriter:
     async def _acknowledge(
         self, entries: Sequence[Entry], written: int, retried: int, unreadable: int
     ) -> None:
-        by_stream: dict[str, list[bytes]] = {}
-        for entry in entries:
-            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+        by_stream = _ids_by_stream(entries)
         backoff = BACKOFF_START
         while True:
             try:
@@ -320,6 +316,13 @@ class HistoryWriter:
                     return
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+
+def _ids_by_stream(entries: Sequence[Entry]) -> dict[str, list[Any]]:
+    by_stream: dict[str, list[Any]] = {}
+    for entry in entries:
+        by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+    return by_stream
 
 
 def _entries(reply: Any) -> list[Entry]:

@@ -10,16 +10,27 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver.history import describe_error, dynamo_client, ensure_table
 from aggserver.history_writer import HistoryWriter
 from aggserver.localstack import die_with_parent
-from aggserver.redis_client import create_redis
+from aggserver.redis_client import RedisClient, create_redis
 from aggserver.settings import Settings
 
-__all__ = ["HistoryWriterView", "WriterChild", "run_writer", "serve_writer", "writer_env"]
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+__all__ = [
+    "HistoryWriterView",
+    "WriterChild",
+    "configured_writer",
+    "run_writer",
+    "serve_writer",
+    "writer_env",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,22 @@ RESTART_BACKOFF_MAX = 60.0
 READY_LINE = "history writer ready"
 # How long a stopping server waits for a child still starting before it signals it.
 START_WAIT_SECONDS = 15.0
+
+
+def configured_writer(
+    settings: Settings, redis: RedisClient, dynamo: DynamoDBClient, *, table_ready: bool
+) -> HistoryWriter:
+    """A writer as the settings describe it, in a process of its own or inline in the server."""
+    return HistoryWriter(
+        redis,
+        dynamo,
+        settings.prices_table,
+        batch_size=settings.history_batch_size,
+        claim_idle_seconds=settings.history_claim_idle_seconds,
+        # A blocking read holds its connection: shorter than the client's socket timeout.
+        block_ms=max(1, int(min(1.0, settings.redis_timeout_seconds / 2) * 1000)),
+        table_ready=table_ready,
+    )
 
 
 async def run_writer(settings: Settings, stop: asyncio.Event) -> HistoryWriter:
@@ -52,16 +79,7 @@ async def run_writer(settings: Settings, stop: asyncio.Event) -> HistoryWriter:
                     settings.prices_table,
                     describe_error(exc),
                 )
-            writer = HistoryWriter(
-                redis,
-                dynamo,
-                settings.prices_table,
-                batch_size=settings.history_batch_size,
-                claim_idle_seconds=settings.history_claim_idle_seconds,
-                # A blocking read holds its connection: shorter than the client's socket timeout.
-                block_ms=max(1, int(min(1.0, settings.redis_timeout_seconds / 2) * 1000)),
-                table_ready=table_ready,
-            )
+            writer = configured_writer(settings, redis, dynamo, table_ready=table_ready)
             task = asyncio.create_task(writer.run(), name="history-writer")
             log.info("history writer %s started (table %s)", writer.consumer, settings.prices_table)
             await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)

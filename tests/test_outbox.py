@@ -34,7 +34,7 @@ from aggserver.history_writer import HistoryWriter
 from aggserver.localstack import Service, free_port, start_dynamo, start_redis
 from aggserver.outbox import GROUP, OutboxKeys, read_state, stage_records
 from aggserver.settings import Settings
-from tests.support import checked, poll, server_env
+from tests.support import answers, checked, poll, server_env
 
 ASSETS = ("btcusdt", "ethusdt", "solusdt", "bnbusdt")
 
@@ -159,13 +159,6 @@ async def all_stored(dynamo: DynamoDBClient, table: str, expected: set[tuple[str
         return False
 
 
-async def ready(session: aiohttp.ClientSession, base: str) -> bool:
-    with contextlib.suppress(aiohttp.ClientError):
-        async with session.get(f"{base}/prices/{ASSETS[0]}") as response:
-            return response.status == 200
-    return False
-
-
 async def test_sigkill_of_every_process_while_dynamodb_hangs_loses_nothing(
     settings: Settings, redis_client: redis.Redis, own_dynamo: Service, small_symbols: Path
 ) -> None:
@@ -175,7 +168,7 @@ async def test_sigkill_of_every_process_while_dynamodb_hangs_loses_nothing(
     async with aiohttp.ClientSession() as session:
         collector = Collector(session, base)
         with running(env, "serve") as first:
-            await poll(lambda: ready(session, base), timeout=30)
+            await poll(lambda: answers(session, f"{base}/prices/{ASSETS[0]}"), timeout=30)
             await collector.read_for(1.5)
             own_dynamo.process.send_signal(signal.SIGSTOP)
             await collector.read_for(10)
@@ -184,7 +177,7 @@ async def test_sigkill_of_every_process_while_dynamodb_hangs_loses_nothing(
         during_hang = len(collector.seen)
         own_dynamo.process.send_signal(signal.SIGCONT)
         with running(env, "serve"):
-            await poll(lambda: ready(session, base), timeout=30)
+            await poll(lambda: answers(session, f"{base}/prices/{ASSETS[0]}"), timeout=30)
             await collector.read_for(2)
             async with dynamo_at(own_dynamo.url, settings) as dynamo:
                 await poll(
@@ -242,7 +235,7 @@ async def test_dynamodb_down_a_minute_backlog_grows_then_drains(
     async with aiohttp.ClientSession() as session:
         collector = Collector(session, base)
         with running(env, "serve") as server:
-            await poll(lambda: ready(session, base), timeout=30)
+            await poll(lambda: answers(session, f"{base}/prices/{ASSETS[0]}"), timeout=30)
             own_dynamo.process.send_signal(signal.SIGSTOP)
             await collector.read_for(60)
             during = (await checked(await session.get(f"{base}/status")))["history"]
@@ -320,7 +313,7 @@ async def test_two_instances_and_two_writers_share_one_outbox(
         with running(envs[0], "serve") as first, running(envs[1], "serve") as second:
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             for base in bases:
-                await poll(functools.partial(_answers, session, f"{base}/health"), timeout=30)
+                await poll(functools.partial(answers, session, f"{base}/health"), timeout=30)
             await poll(lambda: _writers_alive(redis_client, keys, 2), timeout=20)
             for round_ in range(5):
                 for index, symbol in enumerate(symbols):
@@ -400,13 +393,6 @@ async def _pending(client: redis.Redis, keys: OutboxKeys) -> int:
 async def _drained(client: redis.Redis, keys: OutboxKeys) -> Any:
     state = await read_state(client, keys)
     return state if state.backlog == 0 else None
-
-
-async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
-    with contextlib.suppress(aiohttp.ClientError):
-        async with session.get(url) as response:
-            return response.status == 200
-    return False
 
 
 def _stop(process: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
