@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggserver import live, params
-from aggserver.candles import INTERVALS, build_candles
+from aggserver.candles import INTERVALS
 from aggserver.errors import InvalidParameter, InvalidSymbol
 from aggserver.history import decode_cursor, encode_cursor
 from aggserver.keys import (
@@ -42,8 +42,6 @@ DASHBOARD = Path(__file__).resolve().parent / "dashboard.html"
 MAX_HISTORY_LIMIT = 1_000
 DEFAULT_HISTORY_LIMIT = 100
 MAX_CANDLES = 1_000
-# Records one candles answer may be computed from (a hot asset records every few seconds).
-MAX_CANDLE_RECORDS = 50_000
 # Assets one batch read may name; 1,000 symbols fit the request line limit (see create_app).
 MAX_BATCH_ASSETS = 1_000
 
@@ -209,7 +207,7 @@ async def price_history(request: web.Request) -> web.Response:
 @routes.get("/prices/{asset}/candles")
 @guarded("/prices/{asset}/candles")
 async def price_candles(request: web.Request) -> web.Response:
-    """OHLC candles computed from the recorded aggregates, oldest first."""
+    """OHLC candles from the rollups, oldest first: every whole candle that from..to touches."""
     asset = params.known_asset(request)
     params.only(request, ("interval", "from", "to"))
     name = request.query.get("interval", "1m")
@@ -220,22 +218,14 @@ async def price_candles(request: web.Request) -> web.Response:
     start = params.whole_number(request, "from", max(0, end - 100 * interval + 1))
     if start > end:
         raise InvalidParameter("from must not be after to")
-    candles = end // interval - start // interval + 1
+    first, last = start - start % interval, end - end % interval
+    candles = (last - first) // interval + 1
     if candles > MAX_CANDLES:
         raise InvalidParameter(f"from..to spans more than {MAX_CANDLES} candles of {name}")
     charge(request, candles, "/prices/{asset}/candles")
-    try:
-        records = await request.app[HISTORY_QUERIES].between(
-            asset, start=start, end=end, max_records=MAX_CANDLE_RECORDS
-        )
-    except ValueError as exc:
-        raise InvalidParameter(f"{exc}; narrow from..to") from None
+    found = await request.app[HISTORY_QUERIES].candles(asset, name, first=first, last=last)
     return json_response(
-        {
-            "asset": asset,
-            "interval": name,
-            "candles": [dataclasses.asdict(candle) for candle in build_candles(records, interval)],
-        }
+        {"asset": asset, "interval": name, "candles": [dataclasses.asdict(candle) for candle in found]}
     )
 
 
@@ -287,6 +277,7 @@ async def status(request: web.Request) -> web.Response:
                 "retried": state.retried,
                 "reclaimed": state.reclaimed,
                 "dropped": state.dropped + outbox.spill_dropped,
+                "rollups_due": state.rollups_due,
                 "error": state.error,
             },
             "streams": app[STREAM_HUB].connections,

@@ -18,14 +18,8 @@ from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient, create_session
 from aggserver.guard import RefreshGuard
-from aggserver.history import (
-    HistoryGate,
-    HistoryQueries,
-    HistoryRecord,
-    dynamo_client,
-    ensure_table,
-    latest_record,
-)
+from aggserver.history import HistoryGate, HistoryRecord, ensure_table, latest_record, lean_dynamo_client
+from aggserver.history_reads import HistoryQueries
 from aggserver.history_writer import HistoryWriter
 from aggserver.keys import (
     BUDGETS,
@@ -59,6 +53,7 @@ from aggserver.outbox import Outbox
 from aggserver.reader import PriceReader
 from aggserver.redis_client import create_redis
 from aggserver.refresh import Refresher
+from aggserver.rollups import ensure_rollup_table
 from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
 from aggserver.stream import StreamHub
@@ -117,11 +112,12 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
     the DynamoDB client for reading history back. On shutdown what waits here goes to the outbox
     and the writer drains it."""
     settings = app[SETTINGS]
-    async with dynamo_client(settings) as client:
+    async with lean_dynamo_client(settings) as client:
         table_ready = False
         try:
             async with asyncio.timeout(STARTUP_TABLE_SECONDS):
                 await ensure_table(client, settings.prices_table)
+                await ensure_rollup_table(client, settings.prices_table)
             table_ready = True
         except (BotoCoreError, ClientError, TimeoutError) as exc:
             # Start anyway: refreshes and reads do not need DynamoDB, and the writer retries.
@@ -148,7 +144,10 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
 
         app[LATEST_RECORD] = latest
         app[HISTORY_QUERIES] = HistoryQueries(
-            client, settings.prices_table, max_in_flight=settings.history_max_queries
+            client,
+            settings.prices_table,
+            max_in_flight=settings.history_max_queries,
+            records_per_second=settings.history_records_per_second,
         )
         app[HISTORY_READY] = table_answers
         outbox_task = asyncio.create_task(outbox.run(), name="history-outbox")

@@ -36,8 +36,10 @@ from aggserver.localstack import (
     start_mockex,
     start_redis,
 )
+from aggserver.rollups import backfill_candles
 from aggserver.scheduler import Scheduler
 from aggserver.settings import ACCEPT_BACKLOG, Settings
+from aggserver.symbols import load_symbols
 from aggserver.venue_probe import probe_venues
 from aggserver.venues import VENUES
 from aggserver.writer_process import serve_writer, writer_env
@@ -82,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         help="write the history outbox (Redis) into DynamoDB until SIGTERM; run any number, "
         "anywhere (the server starts one of its own unless HISTORY_WRITER says otherwise)",
     )
+    backfill = commands.add_parser(
+        "backfill-candles",
+        help="write the candle rollups of history recorded before they existed (or check them): "
+        "reads every record of each asset once; safe to rerun, safe beside running writers",
+    )
+    backfill.add_argument("--assets", help="comma-separated assets (default: every symbol)")
     commands.add_parser(
         "venues",
         help="call each configured exchange (EXCHANGES) once and print what it lists of ours, a "
@@ -365,6 +373,12 @@ def main(argv: list[str] | None = None) -> None:
             settings = Settings.from_env(os.environ)
             _setup_logging(settings)
             uvloop.run(serve_writer(settings))
+        elif args.command == "backfill-candles":
+            settings = Settings.from_env(os.environ)
+            _setup_logging(settings)
+            named = [a.strip().lower() for a in (args.assets or "").split(",") if a.strip()]
+            assets = named or list(load_symbols(settings.symbols_file).ordered)
+            uvloop.run(backfill_candles(settings, assets, sys.stdout))
         elif args.command == "venues":
             settings = Settings.from_env(os.environ)
             _setup_logging(settings)

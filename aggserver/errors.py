@@ -104,9 +104,13 @@ class OverBudget(AggError):
 
 
 class HistoryBusy(AggError):
-    """As many history queries as HISTORY_MAX_QUERIES are in flight in this process already."""
+    """This process reads as much history as it may: HISTORY_MAX_QUERIES queries in flight, or
+    HISTORY_RECORDS_PER_SECOND spent. ``answer`` is the client's message."""
 
-    retry_after = 1
+    def __init__(self, detail: str, *, answer: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.answer = answer
+        self.retry_after = max(1, retry_after)
 
 
 class ConfigError(Exception):

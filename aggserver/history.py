@@ -12,16 +12,16 @@ import binascii
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import ClientCreatorContext, get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from aggserver.errors import HistoryBusy, HistoryUnavailable
+from aggserver.lean_query import make_lean, query_answer
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HistoryGate",
-    "HistoryQueries",
     "HistoryRecord",
     "LatestRecord",
     "decode_cursor",
@@ -40,12 +39,12 @@ __all__ = [
     "ensure_table",
     "format_number",
     "latest_record",
+    "lean_dynamo_client",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 25  # DynamoDB's limit for one BatchWriteItem call
-QUERY_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +90,13 @@ def dynamo_client(settings: Settings) -> ClientCreatorContext[DynamoDBClient]:
     )
 
 
+@contextlib.asynccontextmanager
+async def lean_dynamo_client(settings: Settings) -> AsyncIterator[DynamoDBClient]:
+    """A DynamoDB client whose Query answers skip botocore's parser (``lean_query.py``)."""
+    async with dynamo_client(settings) as client:
+        yield make_lean(client)
+
+
 def format_number(value: float) -> str:
     """A float as a DynamoDB number: plain decimal notation, every digit of its repr kept."""
     return format(Decimal(repr(value)), "f")
@@ -109,7 +115,7 @@ async def latest_record(client: DynamoDBClient, table: str, asset: str) -> Histo
         ScanIndexForward=False,
         Limit=1,
     )
-    items = response.get("Items", [])
+    items = query_answer(response).items
     return HistoryRecord.from_item(items[0]) if items else None
 
 
@@ -128,82 +134,6 @@ def decode_cursor(cursor: str, asset: str) -> int:
     if named != asset or not timestamp.isdigit():
         raise ValueError("cursor is not one this server gave out for this asset")
     return int(timestamp)
-
-
-class HistoryQueries:
-    """Reading an asset's records back, newest first or oldest first, in bounded pages.
-
-    At most ``max_in_flight`` queries run at once in a process: decoding thousands of items runs
-    on the loop that also answers price reads, so a flood of history requests is refused (429)
-    instead of starving them."""
-
-    def __init__(self, client: DynamoDBClient, table: str, *, max_in_flight: int = 4) -> None:
-        self._client = client
-        self._table = table
-        self._max_in_flight = max_in_flight
-        self.in_flight = 0
-        self.refused = 0
-
-    @contextlib.contextmanager
-    def _slot(self) -> Iterator[None]:
-        if self.in_flight >= self._max_in_flight:
-            self.refused += 1
-            raise HistoryBusy(f"{self.in_flight} history queries in flight")
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-
-    async def page(
-        self, asset: str, *, start: int, end: int, limit: int, before: int | None = None
-    ) -> tuple[list[HistoryRecord], bool]:
-        """Up to ``limit`` records with start <= timestamp <= end (and < ``before``), newest
-        first, and whether more follow."""
-        if before is not None:
-            end = min(end, before - 1)
-        if end < start:
-            return [], False
-        with self._slot():
-            records = await self._query(asset, start, end, newest_first=True, wanted=limit + 1)
-        return records[:limit], len(records) > limit
-
-    async def between(self, asset: str, *, start: int, end: int, max_records: int) -> list[HistoryRecord]:
-        """Every record with start <= timestamp <= end, oldest first; ValueError past ``max_records``."""
-        with self._slot():
-            records = await self._query(asset, start, end, newest_first=False, wanted=max_records + 1)
-        if len(records) > max_records:
-            raise ValueError(f"more than {max_records} records in the range")
-        return records
-
-    async def _query(
-        self, asset: str, start: int, end: int, *, newest_first: bool, wanted: int
-    ) -> list[HistoryRecord]:
-        records: list[HistoryRecord] = []
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "asset = :asset AND #ts BETWEEN :start AND :end",
-            "ExpressionAttributeNames": {"#ts": "timestamp"},
-            "ExpressionAttributeValues": {
-                ":asset": {"S": asset},
-                ":start": {"N": str(start)},
-                ":end": {"N": str(end)},
-            },
-            "ScanIndexForward": not newest_first,
-        }
-        # DynamoDB also stops at 1 MB per call: keep asking until enough or nothing is left.
-        while len(records) < wanted:
-            try:
-                async with asyncio.timeout(QUERY_TIMEOUT):
-                    response = await self._client.query(**query, Limit=wanted - len(records))
-            except (BotoCoreError, ClientError, TimeoutError) as exc:
-                raise HistoryUnavailable(f"history query failed: {describe_error(exc)}") from exc
-            records.extend(HistoryRecord.from_item(item) for item in response.get("Items", []))
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                break
-            query["ExclusiveStartKey"] = last
-        return records
 
 
 class HistoryGate:
@@ -228,8 +158,16 @@ class HistoryGate:
         return True
 
 
-async def ensure_table(client: DynamoDBClient, table: str, *, timeout: float = 30.0) -> bool:
-    """Create the prices table when missing and wait until it is active; True if we created it."""
+async def ensure_table(
+    client: DynamoDBClient,
+    table: str,
+    *,
+    key: tuple[str, str] = ("asset", "timestamp"),
+    timeout: float = 30.0,
+) -> bool:
+    """Create ``table`` when missing and wait until it is active; True if we created it. ``key``
+    names its string partition key and numeric sort key (the prices table's by default)."""
+    partition, sort = key
     created = False
     try:
         description = await client.describe_table(TableName=table)
@@ -239,12 +177,12 @@ async def ensure_table(client: DynamoDBClient, table: str, *, timeout: float = 3
             await client.create_table(
                 TableName=table,
                 KeySchema=[
-                    {"AttributeName": "asset", "KeyType": "HASH"},
-                    {"AttributeName": "timestamp", "KeyType": "RANGE"},
+                    {"AttributeName": partition, "KeyType": "HASH"},
+                    {"AttributeName": sort, "KeyType": "RANGE"},
                 ],
                 AttributeDefinitions=[
-                    {"AttributeName": "asset", "AttributeType": "S"},
-                    {"AttributeName": "timestamp", "AttributeType": "N"},
+                    {"AttributeName": partition, "AttributeType": "S"},
+                    {"AttributeName": sort, "AttributeType": "N"},
                 ],
                 BillingMode="PAY_PER_REQUEST",
             )

@@ -29,6 +29,8 @@ from redis.exceptions import RedisError, ResponseError
 from aggserver.history import MAX_BATCH, HistoryRecord, describe_error, ensure_table
 from aggserver.outbox import GROUP, OutboxKeys, decode_entry
 from aggserver.redis_client import RedisClient
+from aggserver.rollups import PASS_SECONDS as ROLLUP_PASS_SECONDS
+from aggserver.rollups import RollupMaintainer
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -74,6 +76,7 @@ class HistoryWriter:
         claim_idle_seconds: float = 30.0,
         block_ms: int = 1_000,
         table_ready: bool = False,
+        rollups: bool = True,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self._redis = redis
@@ -92,6 +95,8 @@ class HistoryWriter:
         self._sleep = sleep
         self._stopping = False
         self._claim_cursors: dict[str, str] = dict.fromkeys(self._streams, "0-0")
+        # Candle rollups follow the records this writer writes (rollups.py).
+        self.rollups = RollupMaintainer(redis, dynamo, table, cluster=self._cluster) if rollups else None
         # This writer's own figures; the shared ones are in Redis (OutboxKeys.stats).
         self.written = 0
         self.retried = 0
@@ -103,12 +108,22 @@ class HistoryWriter:
         backoff = BACKOFF_START
         next_beat = 0.0
         next_claim = 0.0
+        next_rollup = 0.0
+        groups_missing = False
         while True:
             try:
+                if groups_missing:
+                    # Redis lost them (restarted without its data): made again before reading.
+                    await self._create_groups()
+                    groups_missing = False
                 now = time.monotonic()
                 if now >= next_beat:
                     await self._heartbeat()
                     next_beat = now + HEARTBEAT_SECONDS
+                if self.rollups is not None and not self._stopping and now >= next_rollup:
+                    # Bounded (PASS_LIMIT marks an interval), between batches of the outbox.
+                    await self.rollups.run_pass()
+                    next_rollup = now + ROLLUP_PASS_SECONDS
                 entries: list[Entry] = []
                 if now >= next_claim:
                     entries = await self._reclaim()
@@ -124,7 +139,7 @@ class HistoryWriter:
                 backoff = BACKOFF_START
             except (RedisError, OSError, TimeoutError) as exc:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    await self._create_groups()
+                    groups_missing = True
                     continue
                 if self._stopping:
                     # Whatever is left is in Redis, for the next writer: nothing to wait for.
@@ -237,7 +252,7 @@ class HistoryWriter:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-        await self._acknowledge(entries, len(records), self.retried - retried_before, unreadable)
+        await self._acknowledge(entries, records, self.retried - retried_before, unreadable)
         self.holding = 0
 
     async def _write_batch(self, batch: list[HistoryRecord]) -> None:
@@ -290,12 +305,17 @@ class HistoryWriter:
                     await self._redis.xclaim(stream, GROUP, self.consumer, 0, ids, justid=True)
 
     async def _acknowledge(
-        self, entries: Sequence[Entry], written: int, retried: int, unreadable: int
+        self, entries: Sequence[Entry], records: Sequence[HistoryRecord], retried: int, unreadable: int
     ) -> None:
         by_stream = _ids_by_stream(entries)
+        written = len(records)
         backoff = BACKOFF_START
         while True:
             try:
+                if self.rollups is not None:
+                    # Marked before acknowledged: a writer killed in between leaves the entries,
+                    # whose second writing marks them again (harmless, a mark never moves later).
+                    await self.rollups.mark(records)
                 for stream, ids in by_stream.items():
                     async with self._redis.pipeline(transaction=False) as pipe:
                         pipe.xack(stream, GROUP, *ids)

@@ -12,7 +12,8 @@ from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
 from aggserver.guard import RefreshGuard
-from aggserver.history import HistoryQueries, LatestRecord
+from aggserver.history import LatestRecord
+from aggserver.history_reads import HistoryQueries
 from aggserver.lease import Lease
 from aggserver.metrics import RequestStats
 from aggserver.nearcache import NearCache

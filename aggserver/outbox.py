@@ -29,6 +29,7 @@ from typing import Any, cast
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from aggserver.candles import INTERVALS
 from aggserver.history import HistoryRecord
 from aggserver.redis_client import CLUSTER_BUCKETS, RedisClient, bucket_of
 
@@ -83,6 +84,10 @@ class OutboxKeys:
     def writers(self) -> str:
         """Writers' heartbeats: consumer names scored by the time they last beat."""
         return f"history:{self.table}:writers"
+
+    def rollup_marks(self, interval: str) -> str:
+        """Candles of ``interval`` to recompute (``rollups.py``): ``asset|start`` by due time."""
+        return f"history:{self.table}:rollups:{interval}"
 
 
 def encode_entry(record: HistoryRecord) -> bytes:
@@ -141,6 +146,8 @@ class OutboxState:
     retried: int = 0
     reclaimed: int = 0
     dropped: int = 0
+    # Candle blocks past their due time and not claimed by a writer (rollups.py).
+    rollups_due: int = 0
     error: str | None = None
 
 
@@ -162,6 +169,9 @@ async def read_state(client: RedisClient, keys: OutboxKeys) -> OutboxState:
     alive = int(await client.zcount(keys.writers, now_seconds - WRITER_ALIVE_SECONDS, "+inf"))
     stats = cast(dict[bytes, bytes], await client.hgetall(keys.stats))
     counters = {name.decode(): int(value) for name, value in stats.items()}
+    due = 0
+    for interval in INTERVALS:
+        due += int(await client.zcount(keys.rollup_marks(interval), "-inf", now_ms))
     return OutboxState(
         backlog=backlog,
         oldest_seconds=None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
@@ -170,6 +180,7 @@ async def read_state(client: RedisClient, keys: OutboxKeys) -> OutboxState:
         retried=counters.get("retried", 0),
         reclaimed=counters.get("reclaimed", 0),
         dropped=counters.get("dropped", 0),
+        rollups_due=due,
     )
 
 

@@ -64,7 +64,7 @@ def error_response(exc: Exception) -> web.Response:
         return response
     if isinstance(exc, HistoryBusy):
         response = json_response(
-            {"msg": "Too many history queries in flight, try again shortly", "retry_after": exc.retry_after},
+            {"msg": exc.answer, "retry_after": exc.retry_after},
             429,
         )
         response.headers["Retry-After"] = str(exc.retry_after)

@@ -85,6 +85,8 @@ class Settings:
     history_flush_seconds: float = 20.0
     # History queries (pages, candle ranges) one process runs at once; more are refused (429).
     history_max_queries: int = 4
+    # History records and candles one process decodes a second at most; past it, 429.
+    history_records_per_second: float = 20_000.0
     auto_refresh: bool = True
     # POST /refresh triggers outbound requests, so it is guarded: an optional bearer token, a
     # minimum interval per asset (inside it the cached price answers) and a global rate.
@@ -186,6 +188,9 @@ class Settings:
             ),
             history_flush_seconds=_float(env, "HISTORY_FLUSH_SECONDS", defaults.history_flush_seconds),
             history_max_queries=_int(env, "HISTORY_MAX_QUERIES", defaults.history_max_queries, minimum=1),
+            history_records_per_second=_float(
+                env, "HISTORY_RECORDS_PER_SECOND", defaults.history_records_per_second
+            ),
             stream_max_connections=_int(
                 env, "STREAM_MAX_CONNECTIONS", defaults.stream_max_connections, minimum=1
             ),

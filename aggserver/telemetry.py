@@ -123,9 +123,10 @@ def app_families(app: web.Application) -> Iterator[Metric]:
     )
     yield counter(
         "aggserver_history_queries_refused",
-        "History and candle requests refused with 429 because HISTORY_MAX_QUERIES were in flight.",
-        [],
-        {(): app[HISTORY_QUERIES].refused},
+        "History and candle requests refused with 429, by reason: in_flight (HISTORY_MAX_QUERIES "
+        "running) or records (HISTORY_RECORDS_PER_SECOND spent).",
+        ["reason"],
+        {(reason,): app[HISTORY_QUERIES].refused[reason] for reason in ("in_flight", "records")},
     )
     outbox = app[OUTBOX]
     state = outbox.state
@@ -164,6 +165,12 @@ def app_families(app: web.Application) -> Iterator[Metric]:
             ("reclaimed",): state.reclaimed,
             ("dropped",): state.dropped + outbox.spill_dropped,
         },
+    )
+    yield gauge(
+        "aggserver_history_rollups_due",
+        "Candle rollup blocks past their due time that no history writer has claimed yet.",
+        [],
+        {(): state.rollups_due},
     )
     scheduler = app[SCHEDULER]
     yield gauge(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aggserver.history import describe_error, dynamo_client, ensure_table
+from aggserver.history import describe_error, ensure_table, lean_dynamo_client
 from aggserver.history_writer import HistoryWriter
 from aggserver.localstack import die_with_parent
 from aggserver.redis_client import RedisClient, create_redis
@@ -67,7 +67,7 @@ async def run_writer(settings: Settings, stop: asyncio.Event) -> HistoryWriter:
         cluster=settings.redis_cluster,
     )
     try:
-        async with dynamo_client(settings) as dynamo:
+        async with lean_dynamo_client(settings) as dynamo:
             table_ready = False
             try:
                 async with asyncio.timeout(10):

@@ -1,4 +1,5 @@
-"""DynamoDB writes per day for 10,000 assets, with and without the deviation + heartbeat gate.
+"""DynamoDB writes per day for 10,000 assets, with and without the deviation + heartbeat gate,
+and the candle rollups' writes that follow them.
 
 ``--bulk-assets N``: the first N assets are listed only by all-tickers venues (EXCHANGES), so
 they are refreshed every BULK_ROUND_SECONDS instead of by tier.
@@ -6,15 +7,21 @@ they are refreshed every BULK_ROUND_SECONDS instead of by tier.
 ``python -m bench.history_cost``: samples a day of mockex's market at each tier's interval for a
 sample of assets per tier, counts the aggregates the gate lets through, and scales to the tier
 sizes. The market's volatility is the mock's (about 1-2 % a day), so the gated figure is what a
-calm market costs; a volatile one moves the price past the threshold more often.
+calm market costs; a volatile one moves the price past the threshold more often. Rollup writes
+replay the writers' marks (``rollups.ROLLUP_LEVELS``, a pass every ``PASS_SECONDS``) over the
+records' times: a write unit per KB of each block recomputed.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import math
 from collections.abc import Sequence
 
+from aggserver.candles import INTERVALS, LEVELS
 from aggserver.history import HistoryGate
+from aggserver.rollups import PASS_SECONDS, ROLLUP_LEVELS, block_start
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
 from mockex.market import Market
@@ -22,18 +29,60 @@ from mockex.market import Market
 DAY = 86_400
 # On-demand price of one write request unit (an item under 1 KB), us-east-1.
 USD_PER_MILLION_WRITES = 0.625
+# A rollup item's key and attribute names, and one candle in it (offset, four prices, samples).
+ITEM_BYTES = 40
+CANDLE_BYTES = 75
 
 
-def writes_per_day(assets: Sequence[str], interval: float, gate: HistoryGate | None, start: float) -> float:
+def recorded_times(asset: str, interval: float, gate: HistoryGate | None, start: float) -> list[float]:
+    """When a day of ``asset`` refreshed every ``interval`` seconds writes a record."""
     market = Market(seed=1)
-    steps = int(DAY / interval)
-    written = 0
-    for asset in assets:
-        for step in range(steps):
-            t = start + step * interval
-            if gate is None or gate.should_record(asset, market.price(asset, t), t):
-                written += 1
-    return written / len(assets)
+    times = (start + step * interval for step in range(int(DAY / interval)))
+    return [t for t in times if gate is None or gate.should_record(asset, market.price(asset, t), t)]
+
+
+def rollup_write_units(times: Sequence[float]) -> int:
+    """Write units of the rollup items that records written at ``times`` cause: each block's
+    first mark waits its level's delay, a pass every PASS_SECONDS recomputes what is due and marks
+    the parent block; an item costs a unit per KB (its candles so far, CANDLE_BYTES each)."""
+    parents = {below: name for name, below in LEVELS.items() if below is not None}
+    due: dict[str, dict[int, float]] = {name: {} for name in INTERVALS}
+    ordered = sorted(times)
+    units = 0
+
+    def candles_in(name: str, start: int, until: float) -> int:
+        span = INTERVALS[name] * ROLLUP_LEVELS[name].block
+        inside = ordered[
+            bisect.bisect_left(ordered, start) : bisect.bisect_left(ordered, min(until, start + span))
+        ]
+        return len({int(t) // INTERVALS[name] for t in inside})
+
+    def passes_until(limit: float) -> None:
+        nonlocal units
+        while True:
+            first = min((d for marks in due.values() for d in marks.values()), default=None)
+            if first is None:
+                return
+            at = -(-first // PASS_SECONDS) * PASS_SECONDS  # the pass that finds it due
+            if at > limit:
+                return
+            for name in INTERVALS:  # shortest first, as a pass runs them
+                for start in [start for start, d in due[name].items() if d <= at]:
+                    del due[name][start]
+                    units += math.ceil((ITEM_BYTES + CANDLE_BYTES * candles_in(name, start, at)) / 1024)
+                    parent = parents.get(name)
+                    if parent is not None:
+                        key = block_start(parent, start)
+                        mark = at + ROLLUP_LEVELS[parent].delay
+                        due[parent][key] = min(due[parent].get(key, mark), mark)
+
+    for t in ordered:
+        passes_until(t)
+        key = block_start("1m", int(t))
+        mark = t + ROLLUP_LEVELS["1m"].delay
+        due["1m"][key] = min(due["1m"].get(key, mark), mark)
+    passes_until(float("inf"))
+    return units
 
 
 def main() -> None:
@@ -68,22 +117,27 @@ def main() -> None:
     ]
     tiers = [tier for tier in tiers if tier[1]]
     print(
-        f"| tier | assets | interval s | writes/day, every aggregate | writes/day, gated "
-        f"({args.deviation:.1%} or {args.heartbeat:.0f} s) |"
+        f"| tier | assets | interval s | records/day, every aggregate | + rollups | records/day, gated "
+        f"({args.deviation:.1%} or {args.heartbeat:.0f} s) | + rollups |"
     )
-    print("|---|---|---|---|---|")
-    totals = [0.0, 0.0]
+    print("|---|---|---|---|---|---|---|")
+    totals = [0.0, 0.0, 0.0, 0.0]
+    start = 1_800_000_000
     for name, members, interval in tiers:
         sample = members[:: max(1, len(members) // args.sample)][: args.sample]
-        every = DAY / interval * len(members)
-        gate = HistoryGate(deviation=args.deviation, heartbeat_seconds=args.heartbeat)
-        gated = writes_per_day(sample, interval, gate, start=1_800_000_000) * len(members)
-        totals[0] += every
-        totals[1] += gated
-        print(f"| {name} | {len(members):,} | {interval:g} | {every:,.0f} | {gated:,.0f} |")
-    cost = [t / 1e6 * USD_PER_MILLION_WRITES for t in totals]
-    every_day, gated_day = (f"{t:,.0f} (${c:.2f}/day)" for t, c in zip(totals, cost, strict=True))
-    print(f"| all | {len(symbols):,} | | {every_day} | {gated_day} |")
+        scale = len(members) / len(sample)
+        row = [0.0, 0.0, 0.0, 0.0]
+        for asset in sample:
+            gate = HistoryGate(deviation=args.deviation, heartbeat_seconds=args.heartbeat)
+            for column, times in enumerate(
+                (recorded_times(asset, interval, None, start), recorded_times(asset, interval, gate, start))
+            ):
+                row[2 * column] += len(times) * scale
+                row[2 * column + 1] += rollup_write_units(times) * scale
+        totals = [t + r for t, r in zip(totals, row, strict=True)]
+        print(f"| {name} | {len(members):,} | {interval:g} | " + " | ".join(f"{v:,.0f}" for v in row) + " |")
+    cells = [f"{t:,.0f} (${t / 1e6 * USD_PER_MILLION_WRITES:.2f}/day)" for t in totals]
+    print(f"| all | {len(symbols):,} | | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from aiohttp import ClientError, ClientResponse, ClientSession
@@ -167,23 +168,32 @@ def server_env(settings: Settings, redis_url: str, port: int, **extra: str) -> d
 
 @contextlib.contextmanager
 def child_server(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``aggserver serve`` in a child process (stderr captured); killed if the test leaves it running."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aggserver", "serve", *args], env=env, stderr=subprocess.PIPE
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+    """``aggserver serve`` in a child process, its stderr kept in a file (a pipe nobody reads
+    while the test runs would fill and block the server's logging); killed if the test leaves
+    it running."""
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([sys.executable, "-m", "aggserver", "serve", *args], env=env, stderr=log)
+        _LOGS[process.pid] = log
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            del _LOGS[process.pid]
+
+
+_LOGS: dict[int, IO[bytes]] = {}
 
 
 def stop_with(process: subprocess.Popen[bytes], signum: int, timeout: float = 60) -> list[dict[str, Any]]:
-    """Send ``signum``, wait for the exit, and return its JSON log lines (LOG_FORMAT=json)."""
+    """Send ``signum`` to a :func:`child_server`, wait for the exit, and return its JSON log
+    lines (LOG_FORMAT=json)."""
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=timeout)
-    return [json.loads(line) for line in stderr.decode().splitlines()]
+    process.wait(timeout=timeout)
+    log = _LOGS[process.pid]
+    log.seek(0)
+    return [json.loads(line) for line in log.read().decode().splitlines()]
 
 
 async def checked(response: ClientResponse) -> Any:

@@ -18,6 +18,7 @@ from aggserver.candles import Candle, build_candles
 from aggserver.history import HistoryRecord, decode_cursor, encode_cursor, ensure_table
 from aggserver.keys import HISTORY_QUERIES
 from aggserver.localstack import free_port, start_dynamo
+from aggserver.rollups import backfill_asset, ensure_rollup_table
 from aggserver.settings import Settings
 from tests.support import checked, poll
 
@@ -34,6 +35,7 @@ def record(timestamp: int, price: float, asset: str = "btcusdt") -> HistoryRecor
 
 async def store(dynamo: DynamoDBClient, table: str, records: list[HistoryRecord]) -> None:
     await ensure_table(dynamo, table)
+    await ensure_rollup_table(dynamo, table)
     for start in range(0, len(records), 25):
         await dynamo.batch_write_item(
             RequestItems={table: [{"PutRequest": {"Item": r.to_item()}} for r in records[start : start + 25]]}
@@ -105,6 +107,7 @@ async def test_candles_from_stored_records(
     # Two records in the first minute, none in the second, three in the third.
     prices = {BASE + 5: 10.0, BASE + 50: 12.0, BASE + 125: 11.0, BASE + 130: 15.0, BASE + 170: 9.0}
     await store(dynamo, settings.prices_table, [record(t, p) for t, p in prices.items()])
+    await backfill_asset(dynamo, settings.prices_table, "btcusdt")
     response = await client.get(f"/prices/btcusdt/candles?interval=1m&from={BASE}&to={BASE + 179}")
     body = await checked(response)
     assert body["interval"] == "1m"
@@ -113,8 +116,12 @@ async def test_candles_from_stored_records(
         {"start": BASE + 120, "open": 11.0, "high": 15.0, "low": 9.0, "close": 9.0, "samples": 3},
     ]
     five = await checked(await client.get(f"/prices/btcusdt/candles?interval=5m&from={BASE}&to={BASE + 179}"))
-    # BASE is 240 s into a 5-minute interval: the records fall into two, the first cut at `from`.
+    # BASE is 240 s into a 5-minute interval: the records fall into two, each candle whole.
     assert [(c["start"], c["samples"]) for c in five["candles"]] == [(BASE - 240, 2), (BASE + 60, 3)]
+    day = await checked(await client.get(f"/prices/btcusdt/candles?interval=1d&from={BASE}&to={BASE}"))
+    assert day["candles"] == [
+        {"start": BASE - BASE % 86_400, "open": 10.0, "high": 15.0, "low": 9.0, "close": 9.0, "samples": 5}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -208,7 +215,7 @@ async def test_history_queries_past_the_limit_are_refused_and_prices_still_serve
         # Price reads do not queue behind history.
         assert (await checked(await client.get("/prices/btcusdt")))["asset"] == "btcusdt"
         metrics = await (await client.get("/metrics")).text()
-        assert "aggserver_history_queries_refused_total 1.0" in metrics
+        assert 'aggserver_history_queries_refused_total{reason="in_flight"} 1.0' in metrics
         dynamo.process.send_signal(signal.SIGCONT)
         answers = await asyncio.gather(*held)
         assert [a.status for a in answers] == [200, 200]
