@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -225,7 +224,21 @@ async def price_candles(request: web.Request) -> web.Response:
     charge(request, candles, "/prices/{asset}/candles")
     found = await request.app[HISTORY_QUERIES].candles(asset, name, first=first, last=last)
     return json_response(
-        {"asset": asset, "interval": name, "candles": [dataclasses.asdict(candle) for candle in found]}
+        {
+            "asset": asset,
+            "interval": name,
+            "candles": [
+                {
+                    "start": c.start,
+                    "open": c.open,
+                    "high": c.high,
+                    "low": c.low,
+                    "close": c.close,
+                    "samples": c.samples,
+                }
+                for c in found
+            ],
+        }
     )
 
 

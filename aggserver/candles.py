@@ -34,6 +34,17 @@ class Candle:
     close: float
     samples: int
 
+    def answer(self) -> dict[str, float]:
+        """As the API answers it (``dataclasses.asdict`` costs four times as much)."""
+        return {
+            "start": self.start,
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "samples": self.samples,
+        }
+
 
 def build_candles(records: Iterable[HistoryRecord], interval: int) -> list[Candle]:
     """Candles of ``interval`` seconds from ``records`` in any order, oldest candle first."""

@@ -40,6 +40,8 @@ __all__ = [
     "format_number",
     "latest_record",
     "lean_dynamo_client",
+    "range_query",
+    "record_decoder",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,37 @@ class HistoryRecord:
             "price": {"N": format_number(self.price)},
             "updated_at": {"N": str(self.updated_at)},
         }
+
+
+def range_query(table: str, asset: str, start: int, end: int, *, newest_first: bool) -> dict[str, Any]:
+    """A Query of ``asset``'s records with start <= timestamp <= end. It fetches only what
+    :func:`record_decoder` needs: the asset is the query's own, not read back from each item."""
+    return {
+        "TableName": table,
+        "KeyConditionExpression": "asset = :asset AND #ts BETWEEN :start AND :end",
+        "ProjectionExpression": "#ts, price, updated_at",
+        "ExpressionAttributeNames": {"#ts": "timestamp"},
+        "ExpressionAttributeValues": {
+            ":asset": {"S": asset},
+            ":start": {"N": str(start)},
+            ":end": {"N": str(end)},
+        },
+        "ScanIndexForward": not newest_first,
+    }
+
+
+def record_decoder(asset: str) -> Callable[[dict[str, Any]], HistoryRecord]:
+    """Records of ``asset`` from the items of a :func:`range_query`."""
+
+    def decode(item: dict[str, Any]) -> HistoryRecord:
+        return HistoryRecord(
+            asset=asset,
+            timestamp=int(item["timestamp"]["N"]),
+            price=float(item["price"]["N"]),
+            updated_at=int(item.get("updated_at", item["timestamp"])["N"]),
+        )
+
+    return decode
 
 
 def dynamo_client(settings: Settings) -> ClientCreatorContext[DynamoDBClient]:

@@ -16,15 +16,15 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver.budget import TokenBucket
 from aggserver.candles import INTERVALS, Candle
 from aggserver.errors import HistoryBusy, HistoryUnavailable
-from aggserver.history import HistoryRecord, describe_error
-from aggserver.lean_query import query_answer
+from aggserver.history import HistoryRecord, describe_error, range_query, record_decoder
+from aggserver.lean_query import decode_items, query_answer
 from aggserver.rollups import read_candles
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class HistoryQueries:
         table: str,
         *,
         max_in_flight: int = 4,
-        records_per_second: float = 20_000,
+        records_per_second: float = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -111,17 +111,8 @@ class HistoryQueries:
 
     async def _query(self, asset: str, start: int, end: int, *, wanted: int) -> list[HistoryRecord]:
         records: list[HistoryRecord] = []
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "asset = :asset AND #ts BETWEEN :start AND :end",
-            "ExpressionAttributeNames": {"#ts": "timestamp"},
-            "ExpressionAttributeValues": {
-                ":asset": {"S": asset},
-                ":start": {"N": str(start)},
-                ":end": {"N": str(end)},
-            },
-            "ScanIndexForward": False,
-        }
+        query = range_query(self._table, asset, start, end, newest_first=True)
+        decode = record_decoder(asset)
         # DynamoDB also stops at 1 MB per call: keep asking until enough or nothing is left.
         while len(records) < wanted:
             try:
@@ -130,7 +121,7 @@ class HistoryQueries:
             except (BotoCoreError, ClientError, TimeoutError) as exc:
                 raise HistoryUnavailable(f"history query failed: {describe_error(exc)}") from exc
             answer = query_answer(response)
-            records.extend(HistoryRecord.from_item(item) for item in answer.items)
+            records.extend(await decode_items(answer.items, decode))
             if answer.last_key is None:
                 break
             query["ExclusiveStartKey"] = answer.last_key

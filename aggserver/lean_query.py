@@ -9,18 +9,26 @@ decodes it for a fraction of that.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-__all__ = ["RAW_BODY", "QueryAnswer", "make_lean", "query_answer"]
+__all__ = ["PAGE_ITEMS", "RAW_BODY", "QueryAnswer", "decode_items", "make_lean", "query_answer"]
+
+T = TypeVar("T")
 
 # Where a lean client's Query answer carries the undecoded body.
 RAW_BODY = "LeanRawBody"
 _EVENT = "before-parse.dynamodb.Query"
+# Items a Query asks for at most: orjson parses a page in one go (~1 ms for 1,000 records).
+PAGE_ITEMS = 1_000
+# Items decoded between two yields to the loop (~0.5 ms of work).
+DECODE_CHUNK = 200
 
 
 def _keep_body(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
@@ -51,3 +59,14 @@ def query_answer(response: Any) -> QueryAnswer:
     raw = response.get(RAW_BODY)
     body = orjson.loads(raw) if raw is not None else response
     return QueryAnswer(body.get("Items", []), body.get("LastEvaluatedKey") or None)
+
+
+async def decode_items(items: Sequence[dict[str, Any]], decode: Callable[[dict[str, Any]], T]) -> list[T]:
+    """``decode`` of every item, letting the loop answer other requests between chunks: a page of
+    1,000 records would otherwise hold it for several milliseconds at once."""
+    decoded: list[T] = []
+    for start in range(0, len(items), DECODE_CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        decoded.extend(map(decode, items[start : start + DECODE_CHUNK]))
+    return decoded

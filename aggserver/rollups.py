@@ -43,8 +43,10 @@ from aggserver.history import (
     describe_error,
     ensure_table,
     lean_dynamo_client,
+    range_query,
+    record_decoder,
 )
-from aggserver.lean_query import query_answer
+from aggserver.lean_query import PAGE_ITEMS, decode_items, query_answer
 from aggserver.outbox import OutboxKeys
 from aggserver.redis_client import RedisClient
 
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROLLUP_LEVELS",
+    "CandleRead",
     "ReadCount",
     "RollupLevel",
     "RollupMaintainer",
@@ -88,8 +91,9 @@ ROLLUP_LEVELS = {
     "1d": RollupLevel(block=30, delay=43_200.0),
 }
 # A record carries the exchanges' time, which trails the moment it is written by the quote's age
-# and the outbox's queue: candles this much older than their levels' delays are settled.
-RECORD_LAG_SECONDS = 300.0
+# (at most QUOTE_MAX_AGE_SECONDS, 120) and the outbox's queue (normally well under a second):
+# candles this much older than their levels' delays are settled.
+RECORD_LAG_SECONDS = 180.0
 # How often a writer looks for due marks, and how many of each interval it takes at a time.
 PASS_SECONDS = 5.0
 PASS_LIMIT = 500
@@ -184,116 +188,77 @@ class ReadCount:
         self.rows = 0
 
 
-async def _query_all(
-    client: DynamoDBClient, query: dict[str, Any], count: ReadCount
-) -> list[dict[str, dict[str, str]]]:
-    items: list[dict[str, dict[str, str]]] = []
-    while True:
-        async with asyncio.timeout(READ_TIMEOUT):
-            response = await client.query(**query)
-        answer = query_answer(response)
-        items.extend(answer.items)
-        count.items += len(answer.items)
-        if answer.last_key is None:
-            return items
-        query["ExclusiveStartKey"] = answer.last_key
+class CandleRead:
+    """One read of an asset's candles at the moment ``now``: settled candles from the rollups,
+    newer ones from the level below, down to the raw records; ``cost`` adds up what it read."""
 
+    def __init__(self, client: DynamoDBClient, prices_table: str, asset: str, *, now: float) -> None:
+        self._client = client
+        self._prices_table = prices_table
+        self._asset = asset
+        self._now = now
+        self.cost = ReadCount()
 
-async def stored_candles(
-    client: DynamoDBClient, prices_table: str, asset: str, name: str, first: int, last: int, count: ReadCount
-) -> list[Candle]:
-    """The stored candles of ``asset`` and ``name`` starting in [first, last], oldest first."""
-    if last < first:
-        return []
-    interval = INTERVALS[name]
-    items = await _query_all(
-        client,
-        {
-            "TableName": rollup_table(prices_table),
-            "KeyConditionExpression": "series = :series AND #start BETWEEN :first AND :last",
-            "ExpressionAttributeNames": {"#start": "start"},
-            "ExpressionAttributeValues": {
-                ":series": {"S": _series(asset, name)},
-                ":first": {"N": str(block_start(name, first))},
-                ":last": {"N": str(last)},
-            },
-            "ConsistentRead": True,
-        },
-        count,
-    )
-    candles = [c for item in items for c in decode_block(item, interval)]
-    count.rows += len(candles)
-    return [c for c in candles if first <= c.start <= last]
+    async def candles(self, name: str, first: int, last: int) -> list[Candle]:
+        """Candles of ``name`` whose start lies in [first, last] (multiples of the interval)."""
+        settled = settled_before(name, self._now)
+        older = await self.stored(name, first, min(last, settled - INTERVALS[name]))
+        return older + await self.computed(name, max(first, settled), last)
 
+    async def computed(self, name: str, first: int, last: int) -> list[Candle]:
+        """Candles of ``name`` starting in [first, last] computed from the level below (from the
+        raw records for 1m), not from their own rollups."""
+        if last < first:
+            return []
+        interval = INTERVALS[name]
+        below = LEVELS[name]
+        if below is None:
+            return build_candles(await self.records(first, last + interval - 1), interval)
+        return merge_candles(await self.candles(below, first, last + interval - INTERVALS[below]), interval)
 
-async def raw_records(
-    client: DynamoDBClient, prices_table: str, asset: str, first: int, last: int, count: ReadCount
-) -> list[HistoryRecord]:
-    """The records of ``asset`` with first <= timestamp <= last, oldest first."""
-    if last < first:
-        return []
-    items = await _query_all(
-        client,
-        {
-            "TableName": prices_table,
-            "KeyConditionExpression": "asset = :asset AND #ts BETWEEN :first AND :last",
-            "ExpressionAttributeNames": {"#ts": "timestamp"},
-            "ExpressionAttributeValues": {
-                ":asset": {"S": asset},
-                ":first": {"N": str(first)},
-                ":last": {"N": str(last)},
-            },
-            "ConsistentRead": True,
-        },
-        count,
-    )
-    count.rows += len(items)
-    return [HistoryRecord.from_item(item) for item in items]
+    async def stored(self, name: str, first: int, last: int) -> list[Candle]:
+        """The stored candles of ``name`` starting in [first, last], oldest first."""
+        if last < first:
+            return []
+        interval = INTERVALS[name]
+        items = await self._query_all(
+            {
+                "TableName": rollup_table(self._prices_table),
+                "KeyConditionExpression": "series = :series AND #start BETWEEN :first AND :last",
+                "ExpressionAttributeNames": {"#start": "start"},
+                "ExpressionAttributeValues": {
+                    ":series": {"S": _series(self._asset, name)},
+                    ":first": {"N": str(block_start(name, first))},
+                    ":last": {"N": str(last)},
+                },
+                "ConsistentRead": True,
+            }
+        )
+        blocks = await decode_items(items, lambda item: decode_block(item, interval))
+        candles = [candle for block in blocks for candle in block]
+        self.cost.rows += len(candles)
+        return [c for c in candles if first <= c.start <= last]
 
+    async def records(self, first: int, last: int) -> list[HistoryRecord]:
+        """The raw records with first <= timestamp <= last, oldest first."""
+        if last < first:
+            return []
+        query = range_query(self._prices_table, self._asset, first, last, newest_first=False)
+        items = await self._query_all({**query, "ConsistentRead": True})
+        self.cost.rows += len(items)
+        return await decode_items(items, record_decoder(self._asset))
 
-async def computed_candles(
-    client: DynamoDBClient,
-    prices_table: str,
-    asset: str,
-    name: str,
-    first: int,
-    last: int,
-    *,
-    now: float,
-    count: ReadCount,
-) -> list[Candle]:
-    """Candles of ``name`` starting in [first, last] computed from the level below (from the raw
-    records for 1m), not from their own rollups."""
-    if last < first:
-        return []
-    interval = INTERVALS[name]
-    below = LEVELS[name]
-    if below is None:
-        records = await raw_records(client, prices_table, asset, first, last + interval - 1, count)
-        return build_candles(records, interval)
-    lower_last = last + interval - INTERVALS[below]
-    lower = await _read(client, prices_table, asset, below, first, lower_last, now, count)
-    return merge_candles(lower, interval)
-
-
-async def _read(
-    client: DynamoDBClient,
-    prices_table: str,
-    asset: str,
-    name: str,
-    first: int,
-    last: int,
-    now: float,
-    count: ReadCount,
-) -> list[Candle]:
-    settled = settled_before(name, now)
-    older = await stored_candles(
-        client, prices_table, asset, name, first, min(last, settled - INTERVALS[name]), count
-    )
-    newer = await computed_candles(
-        client, prices_table, asset, name, max(first, settled), last, now=now, count=count
-    )
-    return older + newer
+    async def _query_all(self, query: dict[str, Any]) -> list[dict[str, dict[str, str]]]:
+        items: list[dict[str, dict[str, str]]] = []
+        while True:
+            async with asyncio.timeout(READ_TIMEOUT):
+                response = await self._client.query(**query, Limit=PAGE_ITEMS)
+            answer = query_answer(response)
+            items.extend(answer.items)
+            self.cost.items += len(answer.items)
+            if answer.last_key is None:
+                return items
+            query["ExclusiveStartKey"] = answer.last_key
 
 
 async def read_candles(
@@ -307,13 +272,9 @@ async def read_candles(
     now: float | None = None,
 ) -> tuple[list[Candle], ReadCount]:
     """Candles of ``name`` whose start lies in [first, last] (both multiples of the interval),
-    oldest first: settled ones from the rollups, newer ones computed from the level below; and
-    what reading them cost."""
-    count = ReadCount()
-    candles = await _read(
-        client, prices_table, asset, name, first, last, time.time() if now is None else now, count
-    )
-    return candles, count
+    oldest first, as :class:`CandleRead` finds them; and what reading them cost."""
+    read = CandleRead(client, prices_table, asset, now=time.time() if now is None else now)
+    return await read.candles(name, first, last), read.cost
 
 
 class RollupMaintainer:
@@ -385,15 +346,13 @@ class RollupMaintainer:
             await ensure_rollup_table(self._dynamo, self._prices_table)
             self._table_ready = True
 
-        count = ReadCount()
         now = self._clock()
         last = INTERVALS[name] * (ROLLUP_LEVELS[name].block - 1)
 
         async def one(asset: str, start: int) -> dict[str, Any]:
             async with self._limit:
-                candles = await computed_candles(
-                    self._dynamo, self._prices_table, asset, name, start, start + last, now=now, count=count
-                )
+                read = CandleRead(self._dynamo, self._prices_table, asset, now=now)
+                candles = await read.computed(name, start, start + last)
             return encode_block(asset, name, start, candles)
 
         await write_items(

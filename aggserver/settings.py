@@ -86,7 +86,7 @@ class Settings:
     # History queries (pages, candle ranges) one process runs at once; more are refused (429).
     history_max_queries: int = 4
     # History records and candles one process decodes a second at most; past it, 429.
-    history_records_per_second: float = 20_000.0
+    history_records_per_second: float = 10_000.0
     auto_refresh: bool = True
     # POST /refresh triggers outbound requests, so it is guarded: an optional bearer token, a
     # minimum interval per asset (inside it the cached price answers) and a global rate.

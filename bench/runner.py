@@ -350,11 +350,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--suite",
-        choices=["all", *SUITES],
+        choices=["all", *SUITES, "history-flood"],
         default="all",
         help="core: the GET scenarios and ratios; batch: GET /prices?assets= with 1-1,000 assets; "
         "streams: 1,000 SSE clients; venues: full rounds from all-tickers venue mocks; abuse: hot GETs "
-        "during WebSocket and batch floods, limits off and on (default %(default)s)",
+        "during WebSocket and batch floods, limits off and on; history-flood: hot GETs alone and while "
+        "history pages and wide candle ranges flood (python -m bench.history_flood, not part of all) "
+        "(default %(default)s)",
     )
     parser.add_argument("--stream-clients", type=int, default=1000, help="SSE clients (default %(default)s)")
     parser.add_argument(
@@ -481,6 +483,12 @@ def run_venue_rounds(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.suite == "history-flood":
+        from bench import history_flood  # it imports this module
+
+        options = ["--duration", str(args.duration), "--repeat", str(args.repeat)]
+        history_flood.main([*options, "--connections", str(args.connections)])
+        return
     if shutil.which("wrk") is None and not install_wrk():
         sys.exit("bench: wrk is not installed and apt-get could not install it; nothing measured")
     symbols = load_symbols(DEFAULT_SYMBOLS_FILE)
