@@ -13,6 +13,7 @@ from mockex.answers import apply_faults, hostile_answer, json_response
 from mockex.exchange import Exchange
 from mockex.faults import ANSWER_KINDS, Faults, FaultsError
 from mockex.market import Market
+from mockex.streams import StreamHub
 from mockex.symbols import SymbolList
 from mockex.venues import PERSONALITIES
 
@@ -144,7 +145,14 @@ def create_app(
         app.router.add_get("/mock/ticker/{symbol}", ticker)
         app.router.add_get("/mock/tickers", tickers)
     else:
-        app.router.add_routes(PERSONALITIES[venue](exchange).routes())
+        personality = PERSONALITIES[venue](exchange)
+        app.router.add_routes(personality.routes())
+        if personality.stream_path is not None:
+            hub = StreamHub(personality)
+            app.router.add_get(personality.stream_path, hub.handle)
+            app.router.add_get("/mock/admin/streams", hub.show)
+            app.router.add_post("/mock/admin/streams", hub.control)
+            app.cleanup_ctx.append(hub.run)
     app.router.add_get("/mock/admin/faults", get_faults)
     app.router.add_post("/mock/admin/faults", set_faults)
     app.router.add_get("/mock/admin/stats", get_stats)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from aiohttp import web
@@ -12,6 +12,9 @@ from mockex.answers import apply_faults, hostile_answer
 from mockex.exchange import Exchange
 from mockex.faults import ANSWER_KINDS
 from mockex.symbols import split_symbol
+
+if TYPE_CHECKING:
+    from mockex.streams import StreamSocket
 
 __all__ = ["Answer", "Personality", "Quote", "decimal"]
 
@@ -32,6 +35,12 @@ class Personality:
     """One venue's vocabulary over an Exchange's market and faults; subclasses give the shapes."""
 
     name: ClassVar[str]
+    # The venue's public ticker stream (mockex.streams), where it has one.
+    stream_path: ClassVar[str | None] = None
+    # Whether a connection gets every instrument without subscribing (Binance's !miniTicker@arr).
+    all_market_stream: ClassVar[bool] = False
+    # Seconds between the server's own pings (a client must pong), where the venue pings.
+    stream_heartbeat: ClassVar[float | None] = None
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -45,6 +54,14 @@ class Personality:
 
     def routes(self) -> list[web.RouteDef]:
         raise NotImplementedError
+
+    def on_stream_text(self, socket: StreamSocket, text: str) -> list[str]:
+        """The venue's replies to a client's text frame (subscriptions, pings)."""
+        return []
+
+    def stream_frames(self, natives: list[str]) -> list[str]:
+        """One push of the tickers of ``natives`` as the venue frames it."""
+        return []
 
     def delisted(self) -> str | None:
         """One of our symbols the venue shows as not trading (real listings hold some)."""

@@ -20,6 +20,32 @@ BAN_SECONDS = 120
 
 class Binance(Personality):
     name = "binance"
+    stream_path = "/ws/!miniTicker@arr"
+    all_market_stream = True
+    # Binance pings every few minutes; the mock sooner, so that tests see it answered.
+    stream_heartbeat = 20.0
+
+    def stream_frames(self, natives: list[str]) -> list[str]:
+        event_time = self.now_ms()
+        events = []
+        for native, quote in self.quotes(natives):
+            price, volume = quote["price"], quote["volume"]
+            events.append(
+                {
+                    "e": "24hrMiniTicker",
+                    "E": event_time,
+                    "s": native,
+                    "c": decimal(price),
+                    "o": decimal(price),
+                    "h": decimal(price),
+                    "l": decimal(price),
+                    "v": decimal(volume),
+                    "q": decimal(price * volume)
+                    if isinstance(price, float) and isinstance(volume, float)
+                    else "0",
+                }
+            )
+        return [orjson.dumps(events).decode()]
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -2,18 +2,74 @@
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from mockex.symbols import split_symbol
 from mockex.venues.base import Answer, Personality, Quote, decimal
 
+if TYPE_CHECKING:
+    from mockex.streams import StreamSocket
+
 __all__ = ["Bybit"]
+
+# The spot stream's limit on arguments in one subscribe frame.
+MAX_STREAM_ARGS = 10
 
 
 class Bybit(Personality):
     name = "bybit"
+    stream_path = "/v5/public/spot"
+
+    def __init__(self, exchange: Any) -> None:
+        super().__init__(exchange)
+        self._sequence = itertools.count(1)
+
+    def on_stream_text(self, socket: StreamSocket, text: str) -> list[str]:
+        try:
+            request = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            request = None
+        op = request.get("op") if isinstance(request, dict) else None
+        if op == "ping":
+            return [self._stream_reply(socket, "ping", True, "pong")]
+        if op != "subscribe" or not isinstance(request, dict) or not isinstance(request.get("args"), list):
+            return [self._stream_reply(socket, str(op), False, "error:invalid op")]
+        args = request["args"]
+        if len(args) > MAX_STREAM_ARGS:
+            return [self._stream_reply(socket, "subscribe", False, f"args size >{MAX_STREAM_ARGS}")]
+        natives = [
+            a.removeprefix("tickers.") for a in args if isinstance(a, str) and a.startswith("tickers.")
+        ]
+        unknown = [n for n in natives if n not in self.natives]
+        if unknown or len(natives) != len(args):
+            return [self._stream_reply(socket, "subscribe", False, f"error:handler not found,topic:{args}")]
+        socket.natives.update(dict.fromkeys(natives))
+        return [self._stream_reply(socket, "subscribe", True, "")]
+
+    @staticmethod
+    def _stream_reply(socket: StreamSocket, op: str, success: bool, message: str) -> str:
+        return orjson.dumps(
+            {"success": success, "ret_msg": message, "conn_id": socket.conn_id, "op": op}
+        ).decode()
+
+    def stream_frames(self, natives: list[str]) -> list[str]:
+        now = self.now_ms()
+        return [
+            orjson.dumps(
+                {
+                    "topic": f"tickers.{n}",
+                    "ts": now,
+                    "type": "snapshot",
+                    "cs": next(self._sequence),
+                    "data": self._item(n, q),
+                }
+            ).decode()
+            for n, q in self.quotes(natives)
+        ]
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from mockex.symbols import split_symbol
 from mockex.venues.base import Answer, Personality, Quote, decimal
+
+if TYPE_CHECKING:
+    from mockex.streams import StreamSocket
 
 __all__ = ["Okx"]
 
@@ -18,6 +22,43 @@ def _envelope(data: list[Any], code: str = "0", msg: str = "") -> dict[str, Any]
 
 class Okx(Personality):
     name = "okx"
+    stream_path = "/ws/v5/public"
+
+    def on_stream_text(self, socket: StreamSocket, text: str) -> list[str]:
+        if text == "ping":
+            return ["pong"]
+        try:
+            request = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [self._stream_error(socket, "60012", f"Invalid request: {text[:40]}")]
+        args = request.get("args") if isinstance(request, dict) else None
+        if not isinstance(args, list) or request.get("op") != "subscribe":
+            return [self._stream_error(socket, "60012", "Invalid request")]
+        replies = []
+        for arg in args:
+            native = arg.get("instId") if isinstance(arg, dict) else None
+            if not isinstance(arg, dict) or arg.get("channel") != "tickers" or native not in self.natives:
+                replies.append(
+                    self._stream_error(
+                        socket, "60018", f"Wrong URL or channel:tickers,instId:{native} doesn't exist."
+                    )
+                )
+                continue
+            socket.natives[native] = None
+            replies.append(
+                orjson.dumps({"event": "subscribe", "arg": arg, "connId": socket.conn_id}).decode()
+            )
+        return replies
+
+    @staticmethod
+    def _stream_error(socket: StreamSocket, code: str, msg: str) -> str:
+        return orjson.dumps({"event": "error", "code": code, "msg": msg, "connId": socket.conn_id}).decode()
+
+    def stream_frames(self, natives: list[str]) -> list[str]:
+        return [
+            orjson.dumps({"arg": {"channel": "tickers", "instId": n}, "data": [self._item(n, q)]}).decode()
+            for n, q in self.quotes(natives)
+        ]
 
     def native(self, symbol: str) -> str:
         base, quote = split_symbol(symbol)

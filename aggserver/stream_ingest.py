@@ -1,0 +1,159 @@
+"""Push ingestion: a venue's ticker stream kept open, its tickers handed on as they arrive.
+
+A :class:`StreamClient` connects to one venue's stream (``venues.streams``), subscribes in the
+venue's batches, sends the venue's keep-alive in time (and answers its pings: aiohttp pongs by
+itself), and hands every frame's tickers to ``deliver``. Any close or error is followed by a new
+connection after a backoff with full jitter (``BACKOFF_START`` doubling up to ``BACKOFF_MAX``,
+reset once tickers flow again), so a venue ending a connection on its own (Binance after 24
+hours) costs a fraction of a second; a connection silent for ``stall_seconds`` counts as dead
+(connected, nothing coming) and is replaced the same way. ``connected`` tells whether the venue's
+assets are covered by the stream right now; the caller polls them while they are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+
+import aiohttp
+
+from aggserver.venues.base import Ticker, VenueError
+from aggserver.venues.streams import VenueStream
+
+__all__ = ["Deliver", "StreamClient"]
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 0.2
+BACKOFF_MAX = 30.0
+# The largest frame accepted: Binance's all-market array for thousands of symbols is megabytes.
+MAX_FRAME_BYTES = 32 * 1024 * 1024
+
+CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+
+# (venue, tickers, when they arrived in unix seconds)
+Deliver = Callable[[str, list[Ticker], float], None]
+
+
+class StreamClient:
+    """One venue's stream, connected until stopped."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        stream: VenueStream,
+        url: str,
+        natives: Sequence[str],
+        deliver: Deliver,
+        *,
+        stall_seconds: float = 10.0,
+        keepalive_seconds: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._session = session
+        self._stream = stream
+        self._url = url.rstrip("/") + stream.path
+        self._natives = list(natives)
+        self._deliver = deliver
+        self._stall = stall_seconds
+        self._keepalive = keepalive_seconds if keepalive_seconds is not None else stream.keepalive_seconds
+        self._rng = rng or random.Random()
+        self._stopping = False
+        self.connected = False
+        self.connects = 0
+        self.stalls = 0
+        self.frames = 0
+        self.tickers = 0
+        self.rejected = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    @property
+    def venue(self) -> str:
+        return self._stream.venue
+
+    async def run(self) -> None:
+        """Connect, read, reconnect, until :meth:`stop`."""
+        backoff = BACKOFF_START
+        while not self._stopping:
+            try:
+                if await self._connection():
+                    backoff = BACKOFF_START
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                log.warning("%s stream: %s; reconnecting", self.venue, self.last_error)
+            finally:
+                self.connected = False
+            # Full jitter: many instances cut off at once do not come back at once.
+            await asyncio.sleep(self._rng.uniform(0, backoff))
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        self._stopping = True
+        task.cancel()
+        # Bounded: a cancellation lost inside a library must not hang shutdown.
+        await asyncio.wait({task}, timeout=5)
+
+    async def _connection(self) -> bool:
+        """One connection, until it closes or stalls; whether it delivered any tickers."""
+        delivered = False
+        async with self._session.ws_connect(self._url, autoping=True, max_msg_size=MAX_FRAME_BYTES) as ws:
+            self.connects += 1
+            for frame in self._stream.subscriptions(self._natives):
+                await ws.send_str(frame)
+            self.connected = True
+            ping = self._stream.ping()
+            keeper = None
+            if ping is not None and self._keepalive:
+                keeper = asyncio.create_task(self._keep_alive(ws, ping, self._keepalive))
+            try:
+                while not self._stopping:
+                    try:
+                        message = await ws.receive(timeout=self._stall)
+                    except TimeoutError:
+                        self.stalls += 1
+                        log.warning("%s stream silent for %.0f s; reconnecting", self.venue, self._stall)
+                        return delivered
+                    if message.type is aiohttp.WSMsgType.TEXT:
+                        delivered |= self._read(message.data)
+                    elif message.type in CLOSED:
+                        log.info("%s stream closed by the venue (%s)", self.venue, ws.close_code)
+                        return delivered
+                    elif message.type is aiohttp.WSMsgType.ERROR:
+                        raise aiohttp.ClientError(f"stream error: {ws.exception()}")
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await keeper
+        return delivered
+
+    def _read(self, text: str) -> bool:
+        self.frames += 1
+        try:
+            frame = self._stream.parse(text)
+        except VenueError as exc:
+            # A refused subscription or a frame we cannot read: the rest of the stream is fine.
+            self.errors += 1
+            self.last_error = str(exc)[:200]
+            log.warning("%s stream: %s", self.venue, self.last_error)
+            return False
+        if frame.rejected:
+            self.rejected += len(frame.rejected)
+        if not frame.tickers:
+            return False
+        self.tickers += len(frame.tickers)
+        self._deliver(self.venue, frame.tickers, time.time())
+        return True
+
+    @staticmethod
+    async def _keep_alive(ws: aiohttp.ClientWebSocketResponse, ping: str, every: float) -> None:
+        while not ws.closed:
+            await asyncio.sleep(every)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str(ping)
