@@ -32,6 +32,12 @@ class Quote:
     timestamp: int
     # False when the venue sent no time and ``timestamp`` is when its answer arrived.
     venue_time: bool = True
+    # The same moment in milliseconds where the venue says it that precisely (streams do).
+    timestamp_ms: int | None = None
+
+    @property
+    def moment_ms(self) -> int:
+        return self.timestamp_ms if self.timestamp_ms is not None else self.timestamp * 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +50,8 @@ class Aggregate:
     sources: int
     # How far apart the accepted quotes were, relative to the price (see ``dispersion``).
     dispersion: float = 0.0
+    # ``last_updated`` in milliseconds, as precise as the newest quote's time.
+    last_updated_ms: int | None = None
 
 
 class InvalidQuote(ValueError):
@@ -120,6 +128,7 @@ def aggregate(asset: str, quotes: Iterable[Quote]) -> Aggregate:
         last_updated=max(q.timestamp for q in accepted),
         sources=len(accepted),
         dispersion=dispersion(accepted, price),
+        last_updated_ms=max(q.moment_ms for q in accepted),
     )
 
 

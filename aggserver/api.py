@@ -19,6 +19,7 @@ from aggserver.keys import (
     HISTORY_QUERIES,
     HISTORY_READY,
     HISTORY_WRITER,
+    INGESTOR,
     LEASE,
     METRICS_REGISTRY,
     OUTBOX,
@@ -270,6 +271,7 @@ async def status(request: web.Request) -> web.Response:
                     "rate_limited": exchange.throttle.rate_limited,
                     "held": exchange.throttle.held,
                     "blocked_seconds": round(exchange.throttle.blocked_for(), 1),
+                    "stream": app[INGESTOR].status(exchange.name),
                 }
                 for exchange in app[EXCHANGES].exchanges
             ],

@@ -21,6 +21,7 @@ from aggserver.guard import RefreshGuard
 from aggserver.history import HistoryGate, HistoryRecord, ensure_table, latest_record, lean_dynamo_client
 from aggserver.history_reads import HistoryQueries
 from aggserver.history_writer import HistoryWriter
+from aggserver.ingest import Ingestor, stream_urls
 from aggserver.keys import (
     BUDGETS,
     CACHE,
@@ -29,6 +30,7 @@ from aggserver.keys import (
     HISTORY_READY,
     HISTORY_WRITER,
     HTTP_SESSION,
+    INGESTOR,
     LATEST_RECORD,
     LEASE,
     METRICS_REGISTRY,
@@ -268,19 +270,32 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         bulk_round_seconds=settings.bulk_round_seconds,
     )
     app[SCHEDULER] = scheduler
-    lease = Lease(
-        app[CACHE].client,
-        ttl_seconds=settings.lease_seconds,
-        on_acquire=scheduler.start,
-        on_lose=scheduler.stop,
+    ingestor = Ingestor(
+        app[HTTP_SESSION],
+        app[EXCHANGES],
+        app[REFRESHER],
+        stream_urls(settings),
+        min_interval=settings.aggregate_min_interval_seconds,
+        stall_seconds=settings.stream_stall_seconds,
     )
+    app[INGESTOR] = ingestor
+
+    def acquired() -> None:
+        ingestor.start()
+        scheduler.start()
+
+    async def lost() -> None:
+        await ingestor.stop()
+        await scheduler.stop()
+
+    lease = Lease(app[CACHE].client, ttl_seconds=settings.lease_seconds, on_acquire=acquired, on_lose=lost)
     app[LEASE] = lease
     if settings.auto_refresh:
         # One process across all workers and instances sharing this Redis does the refreshing.
         lease.start()
     yield
     await lease.stop()
-    await scheduler.stop()
+    await lost()
 
 
 MAX_REQUEST_LINE = 16_384

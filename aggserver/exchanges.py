@@ -92,6 +92,16 @@ def create_session(*, connections: int, timeout: float) -> aiohttp.ClientSession
 
 
 @dataclass(kw_only=True)
+class StreamBook:
+    """A venue's streamed tickers (``stream_ingest.py``): the latest of each instrument with the
+    time it arrived, and whether the stream is up (its quotes replace polling while it is)."""
+
+    tickers: dict[str, tuple[Ticker, float]] = field(default_factory=dict)
+    # Connected and delivering (a stream that has not brought tickers yet replaces nothing).
+    connected: Callable[[], bool] = lambda: False
+
+
+@dataclass(kw_only=True)
 class Exchange:
     """One configured exchange with its adapter, listing, budget, breaker and bound on requests."""
 
@@ -116,6 +126,15 @@ class Exchange:
     # (loop time).
     snapshot: asyncio.Task[Tickers | str] | None = None
     snapshot_at: float = 0.0
+    # The venue's stream, where it is ingested; None: polled only.
+    stream: StreamBook | None = None
+    # The latest quote polled of each symbol, for aggregations that poll nothing themselves.
+    polled: dict[str, Quote] = field(default_factory=dict)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether its quotes come from its stream now (it is not polled meanwhile)."""
+        return self.stream is not None and self.stream.connected()
 
     @property
     def lists_everything(self) -> bool:
@@ -260,14 +279,21 @@ class ExchangeClient:
         return result
 
     async def fetch_many(
-        self, symbols: Sequence[str], *, urgent: bool = False, snapshot_age: float = SNAPSHOT_SECONDS
+        self,
+        symbols: Sequence[str],
+        *,
+        urgent: bool = False,
+        snapshot_age: float = SNAPSHOT_SECONDS,
+        poll: bool = True,
     ) -> dict[str, FetchResult]:
         """Quotes for many symbols: bulk requests where a venue has them, else one per symbol
         (``urgent`` work may use the budget kept back for hot assets). An all-tickers answer
-        younger than ``snapshot_age`` seconds is used again rather than asked for anew."""
+        younger than ``snapshot_age`` seconds is used again rather than asked for anew. Venues
+        whose stream is up answer from it; with ``poll`` off the others answer with their last
+        polled quote (the trust rules judge its age), so nothing is requested at all."""
         results = {symbol: FetchResult() for symbol in symbols}
         await asyncio.gather(
-            *(self._fetch_from(e, symbols, results, urgent, snapshot_age) for e in self.exchanges)
+            *(self._fetch_from(e, symbols, results, urgent, snapshot_age, poll) for e in self.exchanges)
         )
         return results
 
@@ -284,10 +310,24 @@ class ExchangeClient:
         results: dict[str, FetchResult],
         urgent: bool,
         snapshot_age: float,
+        poll: bool,
     ) -> None:
         listed = [s for s in symbols if exchange.native(s) is not None]
         if not listed:
             return
+        if exchange.streaming or not poll:
+            # Streamed (or last polled) quotes; with polling allowed, whatever the stream has not
+            # brought yet is polled below as if there were no stream.
+            unheld = []
+            for symbol in listed:
+                held = self._held(exchange, symbol)
+                if poll and not isinstance(held, Quote):
+                    unheld.append(symbol)
+                else:
+                    _record(results[symbol], exchange.name, held)
+            if not unheld:
+                return
+            listed = unheld
         answers: list[Tickers | str] = []
         if exchange.bulk is Bulk.ALL:
             answers = [await self._snapshot(exchange, snapshot_age)]
@@ -299,7 +339,7 @@ class ExchangeClient:
         if exchange.bulk is Bulk.NONE:  # by configuration, or the bulk request just found none
             outcomes = await asyncio.gather(*(self._fetch_one(exchange, s, urgent=urgent) for s in listed))
             for symbol, outcome in zip(listed, outcomes, strict=True):
-                _record(results[symbol], exchange.name, outcome)
+                _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
             return
         for chunk, answer in zip(chunks, answers, strict=True):
             if isinstance(answer, str):
@@ -315,7 +355,7 @@ class ExchangeClient:
                     if found is None
                     else _quote(found, exchange, symbol, received_at)
                 )
-                _record(results[symbol], exchange.name, outcome)
+                _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
 
     async def probe(self, exchange: Exchange, symbol: str) -> Quote | str:
         """One single-asset request to ``exchange`` (its round trip: ``last_round_trip``)."""
@@ -358,10 +398,27 @@ class ExchangeClient:
         except (VenueError, Held) as exc:
             return str(exc)
 
+    def _held(self, exchange: Exchange, symbol: str) -> Quote | str:
+        """What ``exchange`` has of ``symbol`` without asking: its streamed ticker while the
+        stream is up, else its last polled quote."""
+        if exchange.streaming:
+            assert exchange.stream is not None
+            native = exchange.native(symbol)
+            held = exchange.stream.tickers.get(native) if native is not None else None
+            if held is None:
+                return "no streamed ticker yet"
+            ticker, received_at = held
+            return _quote(ticker, exchange, symbol, received_at)
+        return exchange.polled.get(symbol, "not polled yet")
+
     async def _fetch_one(self, exchange: Exchange, symbol: str, *, urgent: bool) -> Quote | str:
         native = exchange.native(symbol)
         if native is None:
             return "not listed"
+        if exchange.streaming:
+            held = self._held(exchange, symbol)
+            if isinstance(held, Quote):
+                return held
         try:
             ticker = await self._get(
                 exchange,
@@ -372,7 +429,7 @@ class ExchangeClient:
             )
         except (ExchangeFailure, VenueError, Held) as exc:
             return str(exc)
-        return _quote(ticker, exchange, symbol, self._clock())
+        return _polled(exchange, symbol, _quote(ticker, exchange, symbol, self._clock()))
 
     async def _get(
         self,
@@ -460,6 +517,13 @@ class _NotJson:
     """Stands for a body that did not decode, so the status can be judged first."""
 
 
+def _polled(exchange: Exchange, symbol: str, outcome: Quote | str) -> Quote | str:
+    """``outcome`` of a poll, kept as the exchange's latest quote of ``symbol`` when it is one."""
+    if isinstance(outcome, Quote):
+        exchange.polled[symbol] = outcome
+    return outcome
+
+
 def _record(result: FetchResult, source: str, outcome: Quote | str) -> None:
     if isinstance(outcome, Quote):
         result.quotes.append(outcome)
@@ -486,6 +550,7 @@ def _quote(ticker: Ticker | str, exchange: Exchange, symbol: str, received_at: f
         volume=ticker.volume,
         timestamp=timestamp,
         venue_time=venue_time,
+        timestamp_ms=int(ticker.timestamp_ms) if ticker.timestamp_ms is not None else int(received_at * 1000),
     )
 
 

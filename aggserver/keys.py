@@ -14,6 +14,7 @@ from aggserver.exchanges import ExchangeClient
 from aggserver.guard import RefreshGuard
 from aggserver.history import LatestRecord
 from aggserver.history_reads import HistoryQueries
+from aggserver.ingest import Ingestor
 from aggserver.lease import Lease
 from aggserver.metrics import RequestStats
 from aggserver.nearcache import NearCache
@@ -36,6 +37,7 @@ __all__ = [
     "HISTORY_READY",
     "HISTORY_WRITER",
     "HTTP_SESSION",
+    "INGESTOR",
     "LATEST_RECORD",
     "LEASE",
     "METRICS_REGISTRY",
@@ -62,6 +64,7 @@ TIERS = web.AppKey("tiers", TierMap)
 POPULARITY = web.AppKey("popularity", Popularity)
 READER = web.AppKey("reader", PriceReader)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+INGESTOR = web.AppKey("ingestor", Ingestor)
 EXCHANGES = web.AppKey("exchanges", ExchangeClient)
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
 LEASE = web.AppKey("lease", Lease)

@@ -91,18 +91,26 @@ class Refresher:
             del self._in_flight[asset]
 
     async def refresh_many(
-        self, assets: Sequence[str], *, urgent: bool = False, snapshot_age: float = SNAPSHOT_SECONDS
+        self,
+        assets: Sequence[str],
+        *,
+        urgent: bool = False,
+        snapshot_age: float = SNAPSHOT_SECONDS,
+        poll: bool = True,
     ) -> tuple[int, int]:
         """Refresh many assets with bulk requests; returns (refreshed, failed). Never raises for
         an asset's failure; assets already being refreshed are left to that refresh. ``urgent``
         work (hot assets) may spend the rate budget kept back from the rest; ``snapshot_age``
-        lets a bulk round reuse its venues' all-tickers answers for that long."""
+        lets a bulk round reuse its venues' all-tickers answers for that long; with ``poll``
+        off nothing is requested: streamed and last polled quotes only (``fetch_many``)."""
         loop = asyncio.get_running_loop()
         mine = [a for a in dict.fromkeys(assets) if a not in self._in_flight]
         futures = {asset: loop.create_future() for asset in mine}
         self._in_flight.update(futures)
         try:
-            fetched = await self._exchanges.fetch_many(mine, urgent=urgent, snapshot_age=snapshot_age)
+            fetched = await self._exchanges.fetch_many(
+                mine, urgent=urgent, snapshot_age=snapshot_age, poll=poll
+            )
             results = await self._store(list(fetched.items()))
         except BaseException as exc:
             for future in futures.values():

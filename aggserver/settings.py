@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aggserver.errors import ConfigError
 from aggserver.venues import VENUES, VenueConfig, parse_exchanges
+from aggserver.venues.streams import STREAMS, parse_stream_urls
 
 __all__ = ["ACCEPT_BACKLOG", "DEFAULT_EXCHANGE_URLS", "DEFAULT_SYMBOLS_FILE", "Settings", "redact_url"]
 
@@ -22,12 +23,24 @@ DEFAULT_EXCHANGE_URLS = (
 )
 
 
+def _streaming(env: Mapping[str, str]) -> bool:
+    """Whether these settings stream quotes: INGEST=stream and a configured venue with a stream."""
+    if env.get("INGEST", "stream").strip().lower() != "stream" or not env.get("EXCHANGES", "").strip():
+        return False
+    return any(config.venue in STREAMS for config in parse_exchanges(env["EXCHANGES"]))
+
+
 def _mockex_exchanges(urls: tuple[str, ...]) -> tuple[VenueConfig, ...]:
     """EXCHANGE_URLS as EXCHANGES entries: each a mockex-format exchange."""
     return parse_exchanges(",".join(f"mockex={url}" for url in urls))
 
 
 HISTORY_WRITERS = ("process", "inline", "external")
+INGEST_MODES = ("stream", "poll")
+# The deviation gate's default while venues stream: an aggregate a second per asset would be
+# 864 million records a day; 0.5 % or the hourly heartbeat records ~2.1 million
+# (python -m bench.history_cost --stream; README, "Push ingestion").
+STREAMING_HISTORY_DEVIATION = 0.005
 
 # The listening socket's accept queue. Deep, so a thousand clients connecting at once are not
 # refused (with the usual 128, SYNs are dropped and clients wait a second or more to connect).
@@ -55,6 +68,15 @@ class Settings:
     rate_shares: Mapping[str, float] = field(default_factory=dict)
     # Assets that only bulk venues list are all refreshed this often (one request per venue).
     bulk_round_seconds: float = 5.0
+    # "stream": venues with a WebSocket ticker stream push their quotes (polled while it is
+    # down); "poll": every venue is polled.
+    ingest: str = "stream"
+    # VENUE=WS_BASE_URL overrides of the venues' stream addresses.
+    exchange_streams: Mapping[str, str] = field(default_factory=dict)
+    # An asset whose streamed quotes moved is aggregated again at most this often.
+    aggregate_min_interval_seconds: float = 0.25
+    # A stream silent this long counts as dead and is replaced.
+    stream_stall_seconds: float = 10.0
     # How often venues' listings are loaded again (sooner while one has never loaded).
     listing_refresh_seconds: float = 3_600.0
     exchange_timeout_seconds: float = 2.0
@@ -78,7 +100,8 @@ class Settings:
     # How long a writer may hold entries without a sign of life before another takes them over.
     history_claim_idle_seconds: float = 30.0
     # Record a new aggregate only when it moved more than this fraction since the last record,
-    # or when the heartbeat has passed; 0 records every aggregate.
+    # or when the heartbeat has passed; 0 records every aggregate (the default when polling;
+    # STREAMING_HISTORY_DEVIATION when venues stream).
     history_deviation: float = 0.0
     history_heartbeat_seconds: float = 3_600.0
     # How long shutdown waits for queued history to reach DynamoDB before giving up on it.
@@ -161,6 +184,12 @@ class Settings:
                 if env.get(f"{venue.upper()}_RATE_SHARE", "").strip()
             },
             bulk_round_seconds=_float(env, "BULK_ROUND_SECONDS", defaults.bulk_round_seconds),
+            ingest=env.get("INGEST", defaults.ingest).strip().lower(),
+            exchange_streams=parse_stream_urls(env.get("EXCHANGE_STREAMS", "")),
+            aggregate_min_interval_seconds=_float(
+                env, "AGGREGATE_MIN_INTERVAL_SECONDS", defaults.aggregate_min_interval_seconds
+            ),
+            stream_stall_seconds=_float(env, "STREAM_STALL_SECONDS", defaults.stream_stall_seconds),
             listing_refresh_seconds=_float(env, "LISTING_REFRESH_SECONDS", defaults.listing_refresh_seconds),
             exchange_timeout_seconds=_float(
                 env, "EXCHANGE_TIMEOUT_SECONDS", defaults.exchange_timeout_seconds
@@ -182,7 +211,12 @@ class Settings:
             history_claim_idle_seconds=_float(
                 env, "HISTORY_CLAIM_IDLE_SECONDS", defaults.history_claim_idle_seconds
             ),
-            history_deviation=_float(env, "HISTORY_DEVIATION", defaults.history_deviation, allow_zero=True),
+            history_deviation=_float(
+                env,
+                "HISTORY_DEVIATION",
+                STREAMING_HISTORY_DEVIATION if _streaming(env) else defaults.history_deviation,
+                allow_zero=True,
+            ),
             history_heartbeat_seconds=_float(
                 env, "HISTORY_HEARTBEAT_SECONDS", defaults.history_heartbeat_seconds
             ),
@@ -235,6 +269,8 @@ class Settings:
             request_metrics=_bool(env, "REQUEST_METRICS", defaults.request_metrics),
             environ=dict(env),
         )
+        if settings.ingest not in INGEST_MODES:
+            raise ConfigError(f"INGEST must be one of {', '.join(INGEST_MODES)}, got {settings.ingest!r}")
         if settings.history_writer not in HISTORY_WRITERS:
             raise ConfigError(
                 f"HISTORY_WRITER must be one of {', '.join(HISTORY_WRITERS)}, got {settings.history_writer!r}"

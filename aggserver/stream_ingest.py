@@ -64,6 +64,8 @@ class StreamClient:
         self._rng = rng or random.Random()
         self._stopping = False
         self.connected = False
+        # Tickers arrived on the current connection (what makes it a replacement for polling).
+        self.flowing = False
         self.connects = 0
         self.stalls = 0
         self.frames = 0
@@ -88,7 +90,7 @@ class StreamClient:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                 log.warning("%s stream: %s; reconnecting", self.venue, self.last_error)
             finally:
-                self.connected = False
+                self.connected = self.flowing = False
             # Full jitter: many instances cut off at once do not come back at once.
             await asyncio.sleep(self._rng.uniform(0, backoff))
             backoff = min(backoff * 2, BACKOFF_MAX)
@@ -149,6 +151,7 @@ class StreamClient:
             return False
         self.tickers += len(frame.tickers)
         self._deliver(self.venue, frame.tickers, time.time())
+        self.flowing = True
         return True
 
     @staticmethod

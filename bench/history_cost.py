@@ -41,6 +41,38 @@ def recorded_times(asset: str, interval: float, gate: HistoryGate | None, start:
     return [t for t in times if gate is None or gate.should_record(asset, market.price(asset, t), t)]
 
 
+def streamed_times(asset: str, gate: HistoryGate | None, start: float) -> list[float]:
+    """When a day of ``asset`` streamed (aggregated every second from the three mockex
+    exchanges' quotes, as a streaming server re-aggregates it) writes a record."""
+    market = Market(seed=1)
+    times = []
+    for step in range(DAY):
+        t = start + step
+        quotes = [market.quote(f"exchange{i}", asset, t) for i in (1, 2, 3)]
+        price = sum(p * v for p, v in quotes) / sum(v for _, v in quotes)
+        if gate is None or gate.should_record(asset, price, t):
+            times.append(t)
+    return times
+
+
+def stream_cost(args: argparse.Namespace, symbols: Sequence[str]) -> None:
+    """``--stream``: every asset aggregated every second; records and rollups a day, gated."""
+    sample = symbols[:: max(1, len(symbols) // args.sample)][: args.sample]
+    every = DAY * len(symbols)
+    records = units = 0.0
+    for asset in sample:
+        gate = HistoryGate(deviation=args.deviation, heartbeat_seconds=args.heartbeat)
+        times = streamed_times(asset, gate, 1_800_000_000)
+        records += len(times) * len(symbols) / len(sample)
+        units += rollup_write_units(times) * len(symbols) / len(sample)
+    usd = USD_PER_MILLION_WRITES / 1e6
+    gated = f"gated ({args.deviation:.2%} or {args.heartbeat:.0f} s)"
+    print(f"| streaming, {len(symbols):,} assets | every aggregate | {gated} | + rollups |")
+    print("|---|---|---|---|")
+    cells = [f"{every:,.0f} (${every * usd:,.0f}/day)", f"{records:,.0f} (${records * usd:.2f}/day)"]
+    print(f"| writes/day | {cells[0]} | {cells[1]} | {units:,.0f} (${units * usd:.2f}/day) |")
+
+
 def rollup_write_units(times: Sequence[float]) -> int:
     """Write units of the rollup items that records written at ``times`` cause: each block's
     first mark waits its level's delay, a pass every PASS_SECONDS recomputes what is due and marks
@@ -99,9 +131,17 @@ def main() -> None:
         help="assets listed only by all-tickers venues (EXCHANGES): refreshed every bulk round "
         "instead of by tier, taken from the top of symbols.csv (the mocks list the first 1,000)",
     )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="every asset streamed and aggregated every second (INGEST=stream) instead of by tier",
+    )
     args = parser.parse_args()
     settings = Settings.from_env({})
     symbols = load_symbols(DEFAULT_SYMBOLS_FILE).ordered
+    if args.stream:
+        stream_cost(args, symbols)
+        return
     hot_end = settings.hot_assets
     medium_end = hot_end + settings.medium_assets
     bulk = symbols[: args.bulk_assets]

@@ -6,7 +6,8 @@ pushes each connection the frames its personality makes for the instruments it s
 client's frames (subscriptions, pings) as the venue does, and closes a connection its client left
 silent past ``idle_close`` (OKX's 30 s rule). Controls (``POST /mock/admin/streams``):
 ``{"disconnect": true}`` closes every connection now (a venue's maintenance or its 24-hour cut),
-``{"stall": true}`` keeps connections open but sends nothing (a stalled feed), ``interval_ms``
+``{"stall": true}`` keeps connections open but sends nothing (a stalled feed), ``{"refuse":
+true}`` answers new connections 503 (the stream down, REST up), ``interval_ms``
 and ``idle_close_ms`` tune the pace. ``GET /mock/admin/streams`` counts what happened.
 """
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["StreamHub", "StreamSocket"]
 
 _ids = itertools.count(1)
-CONTROLS = frozenset({"disconnect", "stall", "interval_ms", "idle_close_ms"})
+CONTROLS = frozenset({"disconnect", "stall", "refuse", "interval_ms", "idle_close_ms"})
 
 
 @dataclass(eq=False)
@@ -50,13 +51,19 @@ class StreamHub:
     interval: float = 1.0
     idle_close: float | None = None
     stalled: bool = False
+    # Connections refused (HTTP 503) instead of upgraded: the stream is down, REST still up.
+    refusing: bool = False
     sockets: set[StreamSocket] = field(default_factory=set)
     connected_total: int = 0
     client_frames: int = 0
     frames_sent: int = 0
     idle_closes: int = 0
+    refused: int = 0
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.refusing:
+            self.refused += 1
+            return web.json_response({"msg": "stream unavailable"}, status=503)
         ws = web.WebSocketResponse(heartbeat=self.personality.stream_heartbeat)
         await ws.prepare(request)
         socket = StreamSocket(ws)
@@ -108,19 +115,16 @@ class StreamHub:
             "frames_sent": self.frames_sent,
             "idle_closes": self.idle_closes,
             "stalled": self.stalled,
+            "refusing": self.refusing,
+            "refused": self.refused,
             "interval_ms": int(self.interval * 1000),
         }
 
     async def control(self, request: web.Request) -> web.Response:
         try:
             body = orjson.loads(await request.read())
-            if not isinstance(body, dict) or set(body) - {
-                "disconnect",
-                "stall",
-                "interval_ms",
-                "idle_close_ms",
-            }:
-                raise ValueError("fields: disconnect, stall, interval_ms, idle_close_ms")
+            if not isinstance(body, dict) or set(body) - CONTROLS:
+                raise ValueError(f"fields: {', '.join(sorted(CONTROLS))}")
             if "interval_ms" in body:
                 self.interval = max(0.01, float(body["interval_ms"]) / 1000)
             if "idle_close_ms" in body:
@@ -129,6 +133,8 @@ class StreamHub:
                 )
             if "stall" in body:
                 self.stalled = bool(body["stall"])
+            if "refuse" in body:
+                self.refusing = bool(body["refuse"])
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             return web.json_response({"msg": f"bad stream control: {exc}"}, status=400)
         closed = await self.disconnect_all() if body.get("disconnect") else 0

@@ -17,8 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggserver.errors import ConfigError
+from aggserver.ingest import stream_urls
 from aggserver.localstack import Service, start_mockex
-from aggserver.settings import DEFAULT_SYMBOLS_FILE
+from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.stream_ingest import StreamClient
 from aggserver.symbols import load_symbols
 from aggserver.venues.base import Ticker, VenueError
@@ -236,3 +238,26 @@ async def test_a_stalled_feed_is_replaced(venues: dict[str, Service], admin: aio
         await poll(lambda: feed.seen_since(after) == set(natives_of("binance")))
     finally:
         await client.stop(task)
+
+
+def test_stream_settings() -> None:
+    venues = "binance=http://127.0.0.1:9001,kraken=http://127.0.0.1:9002"
+    streaming = Settings.from_env({"EXCHANGES": venues})
+    assert streaming.ingest == "stream"
+    assert streaming.history_deviation == 0.005  # the gate is on while venues stream
+    assert stream_urls(streaming) == {"binance": "ws://127.0.0.1:9001"}  # kraken has no stream
+    polled = Settings.from_env({"EXCHANGES": venues, "INGEST": "poll"})
+    assert (polled.history_deviation, stream_urls(polled)) == (0.0, {})
+    assert Settings.from_env({}).history_deviation == 0.0  # mockex-format exchanges: polled
+    chosen = Settings.from_env({"EXCHANGES": venues, "HISTORY_DEVIATION": "0"})
+    assert chosen.history_deviation == 0.0
+    public = Settings.from_env(
+        {"EXCHANGES": "binance,okx", "EXCHANGE_STREAMS": "okx=wss://proxy.example/okx"}
+    )
+    assert stream_urls(public) == {"binance": BinanceStream.default_url, "okx": "wss://proxy.example/okx"}
+    with pytest.raises(ConfigError, match="INGEST"):
+        Settings.from_env({"INGEST": "push"})
+    with pytest.raises(ConfigError, match="has no stream"):
+        Settings.from_env({"EXCHANGE_STREAMS": "kraken=wss://x"})
+    with pytest.raises(ConfigError, match="not a ws"):
+        Settings.from_env({"EXCHANGE_STREAMS": "okx=https://x"})

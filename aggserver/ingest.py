@@ -1,0 +1,170 @@
+"""Push ingestion: the venues' streams feed the exchanges, and what moved is aggregated again.
+
+For every configured exchange whose venue has a ticker stream (``INGEST=stream``), an
+:class:`Ingestor` keeps a :class:`~aggserver.stream_ingest.StreamClient` open on the instruments
+its listing names. Each streamed ticker replaces that venue's latest one for the asset
+(``StreamBook``); while the stream is up the venue is not polled (``ExchangeClient`` answers
+from the book), and while it is down the polling of the scheduler covers it as before. Assets
+whose tickers arrived are aggregated again at most every ``AGGREGATE_MIN_INTERVAL_SECONDS``
+(bursts coalesce), through the same refresh path as every other refresh: same trust rules, one
+Redis pipeline per batch, history records and announcements as usual. It runs where the
+scheduler runs (the process holding the refresh lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+import aiohttp
+
+from aggserver.exchanges import Exchange, ExchangeClient, StreamBook
+from aggserver.refresh import Refresher
+from aggserver.settings import Settings
+from aggserver.stream_ingest import StreamClient
+from aggserver.venues import VENUES
+from aggserver.venues.base import Ticker
+from aggserver.venues.streams import STREAMS, stream_url
+
+__all__ = ["Ingestor", "stream_urls"]
+
+log = logging.getLogger(__name__)
+
+# How often a stream whose venue's listing has not loaded yet looks again.
+LISTING_WAIT_SECONDS = 1.0
+
+
+def stream_urls(settings: Settings) -> dict[str, str]:
+    """The stream address of each configured exchange to ingest (none with ``INGEST=poll``)."""
+    if settings.ingest != "stream":
+        return {}
+    urls = {}
+    for config in settings.exchanges:
+        if config.venue in VENUES:
+            url = stream_url(
+                config.venue, config.base_url, VENUES[config.venue].base_url, dict(settings.exchange_streams)
+            )
+            if url is not None:
+                urls[config.name] = url
+    return urls
+
+
+class Ingestor:
+    """The streams of one process's exchanges, and the aggregation they drive."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        exchanges: ExchangeClient,
+        refresher: Refresher,
+        urls: Mapping[str, str],
+        *,
+        min_interval: float = 0.25,
+        stall_seconds: float = 10.0,
+    ) -> None:
+        """``urls``: the stream address of each exchange (by name) to ingest."""
+        self._session = session
+        self._exchanges = exchanges
+        self._refresher = refresher
+        self._urls = dict(urls)
+        self._min_interval = min_interval
+        self._stall = stall_seconds
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        # Per exchange: the venue's instrument names back to our symbols.
+        self._symbols: dict[str, dict[str, str]] = {}
+        self.clients: dict[str, StreamClient] = {}
+        self.aggregations = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def status(self, exchange: str) -> dict[str, object] | None:
+        """The stream of ``exchange`` for /status, or None when it is not ingested here."""
+        client = self.clients.get(exchange)
+        if client is None:
+            return None
+        return {
+            "url": self._urls[exchange],
+            "connected": client.connected,
+            "connects": client.connects,
+            "stalls": client.stalls,
+            "tickers": client.tickers,
+            "errors": client.errors,
+            "last_error": client.last_error,
+        }
+
+    def start(self) -> None:
+        for exchange in self._exchanges.exchanges:
+            if exchange.name in self._urls:
+                self._tasks.append(
+                    asyncio.create_task(self._stream(exchange), name=f"stream-{exchange.name}")
+                )
+        if self._tasks:
+            self._tasks.append(asyncio.create_task(self._aggregate(), name="stream-aggregation"))
+
+    async def stop(self) -> None:
+        for client_task in list(self._tasks):
+            client_task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        self._tasks.clear()
+        for exchange in self._exchanges.exchanges:
+            exchange.stream = None  # polled again
+        self.clients.clear()
+
+    async def _stream(self, exchange: Exchange) -> None:
+        while exchange.listing is None and not exchange.lists_everything:
+            await asyncio.sleep(LISTING_WAIT_SECONDS)
+        natives = dict(exchange.listing.natives) if exchange.listing is not None else {}
+        self._symbols[exchange.name] = {native: symbol for symbol, native in natives.items()}
+        stream = STREAMS[exchange.venue.name]
+        client = StreamClient(
+            self._session,
+            stream,
+            self._urls[exchange.name],
+            list(natives.values()),
+            self._deliver_for(exchange),
+            stall_seconds=self._stall,
+        )
+        self.clients[exchange.name] = client
+        exchange.stream = StreamBook(connected=lambda: client.flowing)
+        log.info(
+            "%s: streaming %d instruments from %s", exchange.name, len(natives), self._urls[exchange.name]
+        )
+        task = asyncio.create_task(client.run())
+        try:
+            await asyncio.shield(task)
+        finally:
+            await client.stop(task)
+
+    def _deliver_for(self, exchange: Exchange) -> Callable[[str, list[Ticker], float], None]:
+        symbols = self._symbols[exchange.name]
+
+        def deliver(venue: str, tickers: list[Ticker], received: float) -> None:
+            book = exchange.stream
+            if book is None:
+                return
+            for ticker in tickers:
+                book.tickers[ticker.native] = (ticker, received)
+                symbol = symbols.get(ticker.native)
+                if symbol is not None:
+                    self._dirty.add(symbol)
+            self._wake.set()
+
+        return deliver
+
+    async def _aggregate(self) -> None:
+        """Aggregate what moved, at most every ``min_interval``; nothing is polled for it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            started = loop.time()
+            assets, self._dirty = sorted(self._dirty), set()
+            try:
+                await self._refresher.refresh_many(assets, poll=False)
+                self.aggregations += 1
+            except Exception:
+                # The refresh path reports its own failures; the stream must go on regardless.
+                log.exception("aggregating %d streamed assets failed", len(assets))
+            await asyncio.sleep(max(0.0, self._min_interval - (loop.time() - started)))

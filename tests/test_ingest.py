@@ -1,0 +1,172 @@
+"""Push ingestion against mockex's binance, okx and bybit personalities, over real WebSockets and
+HTTP: streamed prices stay fresh and the streaming venues are not polled; a stream that goes
+down is covered by polling until it is back; a venue streaming outliers is ignored."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient
+from aiohttp.web import Application
+
+from aggserver.app import create_app
+from aggserver.keys import INGESTOR, SCHEDULER
+from aggserver.localstack import Service, start_mockex
+from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
+from aggserver.symbols import load_symbols
+from tests.support import Exchanges, checked, poll
+
+Client = TestClient[Any, Application]
+
+VENUES = ["binance", "okx", "bybit"]
+LISTED = list(load_symbols(DEFAULT_SYMBOLS_FILE).ordered[:12])
+
+
+@pytest.fixture(scope="module")
+def venue_services() -> Iterator[list[Service]]:
+    services = [start_mockex(name=venue, venue=venue, listed=len(LISTED), seed=7) for venue in VENUES]
+    yield services
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture
+async def venues(venue_services: list[Service]) -> AsyncIterator[Exchanges]:
+    async with ClientSession() as session:
+        admin = Exchanges(session, venue_services)
+        await admin.reset()
+        for index in range(len(VENUES)):
+            await streams(admin, index, interval_ms=200, stall=False, refuse=False, disconnect=True)
+        yield admin
+        await admin.reset()
+        for index in range(len(VENUES)):
+            await streams(admin, index, stall=False, refuse=False)
+
+
+async def streams(admin: Exchanges, index: int, **control: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await admin._call("POST", index, "/mock/admin/streams", control)
+    return result
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any,
+    settings: Settings,
+    venue_services: list[Service],
+    venues: Exchanges,
+    redis_client: redis.Redis,
+) -> Client:
+    streaming = Settings.from_env(
+        {
+            "REDIS_URL": settings.redis_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
+            "PRICES_TABLE": f"prices-{uuid.uuid4().hex[:12]}",
+            "EXCHANGES": ",".join(
+                f"{venue}={s.url}" for venue, s in zip(VENUES, venue_services, strict=True)
+            ),
+            "EXCHANGE_TIMEOUT_SECONDS": "1",
+            "AUTO_REFRESH": "true",
+            "INGEST": "stream",
+            "BULK_ROUND_SECONDS": "0.5",
+            "STREAM_STALL_SECONDS": "2",
+            "HISTORY_WRITER": "inline",
+        }
+    )
+    test_client: Client = await aiohttp_client(create_app(streaming))
+    return test_client
+
+
+async def stream_status(client: Client) -> dict[str, Any]:
+    status = await checked(await client.get("/status"))
+    return {e["name"]: e["stream"] for e in status["exchanges"]}
+
+
+async def all_streaming(client: Client) -> bool:
+    found = await stream_status(client)
+    return all(found[venue] is not None and found[venue]["connected"] for venue in VENUES)
+
+
+async def every_instrument_streamed(client: Client) -> bool:
+    """Each venue has pushed every listed instrument a few times over."""
+    found = await stream_status(client)
+    return all(found[venue] is not None and found[venue]["tickers"] >= 3 * len(LISTED) for venue in VENUES)
+
+
+async def all_fresh(client: Client, within: float = 2.0) -> bool:
+    body = await checked(await client.get("/prices", params={"assets": ",".join(LISTED)}))
+    return not body["missing"] and all(p["age_seconds"] <= within for p in body["prices"])
+
+
+async def bulk_rounds_after(client: Client, rounds: int) -> None:
+    scheduler = client.app[SCHEDULER]
+    target = scheduler.bulk_rounds + rounds
+    await poll(lambda: scheduler.bulk_rounds >= target, timeout=20)
+
+
+async def test_streamed_prices_stay_fresh_and_streaming_venues_are_not_polled(
+    client: Client, venues: Exchanges
+) -> None:
+    await poll(lambda: all_streaming(client), timeout=20)
+    await poll(lambda: every_instrument_streamed(client), timeout=20)
+    await poll(lambda: all_fresh(client), timeout=20)
+    for index in range(len(VENUES)):
+        await venues.reset_stats(index)
+    ingestor = client.app[INGESTOR]
+    aggregations = ingestor.aggregations
+    await bulk_rounds_after(client, 3)
+    await poll(lambda: ingestor.aggregations >= aggregations + 5)
+    assert [await venues.http_requests(i) for i in range(len(VENUES))] == [0, 0, 0]
+    assert await all_fresh(client)
+    status = await stream_status(client)
+    assert all(status[venue]["tickers"] > 0 and status[venue]["errors"] == 0 for venue in VENUES)
+
+
+async def test_a_stream_down_is_covered_by_polling_until_it_is_back(
+    client: Client, venues: Exchanges
+) -> None:
+    await poll(lambda: all_streaming(client), timeout=20)
+    binance = VENUES.index("binance")
+    await streams(venues, binance, refuse=True, disconnect=True)
+    await poll(lambda: venues.http_requests(binance), timeout=20)  # polled while the stream is down
+    await poll(lambda: all_fresh(client, within=3), timeout=20)
+    assert not (await stream_status(client))["binance"]["connected"]
+    await streams(venues, binance, refuse=False)
+    await poll(lambda: all_streaming(client), timeout=30)
+    streamed = (await stream_status(client))["binance"]["tickers"]
+
+    async def binance_caught_up() -> bool:
+        return bool((await stream_status(client))["binance"]["tickers"] >= streamed + 3 * len(LISTED))
+
+    await poll(binance_caught_up, timeout=30)
+    await venues.reset_stats(binance)
+    await bulk_rounds_after(client, 3)
+    assert await venues.http_requests(binance) == 0  # back on the stream, polling stopped
+    assert (await stream_status(client))["binance"]["connects"] >= 2
+    await poll(lambda: all_fresh(client), timeout=20)
+
+
+async def test_a_venue_streaming_outliers_is_ignored(client: Client, venues: Exchanges) -> None:
+    await poll(lambda: all_streaming(client), timeout=20)
+    await poll(lambda: all_fresh(client), timeout=20)
+    okx = VENUES.index("okx")
+    await venues.set_faults(okx, mode="outlier", price_factor=10)
+
+    async def okx_left_out() -> dict[str, Any] | None:
+        body = await checked(await client.get("/prices/btcusdt?detail=sources"))
+        quotes = {q["exchange"]: q for q in body["quotes"]}
+        okx_quote = quotes.get("okx", {})
+        if "price" not in okx_quote or okx_quote["price"] < 5 * quotes["binance"]["price"]:
+            return None  # not streamed yet, or not since the fault
+        return {"body": body, "quotes": quotes}
+
+    seen = await poll(okx_left_out, timeout=20)
+    quotes = seen["quotes"]
+    assert "outlier" in quotes["okx"]["reason"]
+    assert quotes["binance"]["accepted"]
+    assert quotes["bybit"]["accepted"]
+    assert seen["body"]["price"] < 2 * quotes["binance"]["price"]
