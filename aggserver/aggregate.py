@@ -50,7 +50,7 @@ class Aggregate:
     sources: int
     # How far apart the accepted quotes were, relative to the price (see ``dispersion``).
     dispersion: float = 0.0
-    # ``last_updated`` in milliseconds, as precise as the newest quote's time.
+    # ``last_updated`` in milliseconds where a venue gave its time that precisely, else None.
     last_updated_ms: int | None = None
 
 
@@ -128,7 +128,10 @@ def aggregate(asset: str, quotes: Iterable[Quote]) -> Aggregate:
         last_updated=max(q.timestamp for q in accepted),
         sources=len(accepted),
         dispersion=dispersion(accepted, price),
-        last_updated_ms=max(q.moment_ms for q in accepted),
+        # Only where a venue gave milliseconds: whole seconds times 1000 would say nothing new.
+        last_updated_ms=max(q.moment_ms for q in accepted)
+        if any(q.timestamp_ms is not None for q in accepted)
+        else None,
     )
 
 

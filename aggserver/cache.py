@@ -93,10 +93,9 @@ def encode_price(aggregate: Aggregate, *, updated_at: int, tier: str, restored: 
         "asset": aggregate.asset,
         "price": aggregate.price,
         "last_updated": aggregate.last_updated,
-        "last_updated_ms": aggregate.last_updated_ms
-        if aggregate.last_updated_ms is not None
-        else aggregate.last_updated * 1000,
     }
+    if aggregate.last_updated_ms is not None:
+        fields["last_updated_ms"] = aggregate.last_updated_ms
     if aggregate.sources:
         fields["sources"] = aggregate.sources
         fields["dispersion"] = aggregate.dispersion

@@ -550,8 +550,15 @@ def _quote(ticker: Ticker | str, exchange: Exchange, symbol: str, received_at: f
         volume=ticker.volume,
         timestamp=timestamp,
         venue_time=venue_time,
-        timestamp_ms=int(ticker.timestamp_ms) if ticker.timestamp_ms is not None else int(received_at * 1000),
+        timestamp_ms=_milliseconds(ticker, exchange, received_at),
     )
+
+
+def _milliseconds(ticker: Ticker, exchange: Exchange, received_at: float) -> int | None:
+    """The quote's time in ms, where the venue (or, without a venue time, our clock) has it."""
+    if ticker.timestamp_ms is None:
+        return int(received_at * 1000)
+    return int(ticker.timestamp_ms) if exchange.venue.millisecond_times else None
 
 
 def _declared_json(content_type: str) -> bool:

@@ -27,6 +27,7 @@ async def test_refresh_then_get_returns_a_live_price(client: Client) -> None:
     assert 40_000 < body["price"] < 200_000  # mockex keeps btc near its real magnitude
     assert body["sources"] == 3
     assert body["last_updated"] > 1_600_000_000
+    assert "last_updated_ms" not in body  # mockex quotes whole seconds
 
 
 async def test_symbols_are_case_insensitive(client: Client) -> None:

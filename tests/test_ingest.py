@@ -124,6 +124,8 @@ async def test_streamed_prices_stay_fresh_and_streaming_venues_are_not_polled(
     assert await all_fresh(client)
     status = await stream_status(client)
     assert all(status[venue]["tickers"] > 0 and status[venue]["errors"] == 0 for venue in VENUES)
+    price = await checked(await client.get("/prices/btcusdt"))
+    assert price["last_updated_ms"] // 1000 == price["last_updated"]  # the venues' milliseconds
 
 
 async def test_a_stream_down_is_covered_by_polling_until_it_is_back(

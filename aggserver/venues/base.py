@@ -193,6 +193,8 @@ class Venue:
     rate: ClassVar[RatePolicy]
     # Whether it quotes every one of our symbols, so that no listing is loaded (mockex).
     lists_everything: ClassVar[bool] = False
+    # Whether its times are precise to the millisecond (prices then carry last_updated_ms).
+    millisecond_times: ClassVar[bool] = True
 
     def origin(self, base_url: str) -> str:
         """What request paths are appended to, from the configured base URL."""

@@ -22,6 +22,8 @@ class Mockex(Venue):
     bulk = Bulk.LIST
     max_per_request = BULK_CHUNK
     lists_everything = True
+    # Its quotes carry whole seconds.
+    millisecond_times = False
     # Ours: no budget to respect, so one far above what a refresh round sends.
     rate = RatePolicy(capacity=1_000_000, window_seconds=1)
 
