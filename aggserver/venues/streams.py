@@ -150,9 +150,7 @@ class OkxStream(VenueStream):
 
     def subscriptions(self, natives: Sequence[str]) -> list[str]:
         return [
-            orjson.dumps(
-                {"op": "subscribe", "args": [{"channel": "tickers", "instId": n} for n in batch]}
-            ).decode()
+            _subscribe([{"channel": "tickers", "instId": n} for n in batch])
             for batch in batches(natives, self.args_per_message)
         ]
 
