@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -148,6 +149,25 @@ async def answers(session: ClientSession, url: str) -> bool:
             return response.status == 200
     except ClientError:
         return False
+
+
+def venue_settings(settings: Settings, venues: dict[str, Service], **extra: str) -> Settings:
+    """Settings for an app pricing from venue-format mocks (``venue -> service``), on the test's
+    Redis and DynamoDB with a table of its own; scheduled refresh off unless ``extra`` says."""
+    return Settings.from_env(
+        {
+            "REDIS_URL": settings.redis_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
+            "PRICES_TABLE": f"prices-{uuid.uuid4().hex[:12]}",
+            "EXCHANGES": ",".join(f"{venue}={service.url}" for venue, service in venues.items()),
+            "EXCHANGE_TIMEOUT_SECONDS": "1",
+            "AUTO_REFRESH": "false",
+            "REFRESH_MIN_INTERVAL_SECONDS": "0",
+            "REFRESH_RATE_LIMIT": "0",
+            "HISTORY_WRITER": "inline",
+            **extra,
+        }
+    )
 
 
 def server_env(settings: Settings, redis_url: str, port: int, **extra: str) -> dict[str, str]:

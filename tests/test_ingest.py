@@ -4,7 +4,6 @@ down is covered by polling until it is back; a venue streaming outliers is ignor
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ from aggserver.keys import INGESTOR, SCHEDULER
 from aggserver.localstack import Service, start_mockex
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
-from tests.support import Exchanges, checked, poll
+from tests.support import Exchanges, checked, poll, venue_settings
 
 Client = TestClient[Any, Application]
 
@@ -61,21 +60,13 @@ async def client(
     venues: Exchanges,
     redis_client: redis.Redis,
 ) -> Client:
-    streaming = Settings.from_env(
-        {
-            "REDIS_URL": settings.redis_url,
-            "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
-            "PRICES_TABLE": f"prices-{uuid.uuid4().hex[:12]}",
-            "EXCHANGES": ",".join(
-                f"{venue}={s.url}" for venue, s in zip(VENUES, venue_services, strict=True)
-            ),
-            "EXCHANGE_TIMEOUT_SECONDS": "1",
-            "AUTO_REFRESH": "true",
-            "INGEST": "stream",
-            "BULK_ROUND_SECONDS": "0.5",
-            "STREAM_STALL_SECONDS": "2",
-            "HISTORY_WRITER": "inline",
-        }
+    streaming = venue_settings(
+        settings,
+        dict(zip(VENUES, venue_services, strict=True)),
+        AUTO_REFRESH="true",
+        INGEST="stream",
+        BULK_ROUND_SECONDS="0.5",
+        STREAM_STALL_SECONDS="2",
     )
     test_client: Client = await aiohttp_client(create_app(streaming))
     return test_client

@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from aggserver.localstack import Service, start_mockex
 from aggserver.settings import Settings
 from aggserver.venues import parse_exchanges
 from aggserver.venues.base import Bulk
+from tests import support
 from tests.support import Exchanges, checked, poll, sse_events, valid_price
 
 Client = TestClient[Any, Application]
@@ -64,20 +64,7 @@ async def venues(venue_services: list[Service]) -> AsyncIterator[Exchanges]:
 
 
 def venue_settings(settings: Settings, services: list[Service], **extra: str) -> Settings:
-    return Settings.from_env(
-        {
-            "REDIS_URL": settings.redis_url,
-            "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
-            "PRICES_TABLE": f"prices-{uuid.uuid4().hex[:12]}",
-            "EXCHANGES": ",".join(f"{venue}={s.url}" for venue, s in zip(VENUES, services, strict=True)),
-            "EXCHANGE_TIMEOUT_SECONDS": "1",
-            "AUTO_REFRESH": "false",
-            "REFRESH_MIN_INTERVAL_SECONDS": "0",
-            "REFRESH_RATE_LIMIT": "0",
-            "HISTORY_WRITER": "inline",
-            **extra,
-        }
-    )
+    return support.venue_settings(settings, dict(zip(VENUES, services, strict=True)), **extra)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from mockex.symbols import split_symbol
 if TYPE_CHECKING:
     from mockex.streams import StreamSocket
 
-__all__ = ["Answer", "Personality", "Quote", "decimal"]
+__all__ = ["Answer", "Personality", "Quote", "decimal", "turnover"]
 
 Quote = dict[str, Any]  # {"symbol", "price", "volume", "timestamp"} as mockex's market makes them
 Answer = tuple[int, object]  # (HTTP status, JSON body)
@@ -29,6 +29,15 @@ def decimal(value: object) -> object:
     if value != value:
         return "NaN"
     return f"{value:.12g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.12f}".rstrip("0")
+
+
+def turnover(quote: Quote) -> object:
+    """A quote's 24 h volume in the quote currency (price times base volume), as a decimal string;
+    "0" when the garbage faults spoiled either number."""
+    price, volume = quote["price"], quote["volume"]
+    if isinstance(price, float) and isinstance(volume, float):
+        return decimal(price * volume)
+    return "0"
 
 
 class Personality:

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from mockex.symbols import split_symbol
-from mockex.venues.base import Answer, Personality, Quote, decimal
+from mockex.venues.base import Answer, Personality, Quote, decimal, turnover
 
 __all__ = ["Binance"]
 
@@ -40,9 +40,7 @@ class Binance(Personality):
                     "h": decimal(price),
                     "l": decimal(price),
                     "v": decimal(volume),
-                    "q": decimal(price * volume)
-                    if isinstance(price, float) and isinstance(volume, float)
-                    else "0",
+                    "q": turnover(quote),
                 }
             )
         return [orjson.dumps(events).decode()]
@@ -116,7 +114,6 @@ class Binance(Personality):
     def _ticker(self, native: str, quote: Quote) -> dict[str, Any]:
         price, volume = quote["price"], quote["volume"]
         close_ms = int(quote["timestamp"]) * 1000
-        numeric = isinstance(price, float) and isinstance(volume, float)
         return {
             "symbol": native,
             "priceChange": "0.00000000",
@@ -133,7 +130,7 @@ class Binance(Personality):
             "highPrice": decimal(price),
             "lowPrice": decimal(price),
             "volume": decimal(volume),
-            "quoteVolume": decimal(price * volume) if numeric else "0",
+            "quoteVolume": turnover(quote),
             "openTime": close_ms - 86_400_000,
             "closeTime": close_ms,
             "firstId": 1,

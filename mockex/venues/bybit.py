@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from mockex.symbols import split_symbol
-from mockex.venues.base import Answer, Personality, Quote, decimal
+from mockex.venues.base import Answer, Personality, Quote, decimal, turnover
 
 if TYPE_CHECKING:
     from mockex.streams import StreamSocket
@@ -121,9 +121,7 @@ class Bybit(Personality):
             "price24hPcnt": "0",
             "highPrice24h": decimal(price),
             "lowPrice24h": decimal(price),
-            "turnover24h": decimal(price * volume)
-            if isinstance(price, float) and isinstance(volume, float)
-            else "0",
+            "turnover24h": turnover(quote),
             "volume24h": decimal(volume),
             "usdIndexPrice": "",
         }

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from mockex.symbols import split_symbol
-from mockex.venues.base import Answer, Personality, Quote, decimal
+from mockex.venues.base import Answer, Personality, Quote, decimal, turnover
 
 if TYPE_CHECKING:
     from mockex.streams import StreamSocket
@@ -123,9 +123,7 @@ class Okx(Personality):
             "open24h": decimal(price),
             "high24h": decimal(price),
             "low24h": decimal(price),
-            "volCcy24h": decimal(price * volume)
-            if isinstance(price, float) and isinstance(volume, float)
-            else "0",
+            "volCcy24h": turnover(quote),
             "vol24h": decimal(volume),
             "ts": str(int(quote["timestamp"]) * 1000),
             "sodUtc0": decimal(price),
