@@ -277,6 +277,8 @@ async def status(request: web.Request) -> web.Response:
             ],
             "refresh": {
                 "runs_scheduler": app[LEASE].held,
+                "shards": app[LEASE].shards,
+                "owned_shards": sorted(app[LEASE].owned),
                 "round_seconds": scheduler.rounds,
                 "catch_up_seconds": scheduler.catch_up_seconds,
                 "outcomes": outcomes,

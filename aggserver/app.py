@@ -48,7 +48,7 @@ from aggserver.keys import (
     TIERS,
     UPDATE_FEED,
 )
-from aggserver.lease import Lease
+from aggserver.lease import Lease, shard_of
 from aggserver.metrics import MetricsCollector, RequestStats
 from aggserver.nearcache import NearCache
 from aggserver.outbox import Outbox
@@ -97,7 +97,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         history_table=settings.prices_table,
         outbox_max_records=settings.history_outbox_max_records,
     )
-    near = NearCache(max_age=settings.near_cache_seconds)
+    near = NearCache(max_age=settings.near_cache_seconds, load=cache.get_many)
     feed = UpdateFeed()
     feed.add_listener(near)
     feed.start(client)
@@ -106,6 +106,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     app[UPDATE_FEED] = feed
     yield
     await feed.stop()
+    await near.close()
     await cache.close()
 
 
@@ -256,8 +257,8 @@ async def _end_streams(app: web.Application) -> None:
 
 
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Automatic refresh by tier, run by whichever process holds the lease; stopped first on
-    shutdown, so history flushes what it queued."""
+    """Automatic refresh by tier and venue streams, run by whichever processes hold the leases of
+    the refresh shards; stopped first on shutdown, so history flushes what it queued."""
     settings = app[SETTINGS]
     scheduler = Scheduler(
         symbols=app[SYMBOLS].ordered,
@@ -280,22 +281,29 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[INGESTOR] = ingestor
 
-    def acquired() -> None:
-        ingestor.start()
-        scheduler.start()
+    symbols = app[SYMBOLS].ordered
 
-    async def lost() -> None:
+    async def owned(shards: frozenset[int]) -> None:
         await ingestor.stop()
         await scheduler.stop()
+        if shards:
+            assets = None
+            if settings.refresh_shards > 1:
+                assets = [a for a in symbols if shard_of(a, settings.refresh_shards) in shards]
+            ingestor.start(assets)
+            scheduler.start(assets)
 
-    lease = Lease(app[CACHE].client, ttl_seconds=settings.lease_seconds, on_acquire=acquired, on_lose=lost)
+    lease = Lease(
+        app[CACHE].client, ttl_seconds=settings.lease_seconds, shards=settings.refresh_shards, on_change=owned
+    )
     app[LEASE] = lease
     if settings.auto_refresh:
-        # One process across all workers and instances sharing this Redis does the refreshing.
+        # The refresh work of all workers and instances sharing this Redis is done once, cut into
+        # REFRESH_SHARDS shards shared out among them (``lease.py``).
         lease.start()
     yield
     await lease.stop()
-    await lost()
+    await owned(frozenset())
 
 
 MAX_REQUEST_LINE = 16_384

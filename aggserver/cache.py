@@ -22,13 +22,13 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from aggserver.aggregate import Aggregate
+from aggserver.announcements import UPDATES_CHANNEL, encode_announcement
 from aggserver.errors import BackendUnavailable
 from aggserver.history import HistoryRecord
 from aggserver.outbox import OutboxKeys, enforce_bound, stage_records
 from aggserver.redis_client import RedisClient, bucket_of
 
 __all__ = [
-    "UPDATES_CHANNEL",
     "CachedPrice",
     "PriceCache",
     "encode_price",
@@ -39,8 +39,6 @@ __all__ = [
 KEY_PREFIX = "price:"
 # Beside each price, how each exchange contributed to it (``?detail=sources``).
 SOURCES_PREFIX = "sources:"
-# Every write of new prices announces their assets here (comma-separated), for near-caches.
-UPDATES_CHANNEL = "prices:updated"
 
 # A batch read waiting for the next MGET: its keys, and the future of their values in order.
 _ListRead = tuple[list[str], "asyncio.Future[list[bytes | None]]"]
@@ -218,8 +216,8 @@ class PriceCache:
         records: Sequence[HistoryRecord] = (),
     ) -> None:
         """Store (asset, value, ttl) triples, the breakdowns in ``sources`` and the history
-        ``records`` (appended to the outbox), and announce them: one transaction, so a price is
-        never visible without its record."""
+        ``records`` (appended to the outbox), and announce them (``announcements.py``): one
+        transaction, so a price is never visible without its record."""
         if not values:
             return
         try:
@@ -230,7 +228,7 @@ class PriceCache:
                     async with self._client.pipeline(transaction=True) as pipe:
                         stage_records(pipe, records, self._outbox)
                         self._stage_values(pipe, values, only_if_missing, sources)
-                        pipe.publish(UPDATES_CHANNEL, ",".join(asset for asset, _, _ in values))
+                        pipe.publish(UPDATES_CHANNEL, _announcement(values, only_if_missing))
                         if records:
                             pipe.xlen(self._outbox.stream(""))
                         replies = await pipe.execute()
@@ -272,7 +270,7 @@ class PriceCache:
             for stream in streams:
                 pipe.xlen(stream)
             replies = await pipe.execute()
-        await self._client.publish(UPDATES_CHANNEL, ",".join(asset for asset, _, _ in values))
+        await self._client.publish(UPDATES_CHANNEL, _announcement(values, only_if_missing))
         return dict(zip(streams, (int(n) for n in replies[len(replies) - len(streams) :]), strict=True))
 
     async def ping(self) -> bool:
@@ -287,3 +285,8 @@ class PriceCache:
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         await self._client.aclose()
+
+
+def _announcement(values: Iterable[tuple[str, bytes, int]], only_if_missing: bool) -> bytes:
+    # A SET NX may not have stored the value: then only the asset is announced.
+    return encode_announcement((asset, None if only_if_missing else value) for asset, value, _ in values)

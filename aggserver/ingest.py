@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import aiohttp
 
@@ -77,6 +77,7 @@ class Ingestor:
         self.clients: dict[str, StreamClient] = {}
         self.aggregations = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._owned: frozenset[str] | None = None
 
     def status(self, exchange: str) -> dict[str, object] | None:
         """The stream of ``exchange`` for /status, or None when it is not ingested here."""
@@ -93,7 +94,9 @@ class Ingestor:
             "last_error": client.last_error,
         }
 
-    def start(self) -> None:
+    def start(self, assets: Collection[str] | None = None) -> None:
+        """Stream ``assets`` (None: every symbol; else the shards this process owns)."""
+        self._owned = None if assets is None else frozenset(assets)
         for exchange in self._exchanges.exchanges:
             if exchange.name in self._urls:
                 self._tasks.append(
@@ -116,6 +119,8 @@ class Ingestor:
         while exchange.listing is None and not exchange.lists_everything:
             await asyncio.sleep(LISTING_WAIT_SECONDS)
         natives = dict(exchange.listing.natives) if exchange.listing is not None else {}
+        if self._owned is not None:
+            natives = {symbol: native for symbol, native in natives.items() if symbol in self._owned}
         self._symbols[exchange.name] = {native: symbol for symbol, native in natives.items()}
         stream = STREAMS[exchange.venue.name]
         client = StreamClient(
@@ -145,9 +150,10 @@ class Ingestor:
             if book is None:
                 return
             for ticker in tickers:
-                book.tickers[ticker.native] = (ticker, received)
                 symbol = symbols.get(ticker.native)
+                # All-market streams (Binance) also bring what is not ours or not this shard's.
                 if symbol is not None:
+                    book.tickers[ticker.native] = (ticker, received)
                     self._dirty.add(symbol)
             self._wake.set()
 

@@ -170,6 +170,7 @@ class Refresher:
                         asset=asset, timestamp=outcome.last_updated, price=outcome.price, updated_at=int(now)
                     )
                 )
+        generation = self._near.generation
         try:
             await self._cache.put_many(writes, sources=details, records=records)
         except BackendUnavailable as exc:
@@ -179,9 +180,13 @@ class Refresher:
                 log.warning(
                     "%s: serving %d refreshed prices from memory until Redis returns", exc, len(writes)
                 )
-        # Other processes drop their copies when the publish reaches them; this one at once, so
-        # a GET right after a POST /refresh sees the new price.
-        self._near.invalidate(asset for asset, _, _ in writes)
+            self._near.invalidate(asset for asset, _, _ in writes)
+        else:
+            # Other processes take the new prices when the announcement reaches them; this one at
+            # once, so a GET right after a POST /refresh sees the new price.
+            last_seen = self.last_seen
+            for asset, _, _ in writes:
+                self._near.put(asset, last_seen[asset], generation=generation)
         return results
 
     def _aggregate(

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from aggserver.cache import PriceCache, encode_restored
 from aggserver.errors import BackendUnavailable
@@ -68,10 +68,16 @@ class Scheduler:
         # Progress of the start-up round: (assets priced so far, assets it has to price).
         self.catch_up_progress = (0, 0)
         self.rounds: dict[str, float] = {}
+        # The assets of the shards this process owns (None: all of them), from start().
+        self._owned: frozenset[str] | None = None
+        self._mine: Sequence[str] = symbols
         self.bulk_rounds = 0
 
-    def start(self) -> None:
-        """Begin (again): a catch-up round for whatever is missing, then the tier loops."""
+    def start(self, assets: Collection[str] | None = None) -> None:
+        """Begin (again) for ``assets`` (None: every symbol; else the shards this process owns):
+        a catch-up round for whatever is missing, then the tier loops."""
+        self._owned = None if assets is None else frozenset(assets)
+        self._mine = [a for a in self._symbols if self._owns(a)]
         self._tasks = [
             asyncio.create_task(self._start_up(), name="scheduler-start-up"),
             asyncio.create_task(self._promotions(), name="scheduler-promotions"),
@@ -95,8 +101,11 @@ class Scheduler:
     def _listed(self, assets: Sequence[str]) -> list[str]:
         return [a for a in assets if self._exchanges.listed(a)]
 
+    def _owns(self, asset: str) -> bool:
+        return self._owned is None or asset in self._owned
+
     async def _start_up(self) -> None:
-        listed = self._listed(self._symbols)
+        listed = self._listed(self._mine)
         missing = await self._missing(listed)
         started = time.monotonic()
         refreshed, failed = await self.refresh_all(missing)
@@ -183,7 +192,7 @@ class Scheduler:
                 share = [
                     a
                     for a in members[slot::slots]
-                    if self._tiers.of(a) is tier and self._exchanges.on_tiers(a)
+                    if self._tiers.of(a) is tier and self._owns(a) and self._exchanges.on_tiers(a)
                 ]
                 if not share:
                     continue
@@ -206,7 +215,7 @@ class Scheduler:
         while True:
             # Without an all-tickers venue (the default mockex stack) there is nothing to do.
             assets = (
-                [a for a in self._symbols if self._exchanges.priced_in_bulk(a)]
+                [a for a in self._mine if self._exchanges.priced_in_bulk(a)]
                 if self._exchanges.has_all_tickers_venue
                 else []
             )
@@ -247,7 +256,7 @@ class Scheduler:
             promoted = self._popularity.update(self._tiers)
             if promoted:
                 log.info("promoted to hot by traffic: %s", ", ".join(promoted[:10]))
-                self._start_work(self._listed(promoted), urgent=True)
+                self._start_work(self._listed([a for a in promoted if self._owns(a)]), urgent=True)
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:

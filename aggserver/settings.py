@@ -125,6 +125,9 @@ class Settings:
     stream_heartbeat_seconds: float = 15.0
     # How long the refresh lease outlives its holder: the worst-case takeover time.
     lease_seconds: float = 10.0
+    # The refresh work (polling by tier, venue streams) cut into this many shards of the assets,
+    # shared out among the instances through leases in Redis.
+    refresh_shards: int = 1
     hot_assets: int = 20
     hot_interval_seconds: float = 5.0
     medium_assets: int = 180
@@ -242,6 +245,7 @@ class Settings:
             ),
             keepalive_seconds=_float(env, "KEEPALIVE_SECONDS", defaults.keepalive_seconds),
             lease_seconds=_float(env, "LEASE_SECONDS", defaults.lease_seconds),
+            refresh_shards=_int(env, "REFRESH_SHARDS", defaults.refresh_shards, minimum=1, maximum=256),
             hot_assets=_int(env, "HOT_ASSETS", defaults.hot_assets, minimum=0),
             hot_interval_seconds=_float(env, "HOT_INTERVAL_SECONDS", defaults.hot_interval_seconds),
             medium_assets=_int(env, "MEDIUM_ASSETS", defaults.medium_assets, minimum=0),

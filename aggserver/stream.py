@@ -1,8 +1,9 @@
 """Live price streams: which client follows which assets, and what each still has to be sent.
 
-Announcements on ``prices:updated`` (from any instance) name the assets that changed; the hub
-reads the subscribed ones back from Redis in one MGET, turns each price into its event once, and
-offers it to every subscription of that asset. A subscription keeps only the newest unsent event
+Announcements (``announcements.py``, from any instance) carry the prices that changed; the hub
+turns each followed one into its event once (reading it back from Redis only where the
+announcement names the asset without its value) and offers it to every subscription of that
+asset. A subscription keeps only the newest unsent event
 per asset, so a slow client skips ahead instead of queueing: its memory is bounded by the number
 of assets it follows, whatever the update rate.
 """
@@ -14,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from aggserver.announcements import Announcement
 from aggserver.cache import CachedPrice, PriceCache
 from aggserver.errors import BackendUnavailable, TooManyStreams
 
@@ -135,17 +137,23 @@ class StreamHub:
 
     # As an UpdateListener of the process's UpdateFeed:
 
-    def updated(self, assets: list[str]) -> None:
-        followed = [asset for asset in assets if asset in self._followers]
-        if followed:
-            task = asyncio.get_running_loop().create_task(self._read_and_offer(followed))
+    def updated(self, announcements: list[Announcement]) -> None:
+        unread: list[str] = []
+        for asset, raw in announcements:
+            if asset in self._followers:
+                if raw is None:
+                    unread.append(asset)
+                else:
+                    self._offer(asset, raw)
+        if unread:
+            task = asyncio.get_running_loop().create_task(self._read_and_offer(unread))
             self._reads.add(task)
             task.add_done_callback(self._reads.discard)
 
     def gap(self, *, connected: bool) -> None:
         if connected and self._followers:
             # Updates may have been missed while the subscription was down: offer what Redis has.
-            self.updated(list(self._followers))
+            self.updated([(asset, None) for asset in self._followers])
 
     async def _read_and_offer(self, assets: list[str]) -> None:
         try:
@@ -154,20 +162,26 @@ class StreamHub:
             log.debug("stream update not read: %s", exc)
             return
         for asset, raw in zip(assets, values, strict=True):
-            followers = self._followers.get(asset)
-            if raw is None or not followers:
-                continue
-            price = CachedPrice.decode(raw)
-            last = self._last_sent.get(asset)
-            # Reads of close announcements can return the same value, or finish out of order:
-            # send each value once, and never one older than what was sent.
-            if last is not None and (last[1] == raw or last[0] > price.updated_at):
-                continue
-            self._last_sent[asset] = (price.updated_at, raw)
-            event = self._event(price)
-            for subscription in followers:
-                subscription.offer(event)
-                self.delivered += 1
+            if raw is not None:
+                self._offer(asset, raw)
+
+    def _offer(self, asset: str, raw: bytes) -> None:
+        followers = self._followers.get(asset)
+        if not followers:
+            return
+        last = self._last_sent.get(asset)
+        if last is not None and last[1] == raw:
+            return
+        price = CachedPrice.decode(raw)
+        # Reads after a gap can finish after newer announcements: send each value once, and
+        # never one older than what was sent.
+        if last is not None and last[0] > price.updated_at:
+            return
+        self._last_sent[asset] = (price.updated_at, raw)
+        event = self._event(price)
+        for subscription in followers:
+            subscription.offer(event)
+            self.delivered += 1
 
     def _event(self, price: CachedPrice) -> PriceEvent:
         return PriceEvent(asset=price.asset, updated_at=price.updated_at, body=self._render(price))

@@ -189,3 +189,9 @@ def app_families(app: web.Application) -> Iterator[Metric]:
         [],
         {(): int(app[LEASE].held)},
     )
+    yield gauge(
+        "aggserver_refresh_shards_owned",
+        "Refresh shards (REFRESH_SHARDS) this process owns.",
+        [],
+        {(): len(app[LEASE].owned)},
+    )

@@ -1,6 +1,6 @@
-"""This process's subscription to ``prices:updated``: who else needs to know a price changed.
+"""This process's subscription to the price announcements: who else needs to know a price changed.
 
-Whoever stores new prices publishes their assets (comma-separated) in the same round trip. One
+Whoever stores new prices publishes them (``announcements.py``) in the same round trip. One
 subscription per process hands each announcement to its listeners (the near-cache, live
 streams). Messages sent while the subscription is down are lost, so listeners are also told
 whenever it goes down or comes back: anything they derived from earlier messages may be behind.
@@ -15,7 +15,7 @@ from typing import Protocol
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from aggserver.cache import UPDATES_CHANNEL
+from aggserver.announcements import UPDATES_CHANNEL, Announcement, decode_announcement
 from aggserver.redis_client import RedisClient
 
 __all__ = ["UpdateFeed", "UpdateListener"]
@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class UpdateListener(Protocol):
-    def updated(self, assets: list[str]) -> None:
-        """New prices of ``assets`` are in Redis. Called on the event loop; must not block."""
+    def updated(self, announcements: list[Announcement]) -> None:
+        """New prices are in Redis (with their stored JSON where the writer knows it was stored).
+        Called on the event loop; must not block."""
 
     def gap(self, *, connected: bool) -> None:
         """The subscription came up (``connected``) or went down: messages may have been missed."""
@@ -67,9 +68,9 @@ class UpdateFeed:
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                     if message is not None and message["type"] == "message":
-                        assets = message["data"].decode().split(",")
+                        announcements = decode_announcement(message["data"])
                         for listener in self._listeners:
-                            listener.updated(assets)
+                            listener.updated(announcements)
             except (RedisError, OSError) as exc:
                 log.debug("price update subscription lost: %s", type(exc).__name__)
             finally:

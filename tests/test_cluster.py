@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -131,26 +131,37 @@ async def test_near_caches_stay_coherent_through_cluster_pubsub(
     await poll(updated, timeout=10)
 
 
-async def test_one_lease_holder_per_cluster_and_takeover(cluster: list[Service], node_clients: Any) -> None:
+@pytest.mark.parametrize("shards", [1, 4])
+async def test_refresh_shards_are_shared_on_a_cluster_and_taken_over(
+    cluster: list[Service], node_clients: Any, shards: int
+) -> None:
     clients = [create_redis(cluster[0].url, max_connections=4, timeout=1, cluster=True) for _ in range(2)]
-    acquired: list[int] = []
+    changes: list[list[frozenset[int]]] = [[], []]
 
-    async def nothing() -> None:
-        return None
+    def recorder(index: int) -> Callable[[frozenset[int]], Awaitable[None]]:
+        async def on_change(owned: frozenset[int]) -> None:
+            changes[index].append(owned)
+
+        return on_change
 
     leases = [
-        Lease(client, ttl_seconds=1.0, on_acquire=lambda i=i: acquired.append(i), on_lose=nothing)  # type: ignore[misc]
+        Lease(client, ttl_seconds=1.0, shards=shards, on_change=recorder(i))
         for i, client in enumerate(clients)
     ]
+    everything = frozenset(range(shards))
     try:
         for lease in leases:
             lease.start()
-        await poll(lambda: len(acquired) == 1, timeout=10)
-        first = acquired[0]
-        assert not leases[1 - first].held
+        # Every shard owned once; with several shards, half each.
+        await poll(lambda: leases[0].owned | leases[1].owned == everything, timeout=10)
+        if shards > 1:
+            await poll(lambda: len(leases[0].owned) == len(leases[1].owned) == shards // 2, timeout=10)
+        assert not leases[0].owned & leases[1].owned
+        first = 0 if leases[0].owned else 1
         await leases[first].stop()
-        await poll(lambda: leases[1 - first].held, timeout=10)
-        assert acquired == [first, 1 - first]
+        assert changes[first][-1] == frozenset()
+        await poll(lambda: leases[1 - first].owned == everything, timeout=10)
+        assert changes[1 - first][-1] == everything
     finally:
         for lease in leases:
             await lease.stop()

@@ -7,15 +7,19 @@ import dataclasses
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 import redis.asyncio as redis
+from hypothesis import given
+from hypothesis import settings as settings_profile
+from hypothesis import strategies as st
 
 from aggserver.aggregate import Aggregate
+from aggserver.announcements import Announcement, decode_announcement, encode_announcement
 from aggserver.app import create_app
 from aggserver.cache import CachedPrice, encode_price
 from aggserver.keys import NEAR_CACHE
@@ -23,6 +27,7 @@ from aggserver.localstack import Service, free_port
 from aggserver.nearcache import NearCache
 from aggserver.reader import PriceReader
 from aggserver.settings import Settings
+from aggserver.symbols import load_symbols
 from aggserver.tiers import Popularity, TierMap
 from tests.support import Exchanges, answers, checked, poll, server_env
 
@@ -35,17 +40,22 @@ class Clock:
         return self.now
 
 
-def price(value: float) -> CachedPrice:
+def price(value: float, *, updated_at: int = 1) -> CachedPrice:
     raw = encode_price(
-        Aggregate(asset="btcusdt", price=value, last_updated=1, sources=3), updated_at=1, tier="hot"
+        Aggregate(asset="btcusdt", price=value, last_updated=1, sources=3), updated_at=updated_at, tier="hot"
     )
     return CachedPrice.decode(raw)
 
 
+def connected_cache(clock: Clock, max_age: float = 60.0) -> NearCache:
+    near = NearCache(max_age=max_age, clock=clock)
+    near.connected = True
+    return near
+
+
 def test_entries_expire_after_max_age_and_on_invalidation() -> None:
     clock = Clock()
-    near = NearCache(max_age=2.0, clock=clock)
-    near.connected = True
+    near = connected_cache(clock, max_age=2.0)
     near.put("btcusdt", price(1.0), generation=near.generation)
     assert near.get("btcusdt") == price(1.0)
     clock.now += 2.0
@@ -55,13 +65,92 @@ def test_entries_expire_after_max_age_and_on_invalidation() -> None:
     assert near.get("btcusdt") is None
 
 
-def test_a_read_that_raced_an_update_is_not_cached() -> None:
-    near = NearCache(max_age=60.0, clock=Clock())
-    near.connected = True
+def test_announced_values_replace_the_copy_without_a_read() -> None:
+    clock = Clock()
+    near = connected_cache(clock, max_age=2.0)
+    near.updated([("btcusdt", price(1.0).raw)])
+    assert near.get("btcusdt") == price(1.0)
+    near.updated([("btcusdt", price(2.0).raw), ("ethusdt", None)])
+    assert near.get("btcusdt") == price(2.0)
+    # Each announcement restarts the entry's life: a price announced every second never expires.
+    for _ in range(5):
+        clock.now += 1.5
+        near.updated([("btcusdt", price(2.0).raw)])
+        assert near.get("btcusdt") == price(2.0)
+    # A bare announcement (the value may not have been stored) drops the copy.
+    near.updated([("btcusdt", None)])
+    assert near.get("btcusdt") is None
+
+
+def test_a_read_that_raced_an_announcement_of_its_asset_is_not_kept() -> None:
+    near = connected_cache(Clock())
     started = near.generation
-    near.invalidate(["ethusdt"])  # an update arrives while the read is in flight
+    near.updated([("btcusdt", price(2.0).raw)])  # announced while the read was in flight
+    near.put("btcusdt", price(1.0), generation=started)
+    assert near.get("btcusdt") == price(2.0)
+    near.updated([("btcusdt", None)])
     near.put("btcusdt", price(1.0), generation=started)
     assert near.get("btcusdt") is None
+    # Announcements of other assets do not stop a read from being kept (at push rates every
+    # read races some announcement).
+    near.put("ethusdt", price(3.0), generation=started)
+    assert near.get("ethusdt") == price(3.0)
+
+
+def test_a_read_begun_before_a_gap_is_not_kept() -> None:
+    near = connected_cache(Clock())
+    started = near.generation
+    near.gap(connected=False)
+    near.gap(connected=True)
+    near.put("btcusdt", price(1.0), generation=started)
+    assert near.get("btcusdt") is None
+    near.put("btcusdt", price(1.0), generation=near.generation)
+    assert near.get("btcusdt") == price(1.0)
+
+
+def test_an_announcement_older_than_the_copy_is_ignored() -> None:
+    # On a cluster two writers' announcements can cross: the later-computed value stays.
+    near = connected_cache(Clock())
+    newer = price(2.0, updated_at=5)
+    near.updated([("btcusdt", newer.raw)])
+    assert near.get("btcusdt") == newer
+    near.updated([("btcusdt", price(1.0).raw)])
+    assert near.get("btcusdt") == newer
+
+
+@settings_profile(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[a-z0-9]{2,32}", fullmatch=True),
+            st.one_of(st.none(), st.builds(lambda p: price(p).raw, st.floats(1e-9, 1e12))),
+        ),
+        min_size=1,
+    )
+)
+def test_announcements_decode_to_what_was_encoded(announcements: list[Announcement]) -> None:
+    assert decode_announcement(encode_announcement(announcements)) == announcements
+
+
+async def test_held_prices_are_read_again_after_the_subscription_returns() -> None:
+    stored = {"btcusdt": price(7.0).raw, "ethusdt": None}
+    loaded: list[list[str]] = []
+
+    async def load(assets: Sequence[str]) -> list[bytes | None]:
+        loaded.append(list(assets))
+        return [stored[a] for a in assets]
+
+    near = NearCache(max_age=60.0, load=load, clock=Clock())
+    near.gap(connected=True)
+    near.updated([("btcusdt", price(1.0).raw), ("ethusdt", price(1.0).raw)])
+    near.gap(connected=False)
+    assert near.get("btcusdt") is None
+    near.gap(connected=True)
+    await poll(lambda: near.get("btcusdt") is not None)
+    assert near.get("btcusdt") == price(7.0)
+    assert near.get("ethusdt") is None
+    assert loaded == [["btcusdt", "ethusdt"]]
+    await near.close()
 
 
 def test_near_answers_follow_the_clock_and_the_price() -> None:
@@ -139,6 +228,56 @@ async def test_update_by_another_process_is_seen_through_pubsub(
         return bool((await (await client.get("/prices/btcusdt")).json())["price"] == 200.0)
 
     await poll(updated, timeout=10)
+
+
+async def test_two_processes_agree_with_redis_after_a_burst_of_updates(
+    settings: Settings,
+    exchanges: Exchanges,
+    redis_client: redis.Redis,
+    aiohttp_client: Any,
+    other_process: str,
+) -> None:
+    # Another process refreshes twenty assets five times over while this one reads them through a
+    # near-cache that would keep a copy for an hour. Announcements carry the values: once the
+    # writes stop, every answer here equals Redis's value and comes from the near-cache.
+    app = create_app(dataclasses.replace(settings, near_cache_seconds=3600))
+    client = await aiohttp_client(app)
+    near = app[NEAR_CACHE]
+    assets = list(load_symbols(settings.symbols_file).ordered[:20])
+    now = int(time.time())
+    async with aiohttp.ClientSession() as session:
+        await poll(lambda: answers(session, f"{other_process}/health"), timeout=30)
+        await poll(lambda: near.connected)
+
+        async def read_all() -> None:
+            for response in await asyncio.gather(*(client.get(f"/prices/{a}") for a in assets)):
+                assert response.status in (200, 404)
+
+        for round_ in range(5):
+            quotes = {a: {"price": 100.0 + round_, "volume": 1, "timestamp": now} for a in assets}
+            for index in range(3):
+                await exchanges.pin(index, quotes)
+            refreshes = [session.post(f"{other_process}/refresh/{a}") for a in assets]
+            results = await asyncio.gather(*refreshes, read_all())
+            assert all(r.status == 200 for r in results[:-1])  # type: ignore[union-attr]
+
+    async def stored() -> dict[str, float]:
+        values = await redis_client.mget([f"price:{a}" for a in assets])
+        return {a: orjson.loads(v or b"null")["price"] for a, v in zip(assets, values, strict=True)}
+
+    async def served() -> dict[str, float]:
+        responses = await asyncio.gather(*(client.get(f"/prices/{a}") for a in assets))
+        return {a: (await checked(response))["price"] for a, response in zip(assets, responses, strict=True)}
+
+    assert await stored() == dict.fromkeys(assets, 104.0)
+    await poll(lambda: _all_equal(served(), dict.fromkeys(assets, 104.0)), timeout=10)
+    misses = near.misses
+    assert await served() == await stored()
+    assert near.misses == misses  # every answer came from this process's copy
+
+
+async def _all_equal(answer: Any, expected: dict[str, float]) -> bool:
+    return bool(await answer == expected)
 
 
 async def test_reads_survive_client_kill_and_client_pause(
