@@ -89,6 +89,7 @@ class Ingestor:
             "connected": client.connected,
             "connects": client.connects,
             "stalls": client.stalls,
+            "instruments": len(self._symbols.get(exchange, ())),
             "tickers": client.tickers,
             "errors": client.errors,
             "last_error": client.last_error,

@@ -1,9 +1,11 @@
 """Push ingestion against mockex's binance, okx and bybit personalities, over real WebSockets and
 HTTP: streamed prices stay fresh and the streaming venues are not polled; a stream that goes
-down is covered by polling until it is back; a venue streaming outliers is ignored."""
+down is covered by polling until it is back; a venue streaming outliers is ignored; two
+instances share the streams by shard and one takes over the other's after a SIGKILL."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,10 +17,10 @@ from aiohttp.web import Application
 
 from aggserver.app import create_app
 from aggserver.keys import INGESTOR, SCHEDULER
-from aggserver.localstack import Service, start_mockex
+from aggserver.localstack import Service, free_port, start_mockex
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
-from tests.support import Exchanges, checked, poll, venue_settings
+from tests.support import Exchanges, answers, checked, child_server, poll, server_env, venue_settings
 
 Client = TestClient[Any, Application]
 
@@ -163,3 +165,72 @@ async def test_a_venue_streaming_outliers_is_ignored(client: Client, venues: Exc
     assert quotes["binance"]["accepted"]
     assert quotes["bybit"]["accepted"]
     assert seen["body"]["price"] < 2 * quotes["binance"]["price"]
+
+
+async def test_two_instances_share_the_streams_and_one_takes_over_after_a_sigkill(
+    settings: Settings, redis_service: Service, venue_services: list[Service], venues: Exchanges
+) -> None:
+    env = {
+        "EXCHANGES": ",".join(f"{v}={s.url}" for v, s in zip(VENUES, venue_services, strict=True)),
+        "AUTO_REFRESH": "true",
+        "INGEST": "stream",
+        "REFRESH_SHARDS": "4",
+        "LEASE_SECONDS": "2",
+        "STREAM_STALL_SECONDS": "2",
+        "BULK_ROUND_SECONDS": "0.5",
+        "LOG_LEVEL": "WARNING",
+    }
+    ports = [free_port(), free_port()]
+    with (
+        child_server(server_env(settings, redis_service.url, ports[0], **env)) as first,
+        child_server(server_env(settings, redis_service.url, ports[1], **env)),
+    ):
+        async with ClientSession() as session:
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
+
+            async def statuses() -> list[dict[str, Any]]:
+                return [await (await session.get(f"{base}/status")).json() for base in bases]
+
+            async def shared_out() -> list[dict[str, Any]] | None:
+                found = await statuses()
+                owned = [set(s["refresh"]["owned_shards"]) for s in found]
+                streaming = all(
+                    e["stream"] and e["stream"]["connected"] for s in found for e in s["exchanges"]
+                )
+                return (
+                    found
+                    if owned[0] | owned[1] == {0, 1, 2, 3} and len(owned[0]) == 2 and streaming
+                    else None
+                )
+
+            await poll(lambda: answers(session, f"{bases[0]}/health"), timeout=30)
+            await poll(lambda: answers(session, f"{bases[1]}/health"), timeout=30)
+            found = await poll(shared_out, timeout=30)
+            # Each instance follows only its shards' instruments on every venue, together all of them.
+            for venue in range(len(VENUES)):
+                followed = [s["exchanges"][venue]["stream"]["instruments"] for s in found]
+                assert sum(followed) == len(LISTED), followed
+                assert min(followed) > 0, followed
+            await poll(lambda: fresh_everywhere(session, bases[1]), timeout=30)
+
+            first.kill()  # SIGKILL: its leases and streams just stop
+            first.wait()
+            killed_at = time.time()
+
+            async def took_over() -> bool:
+                status = await (await session.get(f"{bases[1]}/status")).json()
+                return bool(status["refresh"]["owned_shards"] == [0, 1, 2, 3])
+
+            await poll(took_over, timeout=20)  # LEASE_SECONDS plus a check, with room for CI
+            # Every asset, those of the dead instance's shards included, is refreshed after the kill.
+            await poll(lambda: fresh_everywhere(session, bases[1], since=killed_at), timeout=30)
+            status = await (await session.get(f"{bases[1]}/status")).json()
+            assert [e["stream"]["instruments"] for e in status["exchanges"]] == [len(LISTED)] * len(VENUES)
+
+
+async def fresh_everywhere(session: ClientSession, base: str, since: float = 0.0) -> bool:
+    async with session.get(f"{base}/prices", params={"assets": ",".join(LISTED)}) as response:
+        body: dict[str, Any] = await response.json()
+    return not body["missing"] and all(
+        p["age_seconds"] <= 2 and p["updated_at"] > since for p in body["prices"]
+    )
