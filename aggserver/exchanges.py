@@ -39,6 +39,7 @@ __all__ = [
     "FetchResult",
     "Listing",
     "create_session",
+    "to_quote",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,11 @@ def create_session(*, connections: int, timeout: float) -> aiohttp.ClientSession
 
 @dataclass(kw_only=True)
 class StreamBook:
-    """A venue's streamed tickers (``stream_ingest.py``): the latest of each instrument with the
-    time it arrived, and whether the stream is up (its quotes replace polling while it is)."""
+    """A venue's streamed tickers (``stream_ingest.py``): the latest of each of our symbols as a
+    quote (or why it cannot be one), made once as it arrives rather than at every aggregation,
+    and whether the stream is up (its quotes replace polling while it is)."""
 
-    tickers: dict[str, tuple[Ticker, float]] = field(default_factory=dict)
+    quotes: dict[str, Quote | str] = field(default_factory=dict)  # by our symbol
     # Connected and delivering (a stream that has not brought tickers yet replaces nothing).
     connected: Callable[[], bool] = lambda: False
 
@@ -255,6 +257,12 @@ class ExchangeClient:
         listing = self.listing_exchanges(symbol)
         return bool(listing) and all(e.bulk is Bulk.ALL for e in listing)
 
+    def streamed(self, symbol: str) -> bool:
+        """Listed, and every venue listing it streams it now: its aggregation follows the
+        streams (``ingest.py``), and a scheduled refresh would only repeat it."""
+        listing = self.listing_exchanges(symbol)
+        return bool(listing) and all(_streams(e, symbol) for e in listing)
+
     def on_tiers(self, symbol: str) -> bool:
         """Listed, and by at least one venue asked per symbol or per list (so it is refreshed
         by its tier)."""
@@ -353,7 +361,7 @@ class ExchangeClient:
                 outcome = (
                     "missing from bulk answer"
                     if found is None
-                    else _quote(found, exchange, symbol, received_at)
+                    else to_quote(found, exchange, symbol, received_at)
                 )
                 _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
 
@@ -403,12 +411,7 @@ class ExchangeClient:
         stream is up, else its last polled quote."""
         if exchange.streaming:
             assert exchange.stream is not None
-            native = exchange.native(symbol)
-            held = exchange.stream.tickers.get(native) if native is not None else None
-            if held is None:
-                return "no streamed ticker yet"
-            ticker, received_at = held
-            return _quote(ticker, exchange, symbol, received_at)
+            return exchange.stream.quotes.get(symbol, "no streamed ticker yet")
         return exchange.polled.get(symbol, "not polled yet")
 
     async def _fetch_one(self, exchange: Exchange, symbol: str, *, urgent: bool) -> Quote | str:
@@ -429,7 +432,7 @@ class ExchangeClient:
             )
         except (ExchangeFailure, VenueError, Held) as exc:
             return str(exc)
-        return _polled(exchange, symbol, _quote(ticker, exchange, symbol, self._clock()))
+        return _polled(exchange, symbol, to_quote(ticker, exchange, symbol, self._clock()))
 
     async def _get(
         self,
@@ -531,7 +534,11 @@ def _record(result: FetchResult, source: str, outcome: Quote | str) -> None:
         result.rejected[source] = outcome
 
 
-def _quote(ticker: Ticker | str, exchange: Exchange, symbol: str, received_at: float) -> Quote | str:
+def _streams(exchange: Exchange, symbol: str) -> bool:
+    return exchange.streaming and exchange.stream is not None and symbol in exchange.stream.quotes
+
+
+def to_quote(ticker: Ticker | str, exchange: Exchange, symbol: str, received_at: float) -> Quote | str:
     """Our quote from a venue's ticker; a reason when it cannot be one."""
     if isinstance(ticker, str):
         return ticker if ticker.startswith("invalid quote") else f"invalid quote: {ticker}"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Mapping
 
 import aiohttp
 
-from aggserver.exchanges import Exchange, ExchangeClient, StreamBook
+from aggserver.exchanges import Exchange, ExchangeClient, StreamBook, to_quote
 from aggserver.refresh import Refresher
 from aggserver.settings import Settings
 from aggserver.stream_ingest import StreamClient
@@ -154,7 +154,7 @@ class Ingestor:
                 symbol = symbols.get(ticker.native)
                 # All-market streams (Binance) also bring what is not ours or not this shard's.
                 if symbol is not None:
-                    book.tickers[ticker.native] = (ticker, received)
+                    book.quotes[symbol] = to_quote(ticker, exchange, symbol, received)
                     self._dirty.add(symbol)
             self._wake.set()
 

@@ -72,6 +72,8 @@ class Scheduler:
         self._owned: frozenset[str] | None = None
         self._mine: Sequence[str] = symbols
         self.bulk_rounds = 0
+        # Assets the last bulk round left to their venues' streams (every venue streams them).
+        self.left_to_streams = 0
 
     def start(self, assets: Collection[str] | None = None) -> None:
         """Begin (again) for ``assets`` (None: every symbol; else the shards this process owns):
@@ -192,7 +194,10 @@ class Scheduler:
                 share = [
                     a
                     for a in members[slot::slots]
-                    if self._tiers.of(a) is tier and self._owns(a) and self._exchanges.on_tiers(a)
+                    if self._tiers.of(a) is tier
+                    and self._owns(a)
+                    and self._exchanges.on_tiers(a)
+                    and not self._exchanges.streamed(a)
                 ]
                 if not share:
                     continue
@@ -209,7 +214,8 @@ class Scheduler:
 
     async def _bulk_loop(self) -> None:
         """Assets that only all-tickers venues list cost one request per venue whatever their
-        number, so all of them are refreshed every round instead of by tier."""
+        number, so all of them are refreshed every round instead of by tier. Assets every venue
+        of which streams them are left to the streams, here and in the tier loops."""
         loop = asyncio.get_running_loop()
         next_round = loop.time()
         while True:
@@ -224,9 +230,11 @@ class Scheduler:
             # its whole aggregation and Redis pipeline; chunks let GETs run between them, and
             # all share one all-tickers answer per venue, however long the round takes.
             self._exchanges.expire_snapshots()
-            for start in range(0, len(assets), BULK_ROUND_CHUNK):
+            due = [a for a in assets if not self._exchanges.streamed(a)]
+            self.left_to_streams = len(assets) - len(due)
+            for start in range(0, len(due), BULK_ROUND_CHUNK):
                 await self._refresh_share(
-                    assets[start : start + BULK_ROUND_CHUNK],
+                    due[start : start + BULK_ROUND_CHUNK],
                     urgent=True,
                     snapshot_age=self._bulk_round_seconds,
                 )

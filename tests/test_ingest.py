@@ -114,6 +114,8 @@ async def test_streamed_prices_stay_fresh_and_streaming_venues_are_not_polled(
     await bulk_rounds_after(client, 3)
     await poll(lambda: ingestor.aggregations >= aggregations + 5)
     assert [await venues.http_requests(i) for i in range(len(VENUES))] == [0, 0, 0]
+    # Scheduled rounds leave streamed assets to their streams rather than aggregate them again.
+    assert client.app[SCHEDULER].left_to_streams == len(LISTED)
     assert await all_fresh(client)
     status = await stream_status(client)
     assert all(status[venue]["tickers"] > 0 and status[venue]["errors"] == 0 for venue in VENUES)

@@ -17,7 +17,7 @@ from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
 from aggserver.breaker import BreakerState, CircuitBreaker
-from aggserver.keys import EXCHANGES
+from aggserver.keys import EXCHANGES, NEAR_CACHE
 from aggserver.localstack import Service, start_dynamo, start_redis
 from aggserver.settings import Settings
 from tests.support import Exchanges, checked, poll
@@ -127,6 +127,9 @@ async def test_redis_miss_is_served_from_dynamodb_as_stale(
     await client.post("/refresh/linkusdt")
     await poll(lambda: _count(dynamo, settings.prices_table, "linkusdt"))
     await redis_client.delete("price:linkusdt")
+    # Expiry and eviction are not announced: this process's copy would serve for up to
+    # NEAR_CACHE_SECONDS more; the miss below is the one after it aged out.
+    client.app[NEAR_CACHE].invalidate(["linkusdt"])
     before = await exchanges.served(0, "linkusdt")
     body = await checked(await client.get("/prices/linkusdt"))
     assert body["price"] == 15.0
