@@ -14,16 +14,22 @@ listing the first ``--listed`` symbols and pushing every one of them every secon
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import signal
 import statistics
 import time
 import urllib.request
 from contextlib import ExitStack
 
-from aggserver.localstack import free_port, start_dynamo, start_mockex, start_redis
+import aiohttp
+import orjson
+
+from aggserver.localstack import Service, free_port, start_dynamo, start_mockex, start_redis
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from aggserver.symbols import load_symbols
-from bench.runner import _running, cpu_seconds, server_env, start_server, start_writer
+from bench.runner import HOT_PATH, _running, cpu_seconds, run_wrk, server_env, start_server, start_writer
 
 VENUES = ("binance", "okx", "bybit")
 
@@ -87,6 +93,24 @@ def main(argv: list[str] | None = None) -> None:
         default="0.25",
         help="AGGREGATE_MIN_INTERVAL_SECONDS for the servers (default %(default)s)",
     )
+    parser.add_argument(
+        "--reads",
+        type=int,
+        default=0,
+        help="then this many rounds of wrk hot and uniform GETs at a separate reading server "
+        "(core 0), alternately with the ingesting servers stopped (SIGSTOP: the ceiling) and "
+        "running (default: no reads)",
+    )
+    parser.add_argument(
+        "--sse",
+        type=int,
+        default=0,
+        help="then this many SSE clients, 10 assets each, at a separate reading server during "
+        "ingestion: venue time to arrival (default: none)",
+    )
+    parser.add_argument(
+        "--read-seconds", type=int, default=10, help="seconds per wrk run (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     assets = list(load_symbols(DEFAULT_SYMBOLS_FILE).ordered[: args.listed])
     with ExitStack() as stack:
@@ -141,6 +165,11 @@ def main(argv: list[str] | None = None) -> None:
             ages += sweep(urls[0], assets)
             sweeps += 1
             time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
+        reads = measure_reads(stack, env, servers, args) if args.reads else []
+        if args.sse:
+            reader, _ = start_server({**env, "AUTO_REFRESH": "false"}, free_port())
+            stack.enter_context(_running(reader))
+            reads += asyncio.run(measure_sse(reader.url, assets, args.sse, args.read_seconds))
     ages.sort()
     cpu = sum(cpus)
     print(
@@ -158,6 +187,141 @@ def main(argv: list[str] | None = None) -> None:
         f"sweeps: {sweeps} of {len(assets):,} assets; age when answered: p50 {p50:.2f} s, "
         f"p99 {p99:.2f} s, max {ages[-1]:.2f} s"
     )
+    for line in reads:
+        print(line)
+
+
+def measure_reads(
+    stack: ExitStack, env: dict[str, str], ingesting: list[Service], args: argparse.Namespace
+) -> list[str]:
+    """wrk hot and uniform at a server that only reads (AUTO_REFRESH off, core 0, wrk on core
+    1), alternately with the ingesting servers paused (the ceiling) and ingesting: medians of
+    ``args.reads`` rounds, the reader's CPU per request and with no reads at all (what following
+    the announcements costs it), and its near-cache hit rate during uniform reads. On two cores
+    the ingesting servers and mocks take CPU from the reader and wrk: the ratios then measure
+    that contention as much as the design, which the CPU figures separate."""
+    reader, _ = start_server({**env, "AUTO_REFRESH": "false"}, free_port())
+    stack.enter_context(_running(reader))
+    shapes: dict[str, tuple[str, list[str]]] = {
+        "hot": ("report.lua", []),
+        "uniform": ("uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]),
+    }
+    paths = {"hot": HOT_PATH, "uniform": "/"}
+    figures: dict[tuple[str, str], list[float]] = {}
+    cpu_per_request: dict[tuple[str, str], list[float]] = {}
+    idle: dict[str, list[float]] = {"paused": [], "ingesting": []}
+    hit_rates: dict[str, list[float]] = {"paused": [], "ingesting": []}
+    for _ in range(args.reads):
+        for state in ("paused", "ingesting"):
+            for server in ingesting:
+                os.kill(server.process.pid, signal.SIGSTOP if state == "paused" else signal.SIGCONT)
+            time.sleep(3)  # streams resume (or go quiet) before measuring
+            # The reader's own CPU with no reads: following the announcements.
+            before = cpu_seconds(reader.process.pid)
+            time.sleep(5)
+            idle[state].append((cpu_seconds(reader.process.pid) - before) / 5)
+            for shape, (script, extra) in shapes.items():
+                hits = near_lookups(reader.url)
+                result = run_wrk(
+                    reader.url + paths[shape],
+                    connections=100,
+                    seconds=args.read_seconds,
+                    script=script,
+                    args=extra,
+                    watch=reader.process.pid,
+                )
+                figures.setdefault((shape, state), []).append(result.requests_per_s)
+                cpu_per_request.setdefault((shape, state), []).append(result.cpu_us_per_request)
+                if shape == "uniform":
+                    near, redis = (a - b for a, b in zip(near_lookups(reader.url), hits, strict=True))
+                    hit_rates[state].append(near / max(1, near + redis))
+    for server in ingesting:
+        os.kill(server.process.pid, signal.SIGCONT)
+    lines = [
+        f"reads at a reading server, medians of {args.reads} rounds of {args.read_seconds} s "
+        "(wrk, 100 connections):"
+    ]
+    for shape in shapes:
+        ceiling = statistics.median(figures[shape, "paused"])
+        during = statistics.median(figures[shape, "ingesting"])
+        cpu_ceiling = statistics.median(cpu_per_request[shape, "paused"])
+        cpu_during = statistics.median(cpu_per_request[shape, "ingesting"])
+        lines.append(
+            f"  {shape:<8} ceiling {ceiling:>8,.0f} req/s; during ingestion {during:>8,.0f} req/s; "
+            f"ratio {during / ceiling:.2f}; reader CPU {cpu_ceiling:.1f} -> {cpu_during:.1f} µs/request"
+        )
+    lines.append(
+        "  reader CPU with no reads (following announcements): "
+        f"{statistics.median(idle['paused']):.3f} cores paused, "
+        f"{statistics.median(idle['ingesting']):.3f} cores ingesting"
+    )
+    lines.append(
+        "  near-cache hit rate during uniform: "
+        f"{statistics.median(hit_rates['paused']):.1%} paused, "
+        f"{statistics.median(hit_rates['ingesting']):.1%} ingesting"
+    )
+    return lines
+
+
+async def measure_sse(base: str, assets: list[str], clients: int, seconds: float) -> list[str]:
+    """``clients`` SSE streams of 10 assets each (spread over ``assets``) for ``seconds``: for every
+    price event, its arrival time minus the price's venue time (``last_updated_ms``), which
+    includes the venue's push, the aggregation window, the Redis write, the pub/sub hop and the
+    fan-out."""
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+
+    async def follow(session: aiohttp.ClientSession, followed: list[str], opened: asyncio.Event) -> None:
+        async with session.get(f"{base}/stream", params={"assets": ",".join(followed)}) as response:
+            response.raise_for_status()
+            opened.set()
+            async for line in response.content:
+                if line.startswith(b"data:"):
+                    price = orjson.loads(line[5:])
+                    if "last_updated_ms" in price:
+                        latencies.append(time.time() * 1000 - price["last_updated_ms"])
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        opened = [asyncio.Event() for _ in range(clients)]
+        step = max(1, len(assets) // (clients * 10))
+        tasks = [
+            asyncio.create_task(
+                follow(session, assets[i * 10 * step : (i + 1) * 10 * step : step], opened[i])
+            )
+            for i in range(clients)
+        ]
+        try:
+            async with asyncio.timeout(60):
+                await asyncio.gather(*(event.wait() for event in opened))
+            await asyncio.sleep(2)  # past the opening events
+            latencies.clear()
+            await asyncio.sleep(seconds)
+            received = len(latencies)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    ordered = sorted(latencies[:received])
+    if not ordered:
+        return ["SSE: no events with last_updated_ms arrived"]
+    return [
+        f"SSE, {clients} clients x 10 assets during ingestion: {received / seconds:,.0f} events/s; "
+        f"venue time to arrival p50 {statistics.median(ordered):.0f} ms, "
+        f"p99 {ordered[int(len(ordered) * 0.99) - 1]:.0f} ms, max {ordered[-1]:.0f} ms"
+    ]
+
+
+def near_lookups(url: str) -> tuple[int, int]:
+    """The reader's GET lookups so far answered by its near-cache and by Redis."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    found = dict.fromkeys(("near_hit", "redis_hit", "redis_miss"), 0)
+    for line in text.splitlines():
+        if line.startswith("aggserver_cache_lookups_total{"):
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            found[result] = int(float(line.rsplit(" ", 1)[1]))
+    return found["near_hit"], found["redis_hit"] + found["redis_miss"]
 
 
 if __name__ == "__main__":
