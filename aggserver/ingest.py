@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 
 import aiohttp
@@ -77,8 +76,6 @@ class Ingestor:
         self._symbols: dict[str, dict[str, str]] = {}
         self.clients: dict[str, StreamClient] = {}
         self.aggregations = 0
-        # Per exchange: streamed tickers of this process's assets (an all-market stream brings more).
-        self.kept: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._owned: frozenset[str] | None = None
 
@@ -94,7 +91,6 @@ class Ingestor:
             "stalls": client.stalls,
             "instruments": len(self._symbols.get(exchange, ())),
             "tickers": client.tickers,
-            "kept": self.kept[exchange],
             "errors": client.errors,
             "last_error": client.last_error,
         }
@@ -154,15 +150,12 @@ class Ingestor:
             book = exchange.stream
             if book is None:
                 return
-            kept = 0
             for ticker in tickers:
                 symbol = symbols.get(ticker.native)
-                # All-market streams (Binance) also bring what is not ours or not this shard's.
+                # The listing may have changed since the subscription.
                 if symbol is not None:
                     book.quotes[symbol] = to_quote(ticker, exchange, symbol, received)
                     self._dirty.add(symbol)
-                    kept += 1
-            self.kept[exchange.name] += kept
             self._wake.set()
 
         return deliver

@@ -60,6 +60,7 @@ class StreamClient:
         self._stream = stream
         self._url = url.rstrip("/") + stream.path
         self._natives = list(natives)
+        self._wanted = frozenset(self._natives)
         self._deliver = deliver
         self._stall = stall_seconds
         self._keepalive = keepalive_seconds if keepalive_seconds is not None else stream.keepalive_seconds
@@ -165,7 +166,7 @@ class StreamClient:
     def _read(self, text: str) -> bool:
         self.frames += 1
         try:
-            frame = self._stream.parse(text)
+            frame = self._stream.parse(text, self._wanted)
         except VenueError as exc:
             # A refused subscription or a frame we cannot read: the rest of the stream is fine.
             self.errors += 1

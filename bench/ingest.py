@@ -48,7 +48,7 @@ def streamed(url: str) -> tuple[int, bool]:
     streams = [e["stream"] for e in exchanges]
     if any(s is None for s in streams):
         return 0, False
-    return sum(s["kept"] for s in streams), all(s["connected"] and s["kept"] for s in streams)
+    return sum(s["tickers"] for s in streams), all(s["connected"] and s["tickers"] for s in streams)
 
 
 def sweep(url: str, assets: list[str]) -> list[float]:

@@ -43,6 +43,9 @@ def test_binance_mini_tickers() -> None:
         Ticker(native="ETHUSDT", price=3765.43, volume=81234.5, timestamp_ms=1717000000123),
     ]
     assert frame.rejected == []
+    # A shard's owner keeps only its instruments of the all-market array.
+    mine = BinanceStream().parse(fixture("binance_mini_tickers.json"), frozenset({"ETHUSDT"}))
+    assert [t.native for t in mine.tickers] == ["ETHUSDT"]
 
 
 def test_okx_pushes_acknowledgements_pongs_and_errors() -> None:

@@ -24,7 +24,7 @@ Documentation (public, no API key):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -101,9 +101,11 @@ class VenueStream:
         """The keep-alive frame the client sends, if the venue wants one."""
         return None
 
-    def parse(self, text: str) -> Frame:
+    def parse(self, text: str, wanted: Container[str] | None = None) -> Frame:
         """The tickers in one text frame (none for acknowledgements and pongs); VenueError for
-        a frame that says the venue refused something or that is not what the venue sends."""
+        a frame that says the venue refused something or that is not what the venue sends.
+        An all-market stream keeps only the instruments in ``wanted`` (None: all of them),
+        before reading their fields: a sharded owner keeps a fraction of every frame."""
         raise NotImplementedError
 
 
@@ -123,7 +125,7 @@ class BinanceStream(VenueStream):
     default_url = "wss://stream.binance.com:9443"
     path = "/ws/!miniTicker@arr"
 
-    def parse(self, text: str) -> Frame:
+    def parse(self, text: str, wanted: Container[str] | None = None) -> Frame:
         payload = _json(text)
         frame = Frame()
         if isinstance(payload, dict) and "result" in payload:
@@ -135,6 +137,7 @@ class BinanceStream(VenueStream):
                 isinstance(event, dict)
                 and event.get("e") == "24hrMiniTicker"
                 and isinstance(event.get("s"), str)
+                and (wanted is None or event["s"] in wanted)
             ):
                 frame.add(event["s"], event, "c", "v", "E", stamped=event)
         return frame
@@ -157,7 +160,7 @@ class OkxStream(VenueStream):
     def ping(self) -> str:
         return "ping"
 
-    def parse(self, text: str) -> Frame:
+    def parse(self, text: str, wanted: Container[str] | None = None) -> Frame:
         frame = Frame()
         if text == "pong":
             return frame
@@ -194,7 +197,7 @@ class BybitStream(VenueStream):
     def ping(self) -> str:
         return '{"op":"ping"}'
 
-    def parse(self, text: str) -> Frame:
+    def parse(self, text: str, wanted: Container[str] | None = None) -> Frame:
         payload = _json(text)
         frame = Frame()
         if not isinstance(payload, dict):
