@@ -16,6 +16,7 @@ from aggserver.history import decode_cursor, encode_cursor
 from aggserver.keys import (
     CACHE,
     EXCHANGES,
+    FRESHNESS,
     HISTORY_QUERIES,
     HISTORY_READY,
     HISTORY_WRITER,
@@ -298,6 +299,7 @@ async def status(request: web.Request) -> web.Response:
                 "error": state.error,
             },
             "streams": app[STREAM_HUB].connections,
+            "freshness": await app[FRESHNESS].summary(),
         }
     )
 

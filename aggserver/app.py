@@ -17,6 +17,7 @@ from aggserver.aggregate import QuotePolicy
 from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient, create_session
+from aggserver.freshness import FreshnessProbe
 from aggserver.guard import RefreshGuard
 from aggserver.history import HistoryGate, HistoryRecord, ensure_table, latest_record, lean_dynamo_client
 from aggserver.history_reads import HistoryQueries
@@ -26,6 +27,7 @@ from aggserver.keys import (
     BUDGETS,
     CACHE,
     EXCHANGES,
+    FRESHNESS,
     HISTORY_QUERIES,
     HISTORY_READY,
     HISTORY_WRITER,
@@ -225,6 +227,7 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REFRESHER] = refresher
     app[READER] = reader
     app[STREAM_HUB] = hub
+    app[FRESHNESS] = FreshnessProbe(app[CACHE], app[SYMBOLS].ordered, listed=exchanges.listed)
     app[REFRESH_GUARD] = RefreshGuard(
         token=settings.refresh_token,
         min_interval=settings.refresh_min_interval_seconds,

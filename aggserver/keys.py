@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
+from aggserver.freshness import FreshnessProbe
 from aggserver.guard import RefreshGuard
 from aggserver.history import LatestRecord
 from aggserver.history_reads import HistoryQueries
@@ -33,6 +34,7 @@ __all__ = [
     "BUDGETS",
     "CACHE",
     "EXCHANGES",
+    "FRESHNESS",
     "HISTORY_QUERIES",
     "HISTORY_READY",
     "HISTORY_WRITER",
@@ -66,6 +68,7 @@ READER = web.AppKey("reader", PriceReader)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 EXCHANGES = web.AppKey("exchanges", ExchangeClient)
+FRESHNESS = web.AppKey("freshness", FreshnessProbe)
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
 LEASE = web.AppKey("lease", Lease)
 NEAR_CACHE = web.AppKey("near_cache", NearCache)

@@ -121,6 +121,14 @@ async def test_streamed_prices_stay_fresh_and_streaming_venues_are_not_polled(
     assert all(status[venue]["tickers"] > 0 and status[venue]["errors"] == 0 for venue in VENUES)
     price = await checked(await client.get("/prices/btcusdt"))
     assert price["last_updated_ms"] // 1000 == price["last_updated"]  # the venues' milliseconds
+    # What the dashboard shows of it (read at most every 5 s): every listed asset's age, p99
+    # within the 2 s target.
+
+    async def dashboard_fresh() -> bool:
+        found = (await checked(await client.get("/status")))["freshness"]
+        return bool(found["assets"] == len(LISTED) and found["missing"] == 0 and found["p99_seconds"] <= 2)
+
+    await poll(dashboard_fresh, timeout=20)
 
 
 async def test_a_stream_down_is_covered_by_polling_until_it_is_back(
