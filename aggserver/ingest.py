@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # How often a stream whose venue's listing has not loaded yet looks again.
 LISTING_WAIT_SECONDS = 1.0
+# How often a stream compares its instruments with the venue's latest listing.
+LISTING_CHECK_SECONDS = 1.0
 
 
 def stream_urls(settings: Settings) -> dict[str, str]:
@@ -116,32 +118,51 @@ class Ingestor:
             exchange.stream = None  # polled again
         self.clients.clear()
 
-    async def _stream(self, exchange: Exchange) -> None:
-        while exchange.listing is None and not exchange.lists_everything:
-            await asyncio.sleep(LISTING_WAIT_SECONDS)
+    def _followed(self, exchange: Exchange) -> dict[str, str]:
+        """Our symbols (of the owned shards) the venue lists now, with its names for them."""
         natives = dict(exchange.listing.natives) if exchange.listing is not None else {}
         if self._owned is not None:
             natives = {symbol: native for symbol, native in natives.items() if symbol in self._owned}
-        self._symbols[exchange.name] = {native: symbol for symbol, native in natives.items()}
-        stream = STREAMS[exchange.venue.name]
-        client = StreamClient(
-            self._session,
-            stream,
-            self._urls[exchange.name],
-            list(natives.values()),
-            self._deliver_for(exchange),
-            stall_seconds=self._stall,
-        )
-        self.clients[exchange.name] = client
-        exchange.stream = StreamBook(connected=lambda: client.flowing)
-        log.info(
-            "%s: streaming %d instruments from %s", exchange.name, len(natives), self._urls[exchange.name]
-        )
-        task = asyncio.create_task(client.run())
-        try:
-            await asyncio.shield(task)
-        finally:
-            await client.stop(task)
+        return natives
+
+    async def _stream(self, exchange: Exchange) -> None:
+        """Follow the venue's stream; when a reloaded listing adds or removes instruments, open
+        a new connection on the new set (polling covers the moment of the switch)."""
+        while exchange.listing is None and not exchange.lists_everything:
+            await asyncio.sleep(LISTING_WAIT_SECONDS)
+        book = StreamBook()
+        exchange.stream = book
+        while True:
+            listing, natives = exchange.listing, self._followed(exchange)
+            self._symbols[exchange.name] = {native: symbol for symbol, native in natives.items()}
+            for symbol in [s for s in book.quotes if s not in natives]:
+                del book.quotes[symbol]  # delisted: no longer quoted from here
+            client = StreamClient(
+                self._session,
+                STREAMS[exchange.venue.name],
+                self._urls[exchange.name],
+                list(natives.values()),
+                self._deliver_for(exchange),
+                stall_seconds=self._stall,
+            )
+            self.clients[exchange.name] = client
+            book.connected = lambda client=client: client.flowing  # type: ignore[misc]
+            log.info(
+                "%s: streaming %d instruments from %s", exchange.name, len(natives), self._urls[exchange.name]
+            )
+            task = asyncio.create_task(client.run())
+            changed = False
+            try:
+                while not task.done() and not changed:
+                    await asyncio.wait({task}, timeout=LISTING_CHECK_SECONDS)
+                    changed = exchange.listing is not listing and self._followed(exchange) != natives
+                    listing = exchange.listing
+            finally:
+                await client.stop(task)
+            if not changed:
+                task.result()  # the client ended by itself: raise what ended it
+                return
+            log.info("%s: listing changed; subscribing again", exchange.name)
 
     def _deliver_for(self, exchange: Exchange) -> Callable[[str, list[Ticker], float], None]:
         symbols = self._symbols[exchange.name]

@@ -16,6 +16,7 @@ from mockex.market import Market
 from mockex.streams import StreamHub
 from mockex.symbols import SymbolList
 from mockex.venues import PERSONALITIES
+from mockex.venues.base import Personality
 
 __all__ = ["EXCHANGE", "MAX_BULK_SYMBOLS", "Exchange", "create_app"]
 
@@ -23,6 +24,7 @@ MAX_BULK_SYMBOLS = 1_000
 
 
 EXCHANGE = web.AppKey("exchange", Exchange)
+PERSONALITY = web.AppKey("personality", Personality)
 
 
 async def ticker(request: web.Request) -> web.StreamResponse:
@@ -72,6 +74,21 @@ async def set_faults(request: web.Request) -> web.Response:
     except (orjson.JSONDecodeError, FaultsError) as exc:
         return json_response({"msg": f"bad fault setting: {exc}"}, 400)
     return json_response(exchange.faults.as_json())
+
+
+async def set_listing(request: web.Request) -> web.Response:
+    """``{"listed": N}``: the venue lists the first N symbols from now on (its listing answer,
+    tickers and streams), as venues add and remove markets."""
+    exchange = request.app[EXCHANGE]
+    try:
+        count = int(orjson.loads(await request.read())["listed"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return json_response({"msg": f"bad listing: {exc}"}, 400)
+    if not 0 < count <= len(exchange.symbols.ordered):
+        return json_response({"msg": f"listed must be 1..{len(exchange.symbols.ordered)}"}, 400)
+    exchange.listed = exchange.symbols.first(count)
+    request.app[PERSONALITY].set_listing(exchange.listed)
+    return json_response({"listed": count})
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -146,7 +163,9 @@ def create_app(
         app.router.add_get("/mock/tickers", tickers)
     else:
         personality = PERSONALITIES[venue](exchange)
+        app[PERSONALITY] = personality
         app.router.add_routes(personality.routes())
+        app.router.add_post("/mock/admin/listing", set_listing)
         if personality.stream_path is not None:
             hub = StreamHub(personality)
             app.router.add_get(personality.stream_path, hub.handle)

@@ -95,8 +95,10 @@ class StreamHub:
                     continue
                 if self.stalled or not socket.natives or socket.ws.closed:
                     continue
+                # An all-market stream carries whatever the venue lists now.
+                natives = self.personality.natives if self.personality.all_market_stream else socket.natives
                 with contextlib.suppress(ConnectionError, RuntimeError):
-                    for frame in self.personality.stream_frames(list(socket.natives)):
+                    for frame in self.personality.stream_frames(list(natives)):
                         await socket.ws.send_str(frame)
                         self.frames_sent += 1
 

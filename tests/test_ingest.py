@@ -244,3 +244,38 @@ async def fresh_everywhere(session: ClientSession, base: str, since: float = 0.0
     return not body["missing"] and all(
         p["age_seconds"] <= 2 and p["updated_at"] > since for p in body["prices"]
     )
+
+
+async def test_subscriptions_follow_the_venues_listings(
+    aiohttp_client: Any, settings: Settings, venue_services: list[Service], venues: Exchanges
+) -> None:
+    async def listing(count: int) -> None:
+        for index in range(len(VENUES)):
+            await venues._call("POST", index, "/mock/admin/listing", {"listed": count})
+
+    async def followed(app: Client, count: int) -> bool:
+        found = await stream_status(app)
+        return all(s is not None and s["connected"] and s["instruments"] == count for s in found.values())
+
+    await listing(len(LISTED) - 2)
+    try:
+        streaming = venue_settings(
+            settings,
+            dict(zip(VENUES, venue_services, strict=True)),
+            AUTO_REFRESH="true",
+            INGEST="stream",
+            LISTING_REFRESH_SECONDS="1",
+            STREAM_STALL_SECONDS="2",
+        )
+        app: Client = await aiohttp_client(create_app(streaming))
+        await poll(lambda: followed(app, len(LISTED) - 2), timeout=20)
+        # The venues list two more markets: once the listings are read again, the streams
+        # carry them too and every listed asset is fresh from its streams.
+        await listing(len(LISTED))
+        await poll(lambda: followed(app, len(LISTED)), timeout=20)
+        await poll(lambda: all_fresh(app), timeout=20)
+        # One is delisted everywhere: no longer followed.
+        await listing(len(LISTED) - 1)
+        await poll(lambda: followed(app, len(LISTED) - 1), timeout=20)
+    finally:
+        await listing(len(LISTED))

@@ -11,7 +11,7 @@ from aiohttp import web
 from mockex.answers import apply_faults, hostile_answer
 from mockex.exchange import Exchange
 from mockex.faults import ANSWER_KINDS
-from mockex.symbols import split_symbol
+from mockex.symbols import SymbolList, split_symbol
 
 if TYPE_CHECKING:
     from mockex.streams import StreamSocket
@@ -53,7 +53,10 @@ class Personality:
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
-        listed = exchange.listed or exchange.symbols
+        self.set_listing(exchange.listed or exchange.symbols)
+
+    def set_listing(self, listed: SymbolList) -> None:
+        """List exactly ``listed`` from now on."""
         self.natives = {self.native(s): s for s in listed.ordered}
 
     def native(self, symbol: str) -> str:
