@@ -14,11 +14,14 @@ scheduler runs (the process holding the refresh lease).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 
 import aiohttp
 
+from aggserver.aggregate import Quote
 from aggserver.exchanges import Exchange, ExchangeClient, StreamBook, to_quote
 from aggserver.refresh import Refresher
 from aggserver.settings import Settings
@@ -35,6 +38,10 @@ log = logging.getLogger(__name__)
 LISTING_WAIT_SECONDS = 1.0
 # How often a stream compares its instruments with the venue's latest listing.
 LISTING_CHECK_SECONDS = 1.0
+# An instrument silent this long on a stream that kept delivering is confirmed unchanged; the
+# check runs this often (so a quiet asset's age stays within about two seconds).
+QUIET_SECONDS = 1.0
+CONFIRM_EVERY_SECONDS = 0.5
 
 
 def stream_urls(settings: Settings) -> dict[str, str]:
@@ -78,6 +85,8 @@ class Ingestor:
         self._symbols: dict[str, dict[str, str]] = {}
         self.clients: dict[str, StreamClient] = {}
         self.aggregations = 0
+        # Per exchange: quotes of silent instruments confirmed by a stream that kept delivering.
+        self.confirmed: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._owned: frozenset[str] | None = None
 
@@ -93,6 +102,7 @@ class Ingestor:
             "stalls": client.stalls,
             "instruments": len(self._symbols.get(exchange, ())),
             "tickers": client.tickers,
+            "confirmed_quiet": self.confirmed[exchange],
             "errors": client.errors,
             "last_error": client.last_error,
         }
@@ -107,6 +117,7 @@ class Ingestor:
                 )
         if self._tasks:
             self._tasks.append(asyncio.create_task(self._aggregate(), name="stream-aggregation"))
+            self._tasks.append(asyncio.create_task(self._confirm_quiet(), name="stream-quiet"))
 
     async def stop(self) -> None:
         for client_task in list(self._tasks):
@@ -180,6 +191,33 @@ class Ingestor:
             self._wake.set()
 
         return deliver
+
+    async def _confirm_quiet(self) -> None:
+        """Venues push a ticker only when it changed (Binance's array holds "all symbols that
+        changed"; OKX and Bybit push on change): an instrument silent on a stream that keeps
+        delivering is unchanged, not old. Its quote is confirmed as of the stream's latest frame
+        (``timestamp_from: received``) and aggregated again, as a poll would have; a stream that
+        stops delivering confirms nothing (the stall watchdog and polling take over)."""
+        while True:
+            await asyncio.sleep(CONFIRM_EVERY_SECONDS)
+            for exchange in self._exchanges.exchanges:
+                client, book = self.clients.get(exchange.name), exchange.stream
+                if client is None or book is None or not client.flowing:
+                    continue
+                confirmed_at = client.last_delivery
+                cutoff_ms = (confirmed_at - QUIET_SECONDS) * 1000
+                for symbol, quote in book.quotes.items():
+                    if isinstance(quote, Quote) and quote.moment_ms < cutoff_ms:
+                        book.quotes[symbol] = dataclasses.replace(
+                            quote,
+                            timestamp=int(confirmed_at),
+                            timestamp_ms=int(confirmed_at * 1000),
+                            venue_time=False,
+                        )
+                        self._dirty.add(symbol)
+                        self.confirmed[exchange.name] += 1
+            if self._dirty:
+                self._wake.set()
 
     async def _aggregate(self) -> None:
         """Aggregate what moved, at most every ``min_interval``; nothing is polled for it."""

@@ -71,6 +71,7 @@ class StreamClient:
         self._silenced = False  # the watchdog closed the connection
         # Tickers arrived on the current connection (what makes it a replacement for polling).
         self.flowing = False
+        self.last_delivery = 0.0  # unix time of the latest frame that brought tickers
         self.connects = 0
         self.stalls = 0
         self.frames = 0
@@ -178,7 +179,8 @@ class StreamClient:
         if not frame.tickers:
             return False
         self.tickers += len(frame.tickers)
-        self._deliver(self.venue, frame.tickers, time.time())
+        self.last_delivery = time.time()
+        self._deliver(self.venue, frame.tickers, self.last_delivery)
         self.flowing = True
         return True
 

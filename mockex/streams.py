@@ -7,7 +7,8 @@ client's frames (subscriptions, pings) as the venue does, and closes a connectio
 silent past ``idle_close`` (OKX's 30 s rule). Controls (``POST /mock/admin/streams``):
 ``{"disconnect": true}`` closes every connection now (a venue's maintenance or its 24-hour cut),
 ``{"stall": true}`` keeps connections open but sends nothing (a stalled feed), ``{"refuse":
-true}`` answers new connections 503 (the stream down, REST up), ``interval_ms``
+true}`` answers new connections 503 (the stream down, REST up), ``{"quiet": [names]}`` leaves
+those instruments out of every push (real venues push only what changed), ``interval_ms``
 and ``idle_close_ms`` tune the pace. ``GET /mock/admin/streams`` counts what happened.
 """
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["StreamHub", "StreamSocket"]
 
 _ids = itertools.count(1)
-CONTROLS = frozenset({"disconnect", "stall", "refuse", "interval_ms", "idle_close_ms"})
+CONTROLS = frozenset({"disconnect", "stall", "refuse", "quiet", "interval_ms", "idle_close_ms"})
 
 
 @dataclass(eq=False)
@@ -53,6 +54,8 @@ class StreamHub:
     stalled: bool = False
     # Connections refused (HTTP 503) instead of upgraded: the stream is down, REST still up.
     refusing: bool = False
+    # Instruments (venue names) left out of every push: unchanged, as venues see it.
+    quiet: set[str] = field(default_factory=set)
     sockets: set[StreamSocket] = field(default_factory=set)
     connected_total: int = 0
     client_frames: int = 0
@@ -97,8 +100,9 @@ class StreamHub:
                     continue
                 # An all-market stream carries whatever the venue lists now.
                 natives = self.personality.natives if self.personality.all_market_stream else socket.natives
+                pushed = [n for n in natives if n not in self.quiet]
                 with contextlib.suppress(ConnectionError, RuntimeError):
-                    for frame in self.personality.stream_frames(list(natives)):
+                    for frame in self.personality.stream_frames(pushed):
                         await socket.ws.send_str(frame)
                         self.frames_sent += 1
 
@@ -120,6 +124,7 @@ class StreamHub:
             "refusing": self.refusing,
             "refused": self.refused,
             "interval_ms": int(self.interval * 1000),
+            "quiet": sorted(self.quiet),
         }
 
     async def control(self, request: web.Request) -> web.Response:
@@ -137,6 +142,8 @@ class StreamHub:
                 self.stalled = bool(body["stall"])
             if "refuse" in body:
                 self.refusing = bool(body["refuse"])
+            if "quiet" in body:
+                self.quiet = {str(name) for name in body["quiet"]}
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             return web.json_response({"msg": f"bad stream control: {exc}"}, status=400)
         closed = await self.disconnect_all() if body.get("disconnect") else 0

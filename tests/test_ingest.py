@@ -42,11 +42,11 @@ async def venues(venue_services: list[Service]) -> AsyncIterator[Exchanges]:
         admin = Exchanges(session, venue_services)
         await admin.reset()
         for index in range(len(VENUES)):
-            await streams(admin, index, interval_ms=200, stall=False, refuse=False, disconnect=True)
+            await streams(admin, index, interval_ms=200, stall=False, refuse=False, quiet=[], disconnect=True)
         yield admin
         await admin.reset()
         for index in range(len(VENUES)):
-            await streams(admin, index, stall=False, refuse=False)
+            await streams(admin, index, stall=False, refuse=False, quiet=[])
 
 
 async def streams(admin: Exchanges, index: int, **control: Any) -> dict[str, Any]:
@@ -153,6 +153,35 @@ async def test_a_stream_down_is_covered_by_polling_until_it_is_back(
     assert await venues.http_requests(binance) == 0  # back on the stream, polling stopped
     assert (await stream_status(client))["binance"]["connects"] >= 2
     await poll(lambda: all_fresh(client), timeout=20)
+
+
+async def test_a_quiet_instrument_on_a_live_stream_stays_fresh(client: Client, venues: Exchanges) -> None:
+    await poll(lambda: all_streaming(client), timeout=20)
+    await poll(lambda: every_instrument_streamed(client), timeout=20)
+    await poll(lambda: all_fresh(client), timeout=20)
+    # Every venue stops pushing btcusdt (its ticker did not change) while the rest keep flowing.
+    for index, native in enumerate(["BTCUSDT", "BTC-USDT", "BTCUSDT"]):
+        await streams(venues, index, quiet=[native])
+    silent_since = time.time()
+
+    async def confirmed_by_every_stream() -> bool:
+        found = await stream_status(client)
+        return all(found[venue]["confirmed_quiet"] >= 2 for venue in VENUES)
+
+    await poll(confirmed_by_every_stream, timeout=20)
+
+    async def confirmed_price() -> dict[str, Any] | None:
+        body: dict[str, Any] = await checked(await client.get("/prices/btcusdt?detail=sources"))
+        # Confirmed unchanged as of the streams' latest frames, not as old as its last push.
+        return body if body["last_updated_ms"] > (silent_since + 1) * 1000 else None
+
+    body = await poll(confirmed_price, timeout=10)
+    # Re-confirmed every half second once 1 s silent: its age stays near 2 s at most.
+    assert time.time() * 1000 - body["last_updated_ms"] <= 2500
+    assert {q["exchange"]: q.get("timestamp_from") for q in body["quotes"]} == dict.fromkeys(
+        VENUES, "received"
+    )
+    assert body["sources"] == 3
 
 
 async def test_a_venue_streaming_outliers_is_ignored(client: Client, venues: Exchanges) -> None:
