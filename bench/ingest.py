@@ -29,7 +29,16 @@ import orjson
 from aggserver.localstack import Service, free_port, start_dynamo, start_mockex, start_redis
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from aggserver.symbols import load_symbols
-from bench.runner import HOT_PATH, _running, cpu_seconds, run_wrk, server_env, start_server, start_writer
+from bench.runner import (
+    HOT_PATH,
+    _running,
+    cpu_seconds,
+    run_wrk,
+    server_env,
+    start_ceiling,
+    start_server,
+    start_writer,
+)
 
 VENUES = ("binance", "okx", "bybit")
 
@@ -197,11 +206,17 @@ def measure_reads(
     """wrk hot and uniform at a server that only reads (AUTO_REFRESH off, core 0, wrk on core
     1), alternately with the ingesting servers paused (the ceiling) and ingesting: medians of
     ``args.reads`` rounds, the reader's CPU per request and with no reads at all (what following
-    the announcements costs it), and its near-cache hit rate during uniform reads. On two cores
-    the ingesting servers and mocks take CPU from the reader and wrk: the ratios then measure
-    that contention as much as the design, which the CPU figures separate."""
+    the announcements costs it), and its near-cache hit rate during uniform reads; and the bare
+    aiohttp ceiling (same body, same core) in the same moments. On two cores the ingesting
+    servers and mocks take CPU from the reader and wrk alike: the ratio to the ceiling measured
+    during ingestion, and the CPU per request, separate the design from that contention."""
     reader, _ = start_server({**env, "AUTO_REFRESH": "false"}, free_port())
     stack.enter_context(_running(reader))
+    with urllib.request.urlopen(reader.url + HOT_PATH, timeout=10) as response:  # noqa: S310 - loopback
+        body_size = len(response.read())
+    # The bare aiohttp server with the same body, on the same core: the ceiling in the same shape,
+    # measured in the same moments, so that contention for the cores affects both alike.
+    ceiling = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
     shapes: dict[str, tuple[str, list[str]]] = {
         "hot": ("report.lua", []),
         "uniform": ("uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]),
@@ -220,6 +235,14 @@ def measure_reads(
             before = cpu_seconds(reader.process.pid)
             time.sleep(5)
             idle[state].append((cpu_seconds(reader.process.pid) - before) / 5)
+            bare = run_wrk(
+                ceiling.url + HOT_PATH,
+                connections=100,
+                seconds=args.read_seconds,
+                script="report.lua",
+                args=[],
+            )
+            figures.setdefault(("ceiling", state), []).append(bare.requests_per_s)
             for shape, (script, extra) in shapes.items():
                 hits = near_lookups(reader.url)
                 result = run_wrk(
@@ -241,6 +264,11 @@ def measure_reads(
         f"reads at a reading server, medians of {args.reads} rounds of {args.read_seconds} s "
         "(wrk, 100 connections):"
     ]
+    bare = {state: statistics.median(figures["ceiling", state]) for state in ("paused", "ingesting")}
+    lines.append(
+        f"  ceiling  (bare aiohttp, same body and core) {bare['paused']:>8,.0f} req/s paused, "
+        f"{bare['ingesting']:>8,.0f} req/s ingesting"
+    )
     for shape in shapes:
         ceiling = statistics.median(figures[shape, "paused"])
         during = statistics.median(figures[shape, "ingesting"])
@@ -248,7 +276,9 @@ def measure_reads(
         cpu_during = statistics.median(cpu_per_request[shape, "ingesting"])
         lines.append(
             f"  {shape:<8} ceiling {ceiling:>8,.0f} req/s; during ingestion {during:>8,.0f} req/s; "
-            f"ratio {during / ceiling:.2f}; reader CPU {cpu_ceiling:.1f} -> {cpu_during:.1f} µs/request"
+            f"ratio {during / ceiling:.2f}; reader CPU {cpu_ceiling:.1f} -> {cpu_during:.1f} µs/request; "
+            f"of the ceiling during ingestion {during / bare['ingesting']:.2f} "
+            f"(paused {ceiling / bare['paused']:.2f})"
         )
     lines.append(
         "  reader CPU with no reads (following announcements): "

@@ -62,13 +62,20 @@ async def client(
     venues: Exchanges,
     redis_client: redis.Redis,
 ) -> Client:
+    return await streaming_app(aiohttp_client, settings, venue_services, BULK_ROUND_SECONDS="0.5")
+
+
+async def streaming_app(
+    aiohttp_client: Any, settings: Settings, venue_services: list[Service], **extra: str
+) -> Client:
+    """A server ingesting the venue mocks' streams, with its scheduler on."""
     streaming = venue_settings(
         settings,
         dict(zip(VENUES, venue_services, strict=True)),
         AUTO_REFRESH="true",
         INGEST="stream",
-        BULK_ROUND_SECONDS="0.5",
         STREAM_STALL_SECONDS="2",
+        **extra,
     )
     test_client: Client = await aiohttp_client(create_app(streaming))
     return test_client
@@ -288,15 +295,7 @@ async def test_subscriptions_follow_the_venues_listings(
 
     await listing(len(LISTED) - 2)
     try:
-        streaming = venue_settings(
-            settings,
-            dict(zip(VENUES, venue_services, strict=True)),
-            AUTO_REFRESH="true",
-            INGEST="stream",
-            LISTING_REFRESH_SECONDS="1",
-            STREAM_STALL_SECONDS="2",
-        )
-        app: Client = await aiohttp_client(create_app(streaming))
+        app = await streaming_app(aiohttp_client, settings, venue_services, LISTING_REFRESH_SECONDS="1")
         await poll(lambda: followed(app, len(LISTED) - 2), timeout=20)
         # The venues list two more markets: once the listings are read again, the streams
         # carry them too and every listed asset is fresh from its streams.

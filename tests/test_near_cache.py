@@ -197,6 +197,16 @@ def other_process(settings: Settings, redis_service: Service) -> Iterator[str]:
     process.wait(timeout=30)
 
 
+async def long_lived_reader(aiohttp_client: Any, settings: Settings, other_process: str) -> Any:
+    """This process, with a near-cache that would keep a copy for an hour (only announcements
+    can change it), once it and the other process are up."""
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, near_cache_seconds=3600)))
+    async with aiohttp.ClientSession() as session:
+        await poll(lambda: answers(session, f"{other_process}/health"), timeout=30)
+    await poll(lambda: client.app[NEAR_CACHE].connected)
+    return client
+
+
 async def test_update_by_another_process_is_seen_through_pubsub(
     settings: Settings,
     exchanges: Exchanges,
@@ -204,15 +214,12 @@ async def test_update_by_another_process_is_seen_through_pubsub(
     aiohttp_client: Any,
     other_process: str,
 ) -> None:
-    # A near-cache that would keep its copy for an hour: only the published update can evict it.
-    app = create_app(dataclasses.replace(settings, near_cache_seconds=3600))
-    client = await aiohttp_client(app)
+    client = await long_lived_reader(aiohttp_client, settings, other_process)
+    app = client.app
     now = int(time.time())
     for index in range(3):
         await exchanges.pin(index, {"btcusdt": {"price": 100.0, "volume": 1, "timestamp": now}})
     async with aiohttp.ClientSession() as session:
-        await poll(lambda: answers(session, f"{other_process}/health"), timeout=30)
-        await poll(lambda: app[NEAR_CACHE].connected)
         async with session.post(f"{other_process}/refresh/btcusdt") as response:
             assert response.status == 200
         assert (await checked(await client.get("/prices/btcusdt")))["price"] == 100.0
@@ -240,14 +247,11 @@ async def test_two_processes_agree_with_redis_after_a_burst_of_updates(
     # Another process refreshes twenty assets five times over while this one reads them through a
     # near-cache that would keep a copy for an hour. Announcements carry the values: once the
     # writes stop, every answer here equals Redis's value and comes from the near-cache.
-    app = create_app(dataclasses.replace(settings, near_cache_seconds=3600))
-    client = await aiohttp_client(app)
-    near = app[NEAR_CACHE]
+    client = await long_lived_reader(aiohttp_client, settings, other_process)
+    near = client.app[NEAR_CACHE]
     assets = list(load_symbols(settings.symbols_file).ordered[:20])
     now = int(time.time())
     async with aiohttp.ClientSession() as session:
-        await poll(lambda: answers(session, f"{other_process}/health"), timeout=30)
-        await poll(lambda: near.connected)
 
         async def read_all() -> None:
             for response in await asyncio.gather(*(client.get(f"/prices/{a}") for a in assets)):
