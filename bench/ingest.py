@@ -216,7 +216,7 @@ def measure_reads(
         body_size = len(response.read())
     # The bare aiohttp server with the same body, on the same core: the ceiling in the same shape,
     # measured in the same moments, so that contention for the cores affects both alike.
-    ceiling = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
+    bare_server = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
     shapes: dict[str, tuple[str, list[str]]] = {
         "hot": ("report.lua", []),
         "uniform": ("uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]),
@@ -235,14 +235,14 @@ def measure_reads(
             before = cpu_seconds(reader.process.pid)
             time.sleep(5)
             idle[state].append((cpu_seconds(reader.process.pid) - before) / 5)
-            bare = run_wrk(
-                ceiling.url + HOT_PATH,
+            bare_run = run_wrk(
+                bare_server.url + HOT_PATH,
                 connections=100,
                 seconds=args.read_seconds,
                 script="report.lua",
                 args=[],
             )
-            figures.setdefault(("ceiling", state), []).append(bare.requests_per_s)
+            figures.setdefault(("ceiling", state), []).append(bare_run.requests_per_s)
             for shape, (script, extra) in shapes.items():
                 hits = near_lookups(reader.url)
                 result = run_wrk(
@@ -270,15 +270,15 @@ def measure_reads(
         f"{bare['ingesting']:>8,.0f} req/s ingesting"
     )
     for shape in shapes:
-        ceiling = statistics.median(figures[shape, "paused"])
+        paused = statistics.median(figures[shape, "paused"])
         during = statistics.median(figures[shape, "ingesting"])
         cpu_ceiling = statistics.median(cpu_per_request[shape, "paused"])
         cpu_during = statistics.median(cpu_per_request[shape, "ingesting"])
         lines.append(
-            f"  {shape:<8} ceiling {ceiling:>8,.0f} req/s; during ingestion {during:>8,.0f} req/s; "
-            f"ratio {during / ceiling:.2f}; reader CPU {cpu_ceiling:.1f} -> {cpu_during:.1f} µs/request; "
+            f"  {shape:<8} ceiling {paused:>8,.0f} req/s; during ingestion {during:>8,.0f} req/s; "
+            f"ratio {during / paused:.2f}; reader CPU {cpu_ceiling:.1f} -> {cpu_during:.1f} µs/request; "
             f"of the ceiling during ingestion {during / bare['ingesting']:.2f} "
-            f"(paused {ceiling / bare['paused']:.2f})"
+            f"(paused {paused / bare['paused']:.2f})"
         )
     lines.append(
         "  reader CPU with no reads (following announcements): "
