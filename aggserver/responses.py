@@ -6,6 +6,8 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -29,7 +31,7 @@ from aggserver.errors import (
 )
 from aggserver.keys import BUDGETS, REQUEST_STATS
 
-__all__ = ["charge", "error_response", "guarded", "json_response"]
+__all__ = ["ERROR_ANSWERS", "ErrorAnswer", "charge", "error_response", "guarded", "json_response"]
 
 log = logging.getLogger(__name__)
 
@@ -38,49 +40,68 @@ def json_response(body: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """How one kind of failure is answered: status, JSON body and headers, from the exception."""
+
+    status: int
+    body: Callable[[Any], dict[str, object]]
+    headers: Callable[[Any], dict[str, str]] = lambda _: {}
+
+
+def _retry_after(seconds: Callable[[Any], object]) -> Callable[[Any], dict[str, str]]:
+    return lambda exc: {"Retry-After": str(seconds(exc))}
+
+
+# Looked up along the exception's class hierarchy, most specific first.
+ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
+    InvalidSymbol: ErrorAnswer(400, lambda _: {"msg": "Invalid asset symbol"}),
+    InvalidParameter: ErrorAnswer(400, lambda exc: {"msg": str(exc)}),
+    UnknownSymbol: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
+    PriceNotFound: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
+    NotListed: ErrorAnswer(404, lambda _: {"msg": "No configured exchange lists this asset"}),
+    NoValidQuotes: ErrorAnswer(
+        502, lambda exc: {"msg": "No valid quote from any exchange", "reasons": exc.reasons}
+    ),
+    PriceTooOld: ErrorAnswer(
+        503, lambda exc: {"msg": "Price is older than max_age", "age_seconds": exc.age_seconds}
+    ),
+    Unauthorized: ErrorAnswer(
+        401,
+        lambda _: {"msg": "Missing or wrong bearer token"},
+        lambda _: {"WWW-Authenticate": 'Bearer realm="aggserver"'},
+    ),
+    OverBudget: ErrorAnswer(
+        429,
+        lambda exc: {"msg": "Request budget spent, slow down", "retry_after": exc.retry_after},
+        _retry_after(lambda exc: exc.retry_after),
+    ),
+    HistoryBusy: ErrorAnswer(
+        429,
+        lambda exc: {"msg": exc.answer, "retry_after": exc.retry_after},
+        _retry_after(lambda exc: exc.retry_after),
+    ),
+    TooManyRefreshes: ErrorAnswer(
+        429, lambda _: {"msg": "Too many refreshes, try again shortly"}, _retry_after(lambda _: 1)
+    ),
+    TooManyStreams: ErrorAnswer(
+        503,
+        lambda _: {"msg": "Too many live streams on this server, try again later"},
+        _retry_after(lambda _: 5),
+    ),
+    HistoryUnavailable: ErrorAnswer(503, lambda _: {"msg": "History store unavailable, try again"}),
+    BackendUnavailable: ErrorAnswer(503, lambda _: {"msg": "Price store unavailable, try again"}),
+}
+
+
 def error_response(exc: Exception) -> web.Response:
     """The one place where a failure is turned into a status and a JSON body."""
-    if isinstance(exc, InvalidSymbol):
-        return json_response({"msg": "Invalid asset symbol"}, 400)
-    if isinstance(exc, InvalidParameter):
-        return json_response({"msg": str(exc)}, 400)
-    if isinstance(exc, UnknownSymbol | PriceNotFound):
-        return json_response({"msg": "Asset not found"}, 404)
-    if isinstance(exc, NotListed):
-        return json_response({"msg": "No configured exchange lists this asset"}, 404)
-    if isinstance(exc, NoValidQuotes):
-        return json_response({"msg": "No valid quote from any exchange", "reasons": exc.reasons}, 502)
-    if isinstance(exc, PriceTooOld):
-        return json_response({"msg": "Price is older than max_age", "age_seconds": exc.age_seconds}, 503)
-    if isinstance(exc, Unauthorized):
-        response = json_response({"msg": "Missing or wrong bearer token"}, 401)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="aggserver"'
-        return response
-    if isinstance(exc, OverBudget):
-        response = json_response(
-            {"msg": "Request budget spent, slow down", "retry_after": exc.retry_after}, 429
-        )
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    if isinstance(exc, HistoryBusy):
-        response = json_response(
-            {"msg": exc.answer, "retry_after": exc.retry_after},
-            429,
-        )
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    if isinstance(exc, TooManyRefreshes):
-        response = json_response({"msg": "Too many refreshes, try again shortly"}, 429)
-        response.headers["Retry-After"] = "1"
-        return response
-    if isinstance(exc, TooManyStreams):
-        response = json_response({"msg": "Too many live streams on this server, try again later"}, 503)
-        response.headers["Retry-After"] = "5"
-        return response
-    if isinstance(exc, HistoryUnavailable):
-        return json_response({"msg": "History store unavailable, try again"}, 503)
-    if isinstance(exc, BackendUnavailable):
-        return json_response({"msg": "Price store unavailable, try again"}, 503)
+    for kind in type(exc).__mro__:
+        answer = ERROR_ANSWERS.get(kind)
+        if answer is not None:
+            response = json_response(answer.body(exc), answer.status)
+            response.headers.update(answer.headers(exc))
+            return response
     if isinstance(exc, web.HTTPException):
         body: dict[str, object] = {"msg": exc.reason}
         if isinstance(exc, web.HTTPMethodNotAllowed):
