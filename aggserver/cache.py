@@ -19,14 +19,13 @@ from typing import Any, cast
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from aggserver.aggregate import Aggregate
 from aggserver.announcements import UPDATES_CHANNEL, encode_announcement
 from aggserver.errors import BackendUnavailable
 from aggserver.history import HistoryRecord
 from aggserver.outbox import ENTRY_FIELD, OutboxKeys, encode_entry, enforce_bound, stage_records
-from aggserver.redis_client import RedisClient, bucket_of
+from aggserver.redis_client import RedisClient, bucket_of, redis_call
 
 __all__ = [
     "CachedPrice",
@@ -193,13 +192,12 @@ class PriceCache:
         if lists:
             keys += dict.fromkeys(k for list_keys, _ in lists for k in list_keys if k not in batch)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with redis_call(self._timeout):
                 values = await self._mget(keys)
-        except (RedisError, OSError, TimeoutError) as exc:
-            reason = f"redis read failed: {type(exc).__name__}"
+        except BackendUnavailable as exc:
             for future in [f for futures in batch.values() for f in futures] + [f for _, f in lists]:
                 if not future.done():
-                    future.set_exception(BackendUnavailable(reason))
+                    future.set_exception(BackendUnavailable(str(exc)))
             return
         for key, value in zip(keys, values, strict=True):
             for future in batch.get(key, ()):
@@ -219,19 +217,13 @@ class PriceCache:
 
     async def get_many(self, assets: Sequence[str]) -> list[bytes | None]:
         """Values for many assets in one MGET (start-up checks, not the request path)."""
-        try:
-            async with asyncio.timeout(self._timeout * 5):
-                return await self._mget([price_key(a, cluster=self._cluster) for a in assets])
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise BackendUnavailable(f"redis read failed: {type(exc).__name__}") from exc
+        async with redis_call(self._timeout * 5):
+            return await self._mget([price_key(a, cluster=self._cluster) for a in assets])
 
     async def get_sources(self, asset: str) -> bytes | None:
         """The stored per-exchange breakdown of ``asset``'s price (not on the hot path)."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                value = await self._client.get(price_key(asset, cluster=self._cluster, prefix=SOURCES_PREFIX))
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise BackendUnavailable(f"redis read failed: {type(exc).__name__}") from exc
+        async with redis_call(self._timeout):
+            value = await self._client.get(price_key(asset, cluster=self._cluster, prefix=SOURCES_PREFIX))
         return cast(bytes | None, value)
 
     async def put_many(
@@ -247,16 +239,13 @@ class PriceCache:
         transaction, so a price is never visible without its record."""
         if not values:
             return
-        try:
-            async with asyncio.timeout(self._timeout * 2):
-                if isinstance(self._client, RedisCluster):
-                    lengths = await self._put_cluster(values, only_if_missing, sources, records)
-                else:
-                    lengths = await self._put_scripted(values, only_if_missing, sources, records)
-                for stream, length in lengths.items():
-                    await enforce_bound(self._client, self._outbox, stream, length, self._outbox_max_records)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise BackendUnavailable(f"redis write failed: {type(exc).__name__}") from exc
+        async with redis_call(self._timeout * 2, "write"):
+            if isinstance(self._client, RedisCluster):
+                lengths = await self._put_cluster(values, only_if_missing, sources, records)
+            else:
+                lengths = await self._put_scripted(values, only_if_missing, sources, records)
+            for stream, length in lengths.items():
+                await enforce_bound(self._client, self._outbox, stream, length, self._outbox_max_records)
 
     async def _put_scripted(
         self,
@@ -318,9 +307,9 @@ class PriceCache:
 
     async def ping(self) -> bool:
         try:
-            async with asyncio.timeout(self._timeout):
+            async with redis_call(self._timeout):
                 return bool(await self._client.ping())
-        except (RedisError, OSError, TimeoutError):
+        except BackendUnavailable:
             return False
 
     async def close(self) -> None:

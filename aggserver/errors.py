@@ -1,16 +1,21 @@
-"""The domain's exceptions, each mapped to one HTTP answer in ``api.error_response``.
+"""The domain's exceptions, each answered by one entry of ``responses.ERROR_ANSWERS``.
 
 AggError
- ├── InvalidSymbol      malformed asset symbol                      -> 400
- ├── InvalidParameter   a malformed query parameter                 -> 400
- ├── UnknownSymbol      well-formed but not in symbols.csv          -> 404 (400 on GET)
- ├── PriceNotFound      known symbol without a price anywhere       -> 404
- ├── NotListed          known symbol no configured exchange lists   -> 404
- ├── PriceTooOld        the price is older than the client's max_age -> 503
- ├── NoValidQuotes      every exchange failed or sent a bad quote   -> 502
- ├── OverBudget         the client spent its request budget          -> 429
- └── BackendUnavailable Redis could not be reached in time          -> 503
-ConfigError             a setting or input file is unusable (start-up only)
+ ├── InvalidSymbol        malformed asset symbol                           -> 400
+ ├── InvalidParameter     a malformed query parameter                      -> 400
+ ├── UnknownSymbol        well-formed but not in symbols.csv               -> 404
+ ├── PriceNotFound        known symbol without a price anywhere            -> 404
+ ├── NotListed            known symbol no configured exchange lists        -> 404
+ ├── PriceTooOld          the price is older than the client's max_age     -> 503
+ ├── NoValidQuotes        every exchange failed or sent a bad quote        -> 502
+ ├── Unauthorized         POST /refresh without the right bearer token     -> 401
+ ├── OverBudget           the client spent its request budget              -> 429
+ ├── HistoryBusy          history reads past their bounds                  -> 429
+ ├── TooManyRefreshes     refreshes of one asset too close together        -> 429
+ ├── TooManyStreams       this process serves as many streams as it may    -> 503
+ └── BackendUnavailable   Redis could not be reached in time               -> 503
+      └── HistoryUnavailable  DynamoDB could not be reached in time        -> 503
+ConfigError               a setting or input file is unusable (start-up only)
 """
 
 from __future__ import annotations

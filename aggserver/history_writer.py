@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from aggserver.history import MAX_BATCH, HistoryRecord, describe_error, ensure_table
 from aggserver.outbox import GROUP, OutboxKeys, decode_entry
-from aggserver.redis_client import RedisClient
+from aggserver.redis_client import REDIS_FAILURES, RedisClient
 from aggserver.rollups import PASS_SECONDS as ROLLUP_PASS_SECONDS
 from aggserver.rollups import RollupMaintainer
 
@@ -137,7 +137,7 @@ class HistoryWriter:
                     await self._leave()
                     return
                 backoff = BACKOFF_START
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_FAILURES as exc:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     groups_missing = True
                     continue
@@ -178,7 +178,7 @@ class HistoryWriter:
         await self._redis.zremrangebyscore(self._keys.writers, "-inf", now - FORGET_CONSUMER_SECONDS)
 
     async def _leave(self) -> None:
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*REDIS_FAILURES):
             await self._redis.zrem(self._keys.writers, self.consumer)
             for stream in self._streams:
                 await self._redis.xgroup_delconsumer(stream, GROUP, self.consumer)
@@ -299,7 +299,7 @@ class HistoryWriter:
         by_stream = _ids_by_stream(entries)
         while True:
             await asyncio.sleep(min(self._claim_idle / 3, HEARTBEAT_SECONDS))
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
+            with contextlib.suppress(*REDIS_FAILURES):
                 await self._heartbeat()
                 for stream, ids in by_stream.items():
                     await self._redis.xclaim(stream, GROUP, self.consumer, 0, ids, justid=True)
@@ -328,7 +328,7 @@ class HistoryWriter:
                     await self._redis.hincrby(self._keys.stats, "dropped", unreadable)
                     log.error("history writer: %d outbox entries were not records; dropped", unreadable)
                 return
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_FAILURES as exc:
                 # Written but not acknowledged: another try, or another writer, writes them again
                 # (harmless); the acknowledgement is retried until Redis answers.
                 log.warning("history writer: acknowledging failed (%s); retrying", type(exc).__name__)

@@ -48,11 +48,14 @@ __all__ = [
     "POPULARITY",
     "READER",
     "REFRESHER",
+    "REFRESH_GUARD",
     "REQUEST_STATS",
     "SCHEDULER",
     "SETTINGS",
+    "STREAM_HUB",
     "SYMBOLS",
     "TIERS",
+    "UPDATE_FEED",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from aggserver.candles import INTERVALS
 from aggserver.history import HistoryRecord
-from aggserver.redis_client import CLUSTER_BUCKETS, RedisClient, bucket_of
+from aggserver.redis_client import CLUSTER_BUCKETS, REDIS_FAILURES, RedisClient, bucket_of
 
 __all__ = [
     "GROUP",
@@ -275,7 +274,7 @@ class Outbox:
                 if self.spill_dropped:
                     dropped, self.spill_dropped = self.spill_dropped, 0
                     await self._client.hincrby(self._keys.stats, "dropped", dropped)
-        except (RedisError, OSError, TimeoutError):
+        except REDIS_FAILURES:
             return False
         for _ in chunk:
             self._spill.popleft()
@@ -286,5 +285,5 @@ class Outbox:
         try:
             async with asyncio.timeout(self._timeout * 2):
                 self.state = await read_state(self._client, self._keys)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             self.state = dataclasses.replace(self.state, error=type(exc).__name__)

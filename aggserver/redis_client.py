@@ -7,12 +7,33 @@ few enough that a batch is a handful of commands, enough to spread over a cluste
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import zlib
+from collections.abc import AsyncIterator
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
-__all__ = ["CLUSTER_BUCKETS", "RedisClient", "bucket_of", "create_redis"]
+from aggserver.errors import BackendUnavailable
+
+__all__ = ["CLUSTER_BUCKETS", "REDIS_FAILURES", "RedisClient", "bucket_of", "create_redis", "redis_call"]
+
+# What a Redis call can end in when Redis is away, slow or restarting.
+REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+
+@contextlib.asynccontextmanager
+async def redis_call(timeout: float, what: str = "read") -> AsyncIterator[None]:
+    """Redis calls inside end within ``timeout`` seconds, or in BackendUnavailable ("redis
+    ``what`` failed: <the failure>") instead of whatever Redis or the network raised."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except REDIS_FAILURES as exc:
+        raise BackendUnavailable(f"redis {what} failed: {type(exc).__name__}") from exc
+
 
 CLUSTER_BUCKETS = 16
 
