@@ -18,6 +18,8 @@ from aiobotocore.session import get_session
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
@@ -28,6 +30,14 @@ from tests.support import Exchanges
 MARKET_SEED = 7
 
 os.environ.update(DUMMY_AWS_ENV)
+
+
+# On CI machines (slower, shared) an example's time says nothing about the code: no deadline.
+hypothesis_settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+if os.environ.get("CI", "").lower() == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
