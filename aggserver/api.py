@@ -32,11 +32,11 @@ from aggserver.keys import (
     SYMBOLS,
     TIERS,
 )
-from aggserver.responses import charge, guarded, json_response
+from aggserver.responses import GuardedRoutes, charge, guarded, json_response
 
 __all__ = ["add_routes", "routes"]
 
-routes = web.RouteTableDef()
+routes = GuardedRoutes()
 
 OPENAPI_SPEC = Path(__file__).resolve().parent / "openapi.yaml"
 DASHBOARD = Path(__file__).resolve().parent / "dashboard.html"
@@ -71,15 +71,13 @@ def add_routes(app: web.Application) -> None:
 
 
 @routes.get("/metrics")
-@guarded("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format."""
     body = generate_latest(request.app[METRICS_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@routes.get("/ready")
-@guarded("/ready", free=True)
+@routes.get("/ready", free=True)
 async def ready(request: web.Request) -> web.Response:
     """Readiness: 200 only when Redis answers and the DynamoDB table is reachable."""
     checks = {
@@ -94,20 +92,17 @@ async def ready(request: web.Request) -> web.Response:
 
 
 @routes.get("/openapi.yaml")
-@guarded("/openapi.yaml")
 async def openapi_spec(request: web.Request) -> web.Response:
     return web.Response(body=OPENAPI_SPEC.read_bytes(), content_type="application/yaml")
 
 
-@routes.get("/health")
-@guarded("/health", free=True)
+@routes.get("/health", free=True)
 async def health(request: web.Request) -> web.Response:
     """Liveness: answers as long as the process serves requests."""
     return json_response({"status": "ok"})
 
 
 @routes.get("/prices/{asset}")
-@guarded("/prices/{asset}")
 async def get_price(request: web.Request) -> web.Response:
     """The cached aggregate as stored, with its age and staleness appended."""
     asset = request.match_info["asset"].lower()
@@ -128,7 +123,6 @@ async def get_price(request: web.Request) -> web.Response:
 
 
 @routes.get("/prices")
-@guarded("/prices")
 async def get_prices(request: web.Request) -> web.Response:
     """Many prices in one answer: ``?assets=btcusdt,ethusdt`` (also repeated ``assets=``)."""
     params.only(request, ("assets",))
@@ -144,7 +138,6 @@ async def get_prices(request: web.Request) -> web.Response:
 
 
 @routes.post("/refresh/{asset}")
-@guarded("/refresh/{asset}")
 async def refresh_price(request: web.Request) -> web.Response:
     """Refresh now, unless the price is younger than the minimum interval (then it answers)."""
     guard = request.app[REFRESH_GUARD]
@@ -172,7 +165,6 @@ async def refresh_price(request: web.Request) -> web.Response:
 
 
 @routes.get("/prices/{asset}/history")
-@guarded("/prices/{asset}/history")
 async def price_history(request: web.Request) -> web.Response:
     """Recorded aggregates, newest first, a page at a time."""
     asset = params.known_asset(request)
@@ -206,7 +198,6 @@ async def price_history(request: web.Request) -> web.Response:
 
 
 @routes.get("/prices/{asset}/candles")
-@guarded("/prices/{asset}/candles")
 async def price_candles(request: web.Request) -> web.Response:
     """OHLC candles from the rollups, oldest first: every whole candle that from..to touches."""
     asset = params.known_asset(request)
@@ -245,7 +236,6 @@ async def price_candles(request: web.Request) -> web.Response:
 
 
 @routes.get("/status")
-@guarded("/status")
 async def status(request: web.Request) -> web.Response:
     """What this process sees of the service, for the dashboard (Prometheus has the rest)."""
     app = request.app
@@ -305,7 +295,6 @@ async def status(request: web.Request) -> web.Response:
 
 
 @routes.get("/")
-@guarded("/")
 async def dashboard(request: web.Request) -> web.Response:
     """The live dashboard: one static page, everything it needs served from here."""
     return web.Response(body=DASHBOARD.read_bytes(), content_type="text/html", charset="utf-8")

@@ -19,12 +19,12 @@ from aggserver import params
 from aggserver.budget import TokenBucket
 from aggserver.errors import BackendUnavailable, InvalidParameter, OverBudget
 from aggserver.keys import SETTINGS, STREAM_HUB, SYMBOLS
-from aggserver.responses import charge, guarded
+from aggserver.responses import GuardedRoutes, charge
 from aggserver.stream import PriceEvent, StreamHub, Subscription
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
+routes = GuardedRoutes()
 
 SEND_TIMEOUT = 10.0
 WS_MAX_MESSAGE = 64 * 1024
@@ -34,7 +34,6 @@ WS_CLOSE_SECONDS = 1.0
 
 
 @routes.get("/stream")
-@guarded("/stream")
 async def stream(request: web.Request) -> web.StreamResponse:
     """``?assets=a,b,c``: an ``event: price`` per new aggregate, ``id`` its updated_at."""
     hub = request.app[STREAM_HUB]
@@ -105,7 +104,6 @@ async def _current(hub: StreamHub, assets: list[str]) -> list[PriceEvent]:
 
 
 @routes.get("/ws")
-@guarded("/ws")
 async def websocket(request: web.Request) -> web.StreamResponse:
     """JSON messages: ``{"op": "subscribe" | "unsubscribe", "assets": [...]}`` in, and
     ``subscribed`` / ``unsubscribed`` / ``price`` / ``error`` messages out."""

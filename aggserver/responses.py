@@ -31,7 +31,15 @@ from aggserver.errors import (
 )
 from aggserver.keys import BUDGETS, REQUEST_STATS
 
-__all__ = ["ERROR_ANSWERS", "ErrorAnswer", "charge", "error_response", "guarded", "json_response"]
+__all__ = [
+    "ERROR_ANSWERS",
+    "ErrorAnswer",
+    "GuardedRoutes",
+    "charge",
+    "error_response",
+    "guarded",
+    "json_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +161,19 @@ def charge(request: web.Request, cost: float, route: str) -> None:
     budgets = request.app[BUDGETS]
     if budgets.enabled and cost > 1:
         budgets.spend(request, cost - 1, route)
+
+
+class GuardedRoutes(web.RouteTableDef):
+    """A route table whose routes are registered and ``guarded`` from one path:
+    ``@routes.get("/status")``, ``@routes.get("/health", free=True)``."""
+
+    def route(
+        self, method: str, path: str, *, free: bool = False, **kwargs: Any
+    ) -> Callable[[Handler], Handler]:
+        register = super().route(method, path, **kwargs)
+
+        def decorate(handler: Handler) -> Handler:
+            register(guarded(path, free=free)(handler))
+            return handler
+
+        return decorate
