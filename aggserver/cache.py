@@ -1,9 +1,8 @@
-"""The Redis side: key scheme, cached value format, and reads batched per loop iteration.
+"""The Redis side: key scheme, reads batched per loop iteration, the write script.
 
-Each asset has one key holding the JSON of its latest aggregate. A GET answers with those bytes
-plus two fields computed at answer time (``age_seconds``, ``stale``) spliced onto the end, so an
-unchanged price is never decoded and re-encoded per request. Reads issued in the same event-loop
-iteration are sent together as one MGET: a thousand concurrent GETs cost one round trip.
+Each asset has one key holding the JSON of its latest aggregate (its format: ``price.py``).
+Reads issued in the same event-loop iteration are sent together as one MGET: a thousand
+concurrent GETs cost one round trip.
 
 On a Redis Cluster a multi-key command must stay within one hash slot, so price keys carry a
 hash tag naming one of ``CLUSTER_BUCKETS`` buckets (``price:{07}btcusdt``): a batch becomes at
@@ -14,26 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
-import orjson
 from redis.asyncio.cluster import RedisCluster
 
-from aggserver.aggregate import Aggregate
 from aggserver.announcements import UPDATES_CHANNEL, encode_announcement
 from aggserver.errors import BackendUnavailable
 from aggserver.history import HistoryRecord
 from aggserver.outbox import ENTRY_FIELD, OutboxKeys, encode_entry, enforce_bound, stage_records
 from aggserver.redis_client import RedisClient, bucket_of, redis_call
 
-__all__ = [
-    "CachedPrice",
-    "PriceCache",
-    "encode_price",
-    "encode_restored",
-    "price_key",
-]
+__all__ = ["PriceCache", "price_key"]
 
 KEY_PREFIX = "price:"
 # Beside each price, how each exchange contributed to it (``?detail=sources``).
@@ -74,68 +64,6 @@ def price_key(asset: str, *, cluster: bool = False, prefix: str = KEY_PREFIX) ->
     if cluster:
         return f"{prefix}{{{bucket_of(asset):02d}}}{asset}"
     return prefix + asset
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CachedPrice:
-    """A stored price, decoded once: its JSON without the closing brace, and what freshness needs."""
-
-    raw: bytes
-    asset: str
-    price: float
-    last_updated: int
-    updated_at: int
-    tier: str
-    restored: bool
-
-    @classmethod
-    def decode(cls, raw: bytes) -> CachedPrice:
-        fields = orjson.loads(raw)
-        return cls(
-            raw=raw,
-            asset=str(fields["asset"]),
-            price=float(fields["price"]),
-            last_updated=int(fields["last_updated"]),
-            updated_at=int(fields.get("updated_at", 0)),
-            tier=str(fields.get("refresh_tier", "cold")),
-            restored=bool(fields.get("restored", False)),
-        )
-
-    def answer(self, *, age_seconds: int, stale: bool) -> bytes:
-        """The GET body: the stored JSON with the age and staleness of this moment appended."""
-        return b'%s,"age_seconds":%d,"stale":%s}' % (
-            self.raw[:-1],
-            age_seconds,
-            b"true" if stale else b"false",
-        )
-
-
-def encode_price(aggregate: Aggregate, *, updated_at: int, tier: str, restored: bool = False) -> bytes:
-    """The stored JSON: the three contract fields first, then what the server knows about them."""
-    fields: dict[str, object] = {
-        "asset": aggregate.asset,
-        "price": aggregate.price,
-        "last_updated": aggregate.last_updated,
-    }
-    if aggregate.last_updated_ms is not None:
-        fields["last_updated_ms"] = aggregate.last_updated_ms
-    if aggregate.sources:
-        fields["sources"] = aggregate.sources
-        fields["dispersion"] = aggregate.dispersion
-    fields["updated_at"] = updated_at
-    fields["refresh_tier"] = tier
-    if restored:
-        fields["restored"] = True
-    # orjson returns its output inside an allocation of at least 4 KiB; this value is kept
-    # (the process's last seen price of every asset), so keep a right-sized copy: 10,000
-    # assets held 39 MiB before (tracemalloc), 1.9 MiB after.
-    return bytes(memoryview(orjson.dumps(fields)))
-
-
-def encode_restored(record: HistoryRecord, *, tier: str) -> bytes:
-    """A price brought back from DynamoDB: marked ``restored`` so it is always served as stale."""
-    aggregate = Aggregate(asset=record.asset, price=record.price, last_updated=record.timestamp, sources=0)
-    return encode_price(aggregate, updated_at=record.updated_at, tier=tier, restored=True)
 
 
 class PriceCache:

@@ -11,8 +11,8 @@ import hmac
 
 from aiolimiter import AsyncLimiter
 
-from aggserver.cache import CachedPrice
 from aggserver.errors import TooManyRefreshes, Unauthorized
+from aggserver.price import CachedPrice
 
 __all__ = ["RefreshGuard"]
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from aggserver.announcements import Announcement
-from aggserver.cache import CachedPrice
+from aggserver.price import CachedPrice
 
 __all__ = ["NearCache"]
 

@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
-from aggserver.cache import CachedPrice, PriceCache, encode_restored
+from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, PriceNotFound, PriceTooOld
 from aggserver.history import LatestRecord
 from aggserver.nearcache import NearCache
+from aggserver.price import CachedPrice
 from aggserver.refresh import Refresher
 from aggserver.tiers import Popularity, TierMap
 
@@ -206,10 +207,10 @@ class PriceReader:
         if record is None:
             return None
         tier = self._tiers.of(asset)
-        value = encode_restored(record, tier=tier.name)
+        restored = CachedPrice.restored_from(record, tier=tier.name)
         if store:
-            self._spawn(self._cache.put_many([(asset, value, tier.ttl)], only_if_missing=True))
-        return CachedPrice.decode(value)
+            self._spawn(self._cache.put_many([(asset, restored.raw, tier.ttl)], only_if_missing=True))
+        return restored
 
     async def _refresh_quietly(self, asset: str) -> None:
         try:

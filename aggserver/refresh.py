@@ -18,12 +18,13 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from aggserver.aggregate import Aggregate, QuotePolicy, Selection, aggregate, breakdown, select_quotes
-from aggserver.cache import CachedPrice, PriceCache, encode_price
+from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient, FetchResult
 from aggserver.history import HistoryGate, HistoryRecord
 from aggserver.nearcache import NearCache
 from aggserver.outbox import Outbox
+from aggserver.price import CachedPrice
 from aggserver.tiers import TierMap
 
 __all__ = ["Refresher"]
@@ -150,20 +151,12 @@ class Refresher:
                 self.outcomes[tier.name, "no_valid_quotes"] += 1
                 continue
             self.outcomes[tier.name, "ok"] += 1
-            value = encode_price(outcome, updated_at=int(now), tier=tier.name)
-            writes.append((asset, value, tier.ttl))
+            cached = CachedPrice.of(outcome, updated_at=int(now), tier=tier.name)
+            writes.append((asset, cached.raw, tier.ttl))
             details.append(
                 (asset, orjson.dumps(breakdown(fetch.quotes, selection, fetch.rejected)), tier.ttl)
             )
-            self.last_seen[asset] = CachedPrice(
-                raw=value,
-                asset=asset,
-                price=outcome.price,
-                last_updated=outcome.last_updated,
-                updated_at=int(now),
-                tier=tier.name,
-                restored=False,
-            )
+            self.last_seen[asset] = cached
             if self._gate.should_record(asset, outcome.price, now):
                 records.append(
                     HistoryRecord(

@@ -19,10 +19,11 @@ import math
 import time
 from collections.abc import Collection, Sequence
 
-from aggserver.cache import PriceCache, encode_restored
+from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable
 from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient
 from aggserver.history import LatestRecord
+from aggserver.price import CachedPrice
 from aggserver.refresh import Refresher
 from aggserver.tiers import Popularity, Tier, TierMap
 
@@ -170,7 +171,7 @@ class Scheduler:
                     return
                 if record is not None:
                     tier = self._tiers.of(asset)
-                    writes.append((asset, encode_restored(record, tier=tier.name), tier.ttl))
+                    writes.append((asset, CachedPrice.restored_from(record, tier=tier.name).raw, tier.ttl))
 
         await asyncio.gather(*(worker() for _ in range(WARM_CONCURRENCY)))
         try:

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from aggserver.announcements import Announcement
-from aggserver.cache import CachedPrice, PriceCache
+from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, TooManyStreams
+from aggserver.price import CachedPrice
 
 __all__ = ["PriceEvent", "StreamHub", "Subscription"]
 

@@ -11,9 +11,10 @@ from aiohttp.test_utils import TestClient
 
 from aggserver.aggregate import Aggregate
 from aggserver.app import create_app
-from aggserver.cache import PriceCache, encode_price, price_key
+from aggserver.cache import PriceCache, price_key
 from aggserver.errors import BackendUnavailable
 from aggserver.localstack import Service, start_redis
+from aggserver.price import encode_price
 from aggserver.redis_client import create_redis
 from aggserver.settings import Settings
 from tests.support import checked, command_calls

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggserver.aggregate import Aggregate
-from aggserver.cache import encode_price
 from aggserver.freshness import price_age, summarize
+from aggserver.price import encode_price
 
 
 @given(st.lists(st.floats(0, 1e6), min_size=1), st.integers(0, 100))

@@ -16,9 +16,9 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from aggserver.app import create_app
-from aggserver.cache import CachedPrice
 from aggserver.keys import UPDATE_FEED
 from aggserver.localstack import Service, free_port
+from aggserver.price import CachedPrice
 from aggserver.settings import Settings
 from aggserver.stream import PriceEvent, Subscription
 from aggserver.symbols import load_symbols

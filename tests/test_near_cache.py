@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from aggserver.aggregate import Aggregate
 from aggserver.announcements import Announcement, decode_announcement, encode_announcement
 from aggserver.app import create_app
-from aggserver.cache import CachedPrice, encode_price
 from aggserver.keys import NEAR_CACHE
 from aggserver.localstack import Service, free_port
 from aggserver.nearcache import NearCache
+from aggserver.price import CachedPrice, encode_price
 from aggserver.reader import PriceReader
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
