@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,7 +24,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS31Validator
 
 from aggserver.localstack import Service
-from aggserver.settings import Settings
+from aggserver.settings import READ_BY_HAND, Settings
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 SPEC = OpenAPI.from_file_path(str(SPEC_PATH))
@@ -229,3 +231,11 @@ async def checked(response: ClientResponse) -> Any:
         assert response.status in (404, 405), f"{response.method} {url.path} is not in openapi.yaml"
         _UNROUTED.get(response.status, _ERROR).validate(await response.json())
     return await response.json()
+
+
+def setting_variables() -> set[str]:
+    """Every environment variable Settings reads: each declared field's name in capitals, and
+    the names the fields read by hand (``READ_BY_HAND``) look up in settings.py."""
+    source = (Path(__file__).resolve().parent.parent / "aggserver" / "settings.py").read_text()
+    declared = {f.name.upper() for f in dataclasses.fields(Settings) if f.name not in READ_BY_HAND}
+    return declared | set(re.findall(r'env(?:\.get\(|\[|, )"([A-Z][A-Z0-9_]+)"', source))

@@ -12,11 +12,11 @@ import yaml
 
 from aggserver.api import routes
 from aggserver.settings import Settings
+from tests.support import setting_variables
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS_SOURCE = (ROOT / "aggserver" / "settings.py").read_text()
 # Every variable Settings.from_env reads, plus the credentials botocore reads itself.
-KNOWN_VARIABLES = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE)) | {
+KNOWN_VARIABLES = setting_variables() | {
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 }

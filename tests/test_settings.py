@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from pathlib import Path
 
 import pytest
 
 from aggserver.errors import ConfigError
-from aggserver.settings import DEFAULT_EXCHANGE_URLS, READ_BY_HAND, Settings
+from aggserver.settings import DEFAULT_EXCHANGE_URLS, Settings
 from aggserver.venues import VENUES
+from tests.support import setting_variables
 
 
 def test_defaults() -> None:
@@ -67,10 +66,7 @@ def test_malformed_settings_are_rejected_by_name(name: str, value: str) -> None:
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     root = Path(__file__).resolve().parent.parent
-    source = (root / "aggserver" / "settings.py").read_text()
-    # Declared fields are read from their names in capitals; the others by hand, by name.
-    names = {f.name.upper() for f in dataclasses.fields(Settings) if f.name not in READ_BY_HAND}
-    names |= set(re.findall(r'env(?:\.get\(|\[|, )"([A-Z][A-Z0-9_]+)"', source))
+    names = setting_variables()
     assert len(names) > 60
     readme = (root / "README.md").read_text()
     assert sorted(name for name in names if f"`{name}`" not in readme) == []
