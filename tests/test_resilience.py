@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as redis
 from aiobotocore.session import get_session
@@ -151,6 +153,69 @@ def own_redis() -> Iterator[Service]:
     service = start_redis()
     yield service
     service.stop()
+
+
+async def test_start_up_with_every_exchange_down_restores_prices_from_history(
+    client: Client,
+    exchanges: Exchanges,
+    redis_client: redis.Redis,
+    settings: Settings,
+    dynamo: DynamoDBClient,
+    aiohttp_client: Any,
+    tmp_path: Path,
+) -> None:
+    prices = {"btcusdt": 60_000.0, "ethusdt": 3_000.0}
+    for asset, price in prices.items():
+        await pin_all(exchanges, asset, [price] * 3)
+        assert (await client.post(f"/refresh/{asset}")).status == 200
+    for asset in prices:
+        await poll(functools.partial(_count, dynamo, settings.prices_table, asset))
+    # Redis lost the prices, and no exchange answers when a server starts.
+    await redis_client.delete(*(f"price:{asset}" for asset in [*prices, "solusdt"]))
+    for index in range(3):
+        await exchanges.set_faults(index, mode="down")
+    symbols = tmp_path / "symbols.csv"
+    symbols.write_text("symbol\n" + "\n".join([*prices, "solusdt"]) + "\n")
+    starting = dataclasses.replace(settings, auto_refresh=True, symbols_file=symbols)
+    restarted = await aiohttp_client(create_app(starting))
+
+    async def restored_in_redis() -> bool:
+        values = await redis_client.mget([f"price:{asset}" for asset in prices])
+        return all(v is not None and orjson.loads(v).get("restored") is True for v in values)
+
+    # The start-up round prices nothing; what it could not price comes back from history.
+    await poll(restored_in_redis, timeout=30)
+    for asset, price in prices.items():
+        body = await checked(await restarted.get(f"/prices/{asset}"))
+        assert (body["price"], body["restored"], body["stale"]) == (price, True, True)
+    # Without any history there is nothing to answer with.
+    assert (await restarted.get("/prices/solusdt")).status == 404
+
+
+async def test_with_redis_down_a_price_never_seen_comes_from_history(
+    settings: Settings, own_redis: Service, exchanges: Exchanges, dynamo: DynamoDBClient, aiohttp_client: Any
+) -> None:
+    on_own_redis = dataclasses.replace(
+        settings, redis_url=own_redis.url, redis_timeout_seconds=0.5, history_flush_seconds=1
+    )
+    writer = await aiohttp_client(create_app(on_own_redis))
+    prices = {"btcusdt": 60_000.0, "ethusdt": 3_000.0}
+    for asset, price in prices.items():
+        await pin_all(exchanges, asset, [price] * 3)
+        assert (await writer.post(f"/refresh/{asset}")).status == 200
+    for asset in prices:
+        await poll(functools.partial(_count, dynamo, settings.prices_table, asset))
+    # Another process, which reads ethusdt once and never btcusdt, then loses Redis.
+    reader = await aiohttp_client(create_app(on_own_redis))
+    assert (await checked(await reader.get("/prices/ethusdt")))["price"] == prices["ethusdt"]
+    own_redis.stop()
+
+    body = await checked(await reader.get("/prices/btcusdt"))
+    assert (body["price"], body["restored"], body["stale"]) == (prices["btcusdt"], True, True)
+    # A batch answers what this process remembers and names the rest missing.
+    batch = await checked(await reader.get("/prices", params={"assets": "ethusdt,btcusdt"}))
+    assert [p["asset"] for p in batch["prices"]] == ["ethusdt"]
+    assert batch["missing"] == ["btcusdt"]
 
 
 async def test_redis_stopped_and_restarted_while_serving(
