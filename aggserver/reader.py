@@ -1,13 +1,15 @@
 """Answering GET /prices: the cache first, then whatever still holds a price, never garbage.
 
 Redis answers almost every read. On a miss the latest DynamoDB record is served (marked stale),
-put back into Redis and a refresh is started. With Redis unreachable, the last price this
-process saw is served, else DynamoDB's; only with nothing anywhere does a read fail.
+put back into Redis and a refresh is started; DynamoDB failing or hanging past
+``HISTORY_LOOKUP_SECONDS`` makes that read 503, not 404. With Redis unreachable, the last price
+this process saw is served, else DynamoDB's; only with nothing anywhere does a read fail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import orjson
 
 from aggserver.cache import PriceCache
-from aggserver.errors import BackendUnavailable, PriceNotFound, PriceTooOld
+from aggserver.errors import BackendUnavailable, HistoryUnavailable, PriceNotFound, PriceTooOld
 from aggserver.history import LatestRecord
 from aggserver.nearcache import NearCache
 from aggserver.price import CachedPrice
@@ -25,6 +27,9 @@ from aggserver.tiers import Popularity, TierMap
 __all__ = ["PriceReader"]
 
 log = logging.getLogger(__name__)
+
+# A GET that misses Redis waits this long for DynamoDB's latest record, then answers 503.
+HISTORY_LOOKUP_SECONDS = 2.0
 
 
 class PriceReader:
@@ -162,9 +167,12 @@ class PriceReader:
         try:
             raw = await self._cache.get(asset)
         except BackendUnavailable:
-            cached = last_seen.get(asset) or await self._from_history(asset, store=False)
+            cached = last_seen.get(asset)
             if cached is None:
-                raise
+                with contextlib.suppress(HistoryUnavailable):
+                    cached = await self._from_history(asset, store=False)
+            if cached is None:
+                raise  # Redis's failure: the price store is what is missing
         else:
             if raw is None:
                 self.misses += 1
@@ -198,12 +206,16 @@ class PriceReader:
         return await asyncio.shield(lookup)
 
     async def _lookup(self, asset: str, *, store: bool) -> CachedPrice | None:
-        try:
-            record = await self._latest_record(asset)
-        except Exception as exc:  # noqa: BLE001 - DynamoDB being down must not fail the read path
-            log.debug("history lookup for %s failed: %s", asset, exc)
-            record = None
+        """The latest record of ``asset`` as a restored price; None when it has none;
+        HistoryUnavailable when DynamoDB fails or takes longer than ``HISTORY_LOOKUP_SECONDS``
+        (botocore alone would retry a hung table for ~15 s)."""
         self._spawn(self._refresh_quietly(asset))
+        try:
+            async with asyncio.timeout(HISTORY_LOOKUP_SECONDS):
+                record = await self._latest_record(asset)
+        except Exception as exc:
+            log.debug("history lookup for %s failed: %s", asset, exc)
+            raise HistoryUnavailable(f"latest record of {asset}: {type(exc).__name__}") from exc
         if record is None:
             return None
         tier = self._tiers.of(asset)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -261,6 +263,26 @@ async def own_dynamo(tmp_path: Path) -> AsyncIterator[Service]:
     service = start_dynamo(path=tmp_path / "dynalite", backend="dynalite")
     yield service
     service.stop()
+
+
+async def test_a_hung_dynamodb_is_named_and_bounds_a_redis_miss(
+    settings: Settings, own_dynamo: Service, aiohttp_client: Any
+) -> None:
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, dynamodb_endpoint=own_dynamo.url)))
+    assert (await client.get("/ready")).status == 200
+    os.kill(own_dynamo.process.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+    try:
+        ready = await asyncio.wait_for(client.get("/ready"), timeout=30)
+        assert ready.status == 503
+        assert (await ready.json())["dynamodb"] == "down"
+        # A Redis miss waits for the latest record a bounded time (botocore alone would retry for
+        # ~15 s; this is a hang detector, not a speed test), then says history is unavailable
+        # rather than that the asset has no price.
+        missed = await asyncio.wait_for(client.get("/prices/dotusdt"), timeout=30)
+        assert missed.status == 503
+        assert (await missed.json())["msg"] == "History store unavailable, try again"
+    finally:
+        os.kill(own_dynamo.process.pid, signal.SIGCONT)
 
 
 async def test_dynamodb_outage_loses_no_history(
