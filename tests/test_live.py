@@ -221,13 +221,15 @@ async def test_sigterm_ends_open_streams_and_the_server_exits_cleanly(
                 session.ws_connect(f"{base}/ws") as ws,
             ):
                 assert stream.status == 200
-                started = time.monotonic()
                 process.send_signal(signal.SIGTERM)
-                async with asyncio.timeout(8):  # well inside the 10 s grace for requests
+                # A hang detector, not a speed test: the server ends the streams itself.
+                async with asyncio.timeout(30):
                     async for _ in sse_events(stream):
                         pass
-                    assert (await ws.receive()).type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
-                assert time.monotonic() - started < 8
+                    closing = await ws.receive()
+                # Ended by the shutdown (1001, going away), not cut when the 10 s grace ran out.
+                assert closing.type is WSMsgType.CLOSE
+                assert closing.data == 1001
         assert process.wait(timeout=30) == 0
 
 
