@@ -70,22 +70,42 @@ async def test_workers_share_one_port_and_stop_cleanly_on_sigterm(
         for _ in range(20):
             async with aiohttp.ClientSession() as fresh, fresh.get(f"{base}/prices/btcusdt") as response:
                 assert response.status == 200
-    children = [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
-    ]
+    children = _children(supervisor.pid)
     # Two workers, and one history writer for both (HISTORY_WRITER=process).
     assert sorted(_aggserver_command(pid) for pid in children) == ["history-writer", "serve", "serve"]
+
+    # A worker and the writer killed: the supervisor starts others in their place.
+    killed = [pid for pid in children if _aggserver_command(pid) == "serve"][:1]
+    killed += [pid for pid in children if _aggserver_command(pid) == "history-writer"]
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+
+    def replaced() -> list[int] | None:
+        now = _children(supervisor.pid)
+        commands = sorted(_aggserver_command(pid) for pid in now if _exists(pid))
+        fresh = not set(killed) & set(now)
+        return now if fresh and commands == ["history-writer", "serve", "serve"] else None
+
+    children = await poll(replaced, timeout=30, interval=0.2)
+    async with aiohttp.ClientSession() as session:
+        await poll(lambda: answers(session, f"{base}/health"), timeout=30)
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(timeout=30) == 0
     assert not [pid for pid in children if _exists(pid)]
 
 
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(child) for child in found.stdout.split()]
+
+
 def _aggserver_command(pid: int) -> str:
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    return argv[argv.index("aggserver") + 1]
+    """Which aggserver command ``pid`` runs; "" for a process that is exiting (or gone)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return ""
+    return argv[argv.index("aggserver") + 1] if "aggserver" in argv else ""
 
 
 def _exists(pid: int) -> bool:
