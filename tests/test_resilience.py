@@ -72,6 +72,22 @@ async def test_half_failing_exchange_never_breaks_a_refresh(client: Client, exch
         assert (await checked(await client.get("/prices/xrpusdt")))["sources"] in (2, 3)
 
 
+async def test_a_slow_exchange_is_left_out_once_the_refresh_budget_is_spent(
+    settings: Settings, exchanges: Exchanges, aiohttp_client: Any
+) -> None:
+    # The exchange would answer within its own timeout (5 s < 10 s), but not within the budget.
+    budgeted = dataclasses.replace(settings, refresh_budget_seconds=0.5, exchange_timeout_seconds=10)
+    client = await aiohttp_client(create_app(budgeted))
+    await pin_all(exchanges, "adausdt", [0.5, 0.5, 0.5])
+    await exchanges.set_faults(2, mode="slow", latency_ms=5000)
+    refreshed = await asyncio.wait_for(client.post("/refresh/adausdt"), timeout=30)  # hang detector
+    assert refreshed.status == 200
+    body = await checked(await client.get("/prices/adausdt?detail=sources"))
+    assert body["sources"] == 2
+    slow = client.app[EXCHANGES].exchanges[2].name
+    assert {q["exchange"]: q.get("reason") for q in body["quotes"]}[slow] == "timed out (refresh budget)"
+
+
 async def test_refresh_storm_costs_one_request_per_exchange(client: Client, exchanges: Exchanges) -> None:
     for index in range(3):
         await exchanges.set_faults(index, mode="slow", latency_ms=300)
