@@ -183,12 +183,17 @@ async def test_a_quiet_instrument_on_a_live_stream_stays_fresh(client: Client, v
         return body if body["last_updated_ms"] > (silent_since + 1) * 1000 else None
 
     body = await poll(confirmed_price, timeout=10)
-    # Re-confirmed every half second once 1 s silent: its age stays near 2 s at most.
-    assert time.time() * 1000 - body["last_updated_ms"] <= 2500
     assert {q["exchange"]: q.get("timestamp_from") for q in body["quotes"]} == dict.fromkeys(
         VENUES, "received"
     )
     assert body["sources"] == 3
+
+    # While it stays silent it is confirmed again and again, not once: its time keeps moving.
+    async def confirmed_again() -> bool:
+        later = await checked(await client.get("/prices/btcusdt"))
+        return bool(later["last_updated_ms"] > body["last_updated_ms"])
+
+    await poll(confirmed_again, timeout=10)
 
 
 async def test_a_venue_streaming_outliers_is_ignored(client: Client, venues: Exchanges) -> None:
