@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,7 +23,7 @@ from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotF
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS31Validator
 
-from aggserver.localstack import Service
+from aggserver.localstack import Service, start_mockex
 from aggserver.settings import READ_BY_HAND, Settings
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -239,3 +239,17 @@ def setting_variables() -> set[str]:
     source = (Path(__file__).resolve().parent.parent / "aggserver" / "settings.py").read_text()
     declared = {f.name.upper() for f in dataclasses.fields(Settings) if f.name not in READ_BY_HAND}
     return declared | set(re.findall(r'env(?:\.get\(|\[|, )"([A-Z][A-Z0-9_]+)"', source))
+
+
+def start_venue_mocks(listed: Mapping[str, int | Sequence[str]]) -> list[Service]:
+    """mockex venue personalities (venue -> symbols listed), one market for all (seed 7); each
+    started one is stopped again if a later one fails to start."""
+    services: list[Service] = []
+    try:
+        for venue, symbols in listed.items():
+            services.append(start_mockex(name=venue, venue=venue, listed=symbols, seed=7))
+    except BaseException:
+        for service in services:
+            service.stop()
+        raise
+    return services

@@ -17,10 +17,19 @@ from aiohttp.web import Application
 
 from aggserver.app import create_app
 from aggserver.keys import INGESTOR, SCHEDULER
-from aggserver.localstack import Service, free_port, start_mockex
+from aggserver.localstack import Service, free_port
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
-from tests.support import Exchanges, answers, checked, child_server, poll, server_env, venue_settings
+from tests.support import (
+    Exchanges,
+    answers,
+    checked,
+    child_server,
+    poll,
+    server_env,
+    start_venue_mocks,
+    venue_settings,
+)
 
 Client = TestClient[Any, Application]
 
@@ -30,7 +39,7 @@ LISTED = list(load_symbols(DEFAULT_SYMBOLS_FILE).ordered[:12])
 
 @pytest.fixture(scope="module")
 def venue_services() -> Iterator[list[Service]]:
-    services = [start_mockex(name=venue, venue=venue, listed=len(LISTED), seed=7) for venue in VENUES]
+    services = start_venue_mocks(dict.fromkeys(VENUES, len(LISTED)))
     yield services
     for service in services:
         service.stop()

@@ -35,6 +35,18 @@ async def pin_all(exchanges: Exchanges, asset: str, prices: list[float], *, age:
         await exchanges.pin(index, {asset: {"price": price, "volume": 1.0 + index, "timestamp": timestamp}})
 
 
+async def priced_with_history(
+    client: Client, exchanges: Exchanges, dynamo: DynamoDBClient, table: str, prices: dict[str, float]
+) -> None:
+    """Each asset priced by every exchange at its price, refreshed through ``client``, and its
+    record in DynamoDB."""
+    for asset, price in prices.items():
+        await pin_all(exchanges, asset, [price] * 3)
+        assert (await client.post(f"/refresh/{asset}")).status == 200
+    for asset in prices:
+        await poll(functools.partial(_count, dynamo, table, asset))
+
+
 async def test_ten_x_outlier_does_not_move_the_price(client: Client, exchanges: Exchanges) -> None:
     await pin_all(exchanges, "ethusdt", [100.0, 101.0, 100.5])
     await exchanges.set_faults(2, mode="outlier", price_factor=10)
@@ -183,11 +195,7 @@ async def test_start_up_with_every_exchange_down_restores_prices_from_history(
     tmp_path: Path,
 ) -> None:
     prices = {"btcusdt": 60_000.0, "ethusdt": 3_000.0}
-    for asset, price in prices.items():
-        await pin_all(exchanges, asset, [price] * 3)
-        assert (await client.post(f"/refresh/{asset}")).status == 200
-    for asset in prices:
-        await poll(functools.partial(_count, dynamo, settings.prices_table, asset))
+    await priced_with_history(client, exchanges, dynamo, settings.prices_table, prices)
     # Redis lost the prices, and no exchange answers when a server starts.
     await redis_client.delete(*(f"price:{asset}" for asset in [*prices, "solusdt"]))
     for index in range(3):
@@ -218,11 +226,7 @@ async def test_with_redis_down_a_price_never_seen_comes_from_history(
     )
     writer = await aiohttp_client(create_app(on_own_redis))
     prices = {"btcusdt": 60_000.0, "ethusdt": 3_000.0}
-    for asset, price in prices.items():
-        await pin_all(exchanges, asset, [price] * 3)
-        assert (await writer.post(f"/refresh/{asset}")).status == 200
-    for asset in prices:
-        await poll(functools.partial(_count, dynamo, settings.prices_table, asset))
+    await priced_with_history(writer, exchanges, dynamo, settings.prices_table, prices)
     # Another process, which reads ethusdt once and never btcusdt, then loses Redis.
     reader = await aiohttp_client(create_app(on_own_redis))
     assert (await checked(await reader.get("/prices/ethusdt")))["price"] == prices["ethusdt"]

@@ -20,12 +20,12 @@ from aiohttp.web import Application
 from aggserver.app import create_app
 from aggserver.exchanges import ExchangeClient, create_session
 from aggserver.keys import SCHEDULER
-from aggserver.localstack import Service, start_mockex
+from aggserver.localstack import Service
 from aggserver.settings import Settings
 from aggserver.venues import parse_exchanges
 from aggserver.venues.base import Bulk
 from tests import support
-from tests.support import Exchanges, checked, poll, sse_events, valid_price
+from tests.support import Exchanges, checked, poll, sse_events, start_venue_mocks, valid_price
 
 Client = TestClient[Any, Application]
 
@@ -44,14 +44,10 @@ NOBODY_LISTS = "bnbusdt"
 
 @pytest.fixture(scope="module")
 def venue_services() -> Iterator[list[Service]]:
-    services: list[Service] = []
-    try:
-        for venue, listed in LISTED.items():
-            services.append(start_mockex(name=venue, venue=venue, listed=listed, seed=7))
-        yield services
-    finally:
-        for service in services:
-            service.stop()
+    services = start_venue_mocks(LISTED)
+    yield services
+    for service in services:
+        service.stop()
 
 
 @pytest.fixture
