@@ -227,10 +227,13 @@ async def test_with_redis_down_a_price_never_seen_comes_from_history(
     writer = await aiohttp_client(create_app(on_own_redis))
     prices = {"btcusdt": 60_000.0, "ethusdt": 3_000.0}
     await priced_with_history(writer, exchanges, dynamo, settings.prices_table, prices)
-    # Another process, which reads ethusdt once and never btcusdt, then loses Redis.
+    # Another process, which reads ethusdt once and never btcusdt, then loses Redis; the
+    # exchanges are down too, so the refresh a miss starts cannot price btcusdt either.
     reader = await aiohttp_client(create_app(on_own_redis))
     assert (await checked(await reader.get("/prices/ethusdt")))["price"] == prices["ethusdt"]
     own_redis.stop()
+    for index in range(3):
+        await exchanges.set_faults(index, mode="down")
 
     body = await checked(await reader.get("/prices/btcusdt"))
     assert (body["price"], body["restored"], body["stale"]) == (prices["btcusdt"], True, True)
