@@ -9,11 +9,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from aggserver import live, params
-from aggserver.candles import INTERVALS
-from aggserver.errors import InvalidParameter, InvalidSymbol
-from aggserver.history import decode_cursor, encode_cursor
-from aggserver.keys import (
+from aggserver import params, stream_routes
+from aggserver.appkeys import (
     CACHE,
     EXCHANGES,
     FRESHNESS,
@@ -32,6 +29,8 @@ from aggserver.keys import (
     SYMBOLS,
     TIERS,
 )
+from aggserver.candles import INTERVALS
+from aggserver.errors import InvalidParameter, InvalidSymbol
 from aggserver.responses import GuardedRoutes, charge, guarded, json_response
 
 __all__ = ["add_routes", "routes"]
@@ -51,7 +50,7 @@ def add_routes(app: web.Application) -> None:
     """The API's routes, then JSON answers for a wrong method on any of them (405) and for
     any other path (404): no path or method is ever answered with HTML."""
     app.router.add_routes(routes)
-    app.router.add_routes(live.routes)
+    app.router.add_routes(stream_routes.routes)
     for resource in list(app.router.resources()):
         if not isinstance(resource, web.Resource):
             continue
@@ -179,7 +178,7 @@ async def price_history(request: web.Request) -> web.Response:
     before = None
     if "cursor" in request.query:
         try:
-            before = decode_cursor(request.query["cursor"], asset)
+            before = params.decode_cursor(request.query["cursor"], asset)
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from None
     charge(request, limit, "/prices/{asset}/history")
@@ -192,7 +191,7 @@ async def price_history(request: web.Request) -> web.Response:
             "records": [
                 {"timestamp": r.timestamp, "price": r.price, "updated_at": r.updated_at} for r in records
             ],
-            "next_cursor": encode_cursor(asset, records[-1].timestamp) if more else None,
+            "next_cursor": params.encode_cursor(asset, records[-1].timestamp) if more else None,
         }
     )
 

@@ -12,18 +12,9 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry
 
-from aggserver import api, protocol
+from aggserver import api, error_page
 from aggserver.aggregate import QuotePolicy
-from aggserver.budget import ClientBudgets
-from aggserver.cache import PriceCache
-from aggserver.exchanges import ExchangeClient, create_session
-from aggserver.freshness import FreshnessProbe
-from aggserver.guard import RefreshGuard
-from aggserver.history import HistoryGate, HistoryRecord, ensure_table, latest_record, lean_dynamo_client
-from aggserver.history_reads import HistoryQueries
-from aggserver.history_writer import HistoryWriter
-from aggserver.ingest import Ingestor, stream_urls
-from aggserver.keys import (
+from aggserver.appkeys import (
     BUDGETS,
     CACHE,
     EXCHANGES,
@@ -50,6 +41,14 @@ from aggserver.keys import (
     TIERS,
     UPDATE_FEED,
 )
+from aggserver.budget import ClientBudgets
+from aggserver.cache import PriceCache
+from aggserver.exchanges import ExchangeClient, create_session
+from aggserver.freshness import FreshnessProbe
+from aggserver.history import HistoryRecord, ensure_table, latest_record, lean_dynamo_client
+from aggserver.history_reads import HistoryQueries
+from aggserver.history_writer import HistoryWriter
+from aggserver.ingest import Ingestor, stream_urls
 from aggserver.lease import Lease, shard_of
 from aggserver.metrics import MetricsCollector, RequestStats
 from aggserver.nearcache import NearCache
@@ -57,13 +56,14 @@ from aggserver.outbox import Outbox
 from aggserver.reader import PriceReader
 from aggserver.redis_client import create_redis
 from aggserver.refresh import Refresher
+from aggserver.refresh_guard import RefreshGuard
 from aggserver.rollups import ensure_rollup_table
 from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
-from aggserver.stream import StreamHub
+from aggserver.stream_hub import StreamHub
 from aggserver.symbols import load_symbols
 from aggserver.telemetry import app_families
-from aggserver.tiers import Popularity, TierMap
+from aggserver.tiers import HistoryGate, Popularity, TierMap
 from aggserver.updates import UpdateFeed
 from aggserver.writer_process import HistoryWriterView, WriterChild, configured_writer
 
@@ -316,7 +316,7 @@ MAX_BODY = 64 * 1024
 def create_app(settings: Settings | None = None) -> web.Application:
     """Build the app; with no settings they are read from the environment (as ``adev`` needs)."""
     settings = settings or Settings.from_env()
-    protocol.install()
+    error_page.install()
     app = web.Application(
         # No route reads a body beyond a few bytes.
         client_max_size=MAX_BODY,

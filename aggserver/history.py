@@ -7,8 +7,6 @@ A record's key is (asset, timestamp), so writing one again overwrites it with th
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import time
@@ -29,13 +27,10 @@ if TYPE_CHECKING:
     from aggserver.settings import Settings
 
 __all__ = [
-    "HistoryGate",
     "HistoryRecord",
     "LatestRecord",
-    "decode_cursor",
     "describe_error",
     "dynamo_client",
-    "encode_cursor",
     "ensure_table",
     "format_number",
     "latest_record",
@@ -150,45 +145,6 @@ async def latest_record(client: DynamoDBClient, table: str, asset: str) -> Histo
     )
     items = query_answer(response).items
     return HistoryRecord.from_item(items[0]) if items else None
-
-
-def encode_cursor(asset: str, timestamp: int) -> str:
-    """An opaque page cursor: the key after which the next page starts."""
-    return base64.urlsafe_b64encode(f"{asset}:{timestamp}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, asset: str) -> int:
-    """The timestamp a cursor of ``asset`` points after; ValueError when it is not one of ours."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("cursor is not one this server gave out") from None
-    named, _, timestamp = text.rpartition(":")
-    if named != asset or not timestamp.isdigit():
-        raise ValueError("cursor is not one this server gave out for this asset")
-    return int(timestamp)
-
-
-class HistoryGate:
-    """Deviation + heartbeat, as price oracles publish: record an aggregate only when it moved
-    more than ``deviation`` (relative) since the last record of the asset, or when
-    ``heartbeat_seconds`` passed since then. A deviation of 0 records every aggregate."""
-
-    def __init__(self, *, deviation: float, heartbeat_seconds: float) -> None:
-        self._deviation = deviation
-        self._heartbeat = heartbeat_seconds
-        self._last: dict[str, tuple[float, float]] = {}
-
-    def should_record(self, asset: str, price: float, now: float) -> bool:
-        if self._deviation <= 0:
-            return True
-        last = self._last.get(asset)
-        if last is not None:
-            last_price, last_time = last
-            if abs(price / last_price - 1) <= self._deviation and now - last_time < self._heartbeat:
-                return False
-        self._last[asset] = (price, now)
-        return True
 
 
 async def ensure_table(

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 
 from aiohttp import web
 
+from aggserver.appkeys import SYMBOLS
 from aggserver.errors import InvalidParameter, InvalidSymbol
-from aggserver.keys import SYMBOLS
 
-__all__ = ["detail", "known_asset", "listed_assets", "max_age", "only", "whole_number"]
+__all__ = [
+    "decode_cursor",
+    "detail",
+    "encode_cursor",
+    "known_asset",
+    "listed_assets",
+    "max_age",
+    "only",
+    "whole_number",
+]
 
 
 def max_age(request: web.Request) -> float | None:
@@ -76,3 +87,20 @@ def only(request: web.Request, allowed: Iterable[str]) -> None:
     if unknown:
         expected = ", ".join(sorted(allowed)) or "none"
         raise InvalidParameter(f"unknown query parameter {unknown[0]!r} (this route takes: {expected})")
+
+
+def encode_cursor(asset: str, timestamp: int) -> str:
+    """An opaque page cursor: the key after which the next page starts."""
+    return base64.urlsafe_b64encode(f"{asset}:{timestamp}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, asset: str) -> int:
+    """The timestamp a cursor of ``asset`` points after; ValueError when it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("cursor is not one this server gave out") from None
+    named, _, timestamp = text.rpartition(":")
+    if named != asset or not timestamp.isdigit():
+        raise ValueError("cursor is not one this server gave out for this asset")
+    return int(timestamp)

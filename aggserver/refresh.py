@@ -21,11 +21,11 @@ from aggserver.aggregate import Aggregate, QuotePolicy, Selection, aggregate, br
 from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient, FetchResult
-from aggserver.history import HistoryGate, HistoryRecord
+from aggserver.history import HistoryRecord
 from aggserver.nearcache import NearCache
 from aggserver.outbox import Outbox
 from aggserver.price import CachedPrice
-from aggserver.tiers import TierMap
+from aggserver.tiers import HistoryGate, TierMap
 
 __all__ = ["Refresher"]
 

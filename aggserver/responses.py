@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from aggserver.appkeys import BUDGETS, REQUEST_STATS
 from aggserver.errors import (
     BackendUnavailable,
     HistoryBusy,
@@ -29,7 +30,6 @@ from aggserver.errors import (
     Unauthorized,
     UnknownSymbol,
 )
-from aggserver.keys import BUDGETS, REQUEST_STATS
 
 __all__ = [
     "ERROR_ANSWERS",

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from aggserver.breaker import BreakerState
-from aggserver.keys import (
+from aggserver.appkeys import (
     BUDGETS,
     EXCHANGES,
     HISTORY_QUERIES,
@@ -22,6 +21,7 @@ from aggserver.keys import (
     STREAM_HUB,
     SYMBOLS,
 )
+from aggserver.breaker import BreakerState
 from aggserver.metrics import counter, gauge, histogram
 
 __all__ = ["app_families"]

@@ -1,4 +1,5 @@
-"""Refresh tiers and popularity: which assets are refreshed how often, and promotion by traffic."""
+"""Cadence: which assets are refreshed how often (tiers, promotion by traffic), and which of their
+aggregates become history records (the deviation and heartbeat gate)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from aggserver.settings import Settings
 
-__all__ = ["STALE_GRACE_SECONDS", "Popularity", "Tier", "TierMap"]
+__all__ = ["STALE_GRACE_SECONDS", "HistoryGate", "Popularity", "Tier", "TierMap"]
 
 # A price is stale once it is older than its tier's interval plus this: quotes carry whole
 # seconds, and a refresh itself takes a moment.
@@ -118,3 +119,25 @@ class Popularity:
         promoted = candidates[:room]
         tiers.promoted.update(promoted)
         return promoted
+
+
+class HistoryGate:
+    """Deviation + heartbeat, as price oracles publish: record an aggregate only when it moved
+    more than ``deviation`` (relative) since the last record of the asset, or when
+    ``heartbeat_seconds`` passed since then. A deviation of 0 records every aggregate."""
+
+    def __init__(self, *, deviation: float, heartbeat_seconds: float) -> None:
+        self._deviation = deviation
+        self._heartbeat = heartbeat_seconds
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def should_record(self, asset: str, price: float, now: float) -> bool:
+        if self._deviation <= 0:
+            return True
+        last = self._last.get(asset)
+        if last is not None:
+            last_price, last_time = last
+            if abs(price / last_price - 1) <= self._deviation and now - last_time < self._heartbeat:
+                return False
+        self._last[asset] = (price, now)
+        return True

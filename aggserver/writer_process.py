@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aggserver.children import die_with_parent
 from aggserver.history import describe_error, ensure_table, lean_dynamo_client
 from aggserver.history_writer import HistoryWriter
-from aggserver.localstack import die_with_parent
 from aggserver.redis_client import RedisClient, create_redis
 from aggserver.settings import Settings
 

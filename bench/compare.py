@@ -15,7 +15,6 @@ import statistics
 from contextlib import ExitStack
 from pathlib import Path
 
-from aggserver.localstack import free_port, start_dynamo, start_mockex, start_redis
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from bench.runner import (
     HOT_ASSET,
@@ -29,6 +28,7 @@ from bench.runner import (
     wait_all_cached,
     wait_history,
 )
+from devstack.services import free_port, start_dynamo, start_mockex, start_redis
 
 
 def main(argv: list[str] | None = None) -> None:

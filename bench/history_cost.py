@@ -20,10 +20,10 @@ import math
 from collections.abc import Sequence
 
 from aggserver.candles import INTERVALS, LEVELS
-from aggserver.history import HistoryGate
 from aggserver.rollups import PASS_SECONDS, ROLLUP_LEVELS, block_start
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
+from aggserver.tiers import HistoryGate
 from mockex.market import Market
 
 DAY = 86_400

@@ -20,8 +20,8 @@ from aiobotocore.session import get_session
 
 from aggserver.history import HistoryRecord, ensure_table
 from aggserver.history_writer import HistoryWriter
-from aggserver.localstack import DUMMY_AWS_ENV, start_dynamo, start_redis
 from aggserver.outbox import OutboxKeys, stage_records
+from devstack.services import DUMMY_AWS_ENV, start_dynamo, start_redis
 
 RECORDS = 10_000
 

@@ -20,8 +20,8 @@ import orjson
 
 from aggserver.history import HistoryRecord, dynamo_client, ensure_table, lean_dynamo_client
 from aggserver.lean_query import query_answer
-from aggserver.localstack import DUMMY_AWS_ENV, start_dynamo
 from aggserver.settings import Settings
+from devstack.services import DUMMY_AWS_ENV, start_dynamo
 
 RECORDS = 10_000
 PAGES = (100, 1_000, 10_000)

@@ -30,8 +30,8 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
-from aggserver.localstack import free_port, local_dynamo_client, start_dynamo, start_mockex, start_redis
 from bench.runner import HOT_PATH, Figures, _flood, _running, measure, server_env, start_server, start_writer
+from devstack.services import free_port, local_dynamo_client, start_dynamo, start_mockex, start_redis
 
 ASSET = "ethusdt"
 RECORDS = 55_000

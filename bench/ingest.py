@@ -26,7 +26,6 @@ from contextlib import ExitStack
 import aiohttp
 import orjson
 
-from aggserver.localstack import Service, free_port, start_dynamo, start_mockex, start_redis
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from aggserver.symbols import load_symbols
 from bench.runner import (
@@ -39,6 +38,7 @@ from bench.runner import (
     start_server,
     start_writer,
 )
+from devstack.services import Service, free_port, start_dynamo, start_mockex, start_redis
 
 VENUES = ("binance", "okx", "bybit")
 

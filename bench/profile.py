@@ -18,7 +18,6 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from aggserver.localstack import free_port, start_dynamo, start_mockex, start_redis
 from bench.runner import (
     HOT_ASSET,
     SYMBOL_COUNT,
@@ -31,6 +30,7 @@ from bench.runner import (
     wait_all_cached,
     wait_history,
 )
+from devstack.services import free_port, start_dynamo, start_mockex, start_redis
 
 # Frames whose inclusive share is printed when present.
 WATCHED = (

@@ -16,7 +16,7 @@ import redis.asyncio as redis
 
 from aggserver.announcements import UPDATES_CHANNEL
 from aggserver.cache import PriceCache
-from aggserver.localstack import start_redis
+from devstack.services import start_redis
 
 ASSETS = 1000
 ROUNDS = 20

@@ -16,7 +16,6 @@ import statistics
 from contextlib import ExitStack
 from pathlib import Path
 
-from aggserver.localstack import free_port, start_dynamo, start_mockex, start_redis
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from bench.runner import (
     SYMBOL_COUNT,
@@ -28,6 +27,7 @@ from bench.runner import (
     start_writer,
     wait_all_cached,
 )
+from devstack.services import free_port, start_dynamo, start_mockex, start_redis
 
 BUSY = {"MEDIUM_INTERVAL_SECONDS": "10", "COLD_INTERVAL_SECONDS": "10"}
 

@@ -28,7 +28,10 @@ from typing import Any
 import redis as redis_sync
 
 from aggserver import __version__
-from aggserver.localstack import (
+from aggserver.settings import DEFAULT_SYMBOLS_FILE
+from aggserver.symbols import load_symbols
+from bench.streams import measure_streams
+from devstack.services import (
     DUMMY_AWS_ENV,
     Service,
     free_port,
@@ -39,9 +42,6 @@ from aggserver.localstack import (
     start_redis,
     wait_ready,
 )
-from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
-from bench.streams import measure_streams
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 HOT_ASSET = "btcusdt"

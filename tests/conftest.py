@@ -23,8 +23,8 @@ from hypothesis import settings as hypothesis_settings
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
-from aggserver.localstack import DUMMY_AWS_ENV, Service, start_dynamo, start_mockex, start_redis
 from aggserver.settings import Settings
+from devstack.services import DUMMY_AWS_ENV, Service, start_dynamo, start_mockex, start_redis
 from tests.support import Exchanges
 
 MARKET_SEED = 7

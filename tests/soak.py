@@ -31,7 +31,9 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from aggserver.localstack import (
+from aggserver.settings import DEFAULT_SYMBOLS_FILE
+from aggserver.symbols import load_symbols
+from devstack.services import (
     DUMMY_AWS_ENV,
     Service,
     free_port,
@@ -40,8 +42,6 @@ from aggserver.localstack import (
     start_mockex,
     start_redis,
 )
-from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
 
 __all__ = ["FaultReport", "Stack", "run_faults"]
 

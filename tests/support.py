@@ -23,8 +23,8 @@ from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotF
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS31Validator
 
-from aggserver.localstack import Service, start_mockex
 from aggserver.settings import READ_BY_HAND, Settings
+from devstack.services import Service, start_mockex
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 SPEC = OpenAPI.from_file_path(str(SPEC_PATH))

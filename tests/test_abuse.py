@@ -15,8 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from aggserver.app import create_app
-from aggserver.localstack import Service, free_port
 from aggserver.settings import Settings, redact_url
+from devstack.services import Service, free_port
 from tests.support import Exchanges, checked, child_server, poll, server_env, stop_with
 
 Client = TestClient[Any, Any]

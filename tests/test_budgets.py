@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
 from aggserver.app import create_app
+from aggserver.appkeys import UPDATE_FEED
 from aggserver.budget import TokenBucket
-from aggserver.keys import UPDATE_FEED
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
 from tests.support import Exchanges, checked, poll

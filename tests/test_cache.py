@@ -13,10 +13,10 @@ from aggserver.aggregate import Aggregate
 from aggserver.app import create_app
 from aggserver.cache import PriceCache, price_key
 from aggserver.errors import BackendUnavailable
-from aggserver.localstack import Service, start_redis
 from aggserver.price import encode_price
 from aggserver.redis_client import create_redis
 from aggserver.settings import Settings
+from devstack.services import Service, start_redis
 from tests.support import checked, command_calls
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 from types_aiobotocore_dynamodb import DynamoDBClient
 
-from aggserver.localstack import Service, free_port, start_mockex
 from aggserver.outbox import OutboxKeys, read_state
 from aggserver.settings import Settings
+from devstack.services import Service, free_port, start_mockex
 from tests.support import child_server, poll, server_env, stop_with
 
 SYMBOLS = ["btcusdt", "ethusdt", "solusdt", "adausdt", "xrpusdt", "dogeusdt", "dotusdt", "linkusdt"]
@@ -101,7 +101,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 async def _run_stack(tmp_path: Path, *args: str, services: int, assets: int) -> dict[str, Any]:
-    """``aggserver stack`` as a user runs it: wait for its banner, read btcusdt (with its
+    """``python -m devstack`` (``./dev run``) as a user runs it: wait for its banner, read btcusdt (with its
     sources), see the start-up round finish, press Ctrl-C, and check nothing is left running."""
     port = free_port()
     env = {
@@ -111,7 +111,7 @@ async def _run_stack(tmp_path: Path, *args: str, services: int, assets: int) -> 
     }
     env.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})
     process = subprocess.Popen(
-        [sys.executable, "-m", "aggserver", "stack", "--data-dir", str(tmp_path), *args],
+        [sys.executable, "-m", "devstack", "--data-dir", str(tmp_path), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -14,14 +14,14 @@ import redis.asyncio as redis
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
+from aggserver.appkeys import NEAR_CACHE
 from aggserver.cache import price_key
-from aggserver.keys import NEAR_CACHE
 from aggserver.lease import Lease
-from aggserver.localstack import Service, free_port, start_redis_cluster
 from aggserver.outbox import OutboxKeys
 from aggserver.redis_client import CLUSTER_BUCKETS, create_redis
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
+from devstack.services import Service, free_port, start_redis_cluster
 from tests.support import Exchanges, answers, checked, child_server, poll, server_env
 
 

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from aggserver.localstack import Service, free_port
 from aggserver.settings import Settings
+from devstack.services import Service, free_port
 from tests.support import Exchanges, answers, checked, child_server, poll, server_env
 
 Client = TestClient[Any, Any]

@@ -1,5 +1,5 @@
 """Docs that check themselves: the README code map names every module, the errors module's
-table matches the answers, and keys.py exports every application key."""
+table matches the answers, and appkeys.py exports every application key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aggserver import errors, keys
+from aggserver import appkeys, errors
 from aggserver.responses import ERROR_ANSWERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ def code_map() -> str:
 def test_every_module_is_in_the_code_map() -> None:
     named = set(re.findall(r"`([\w/.]+\.(?:py|html))`", code_map()))
     missing = []
-    for package in ("aggserver", "mockex", "bench"):
+    for package in ("aggserver", "mockex", "bench", "devstack"):
         for path in sorted((ROOT / package).rglob("*.py")):
             if path.name in {"__init__.py", "__main__.py"}:
                 continue
@@ -40,6 +40,6 @@ def test_the_errors_table_matches_the_answers() -> None:
     assert documented == answered
 
 
-def test_keys_exports_every_application_key() -> None:
-    defined = {name for name, value in vars(keys).items() if isinstance(value, web.AppKey)}
-    assert defined == set(keys.__all__)
+def test_appkeys_exports_every_application_key() -> None:
+    defined = {name for name, value in vars(appkeys).items() if isinstance(value, web.AppKey)}
+    assert defined == set(appkeys.__all__)

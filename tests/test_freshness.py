@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
 from aggserver.app import create_app
-from aggserver.keys import SCHEDULER, TIERS
+from aggserver.appkeys import SCHEDULER, TIERS
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
 from tests.support import Exchanges, cached_prices, checked, poll

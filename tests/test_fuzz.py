@@ -16,8 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
-from aggserver.localstack import Service, free_port
 from aggserver.settings import Settings
+from devstack.services import Service, free_port
 from tests.support import Exchanges, answers, child_server, poll, server_env
 
 # not_a_server_error would also flag the documented 503 for a price older than max_age;

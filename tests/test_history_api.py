@@ -14,12 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggserver.app import create_app
+from aggserver.appkeys import HISTORY_QUERIES
 from aggserver.candles import Candle, build_candles
-from aggserver.history import HistoryRecord, decode_cursor, encode_cursor, ensure_table
-from aggserver.keys import HISTORY_QUERIES
-from aggserver.localstack import free_port, start_dynamo
+from aggserver.history import HistoryRecord, ensure_table
+from aggserver.params import decode_cursor, encode_cursor
 from aggserver.rollups import backfill_asset, ensure_rollup_table
 from aggserver.settings import Settings
+from devstack.services import free_port, start_dynamo
 from tests.support import checked, poll
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
 from aggserver.app import create_app
-from aggserver.keys import INGESTOR, SCHEDULER
-from aggserver.localstack import Service, free_port
+from aggserver.appkeys import INGESTOR, SCHEDULER
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.symbols import load_symbols
+from devstack.services import Service, free_port
 from tests.support import (
     Exchanges,
     answers,

@@ -16,12 +16,12 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from aggserver.app import create_app
-from aggserver.keys import UPDATE_FEED
-from aggserver.localstack import Service, free_port
+from aggserver.appkeys import UPDATE_FEED
 from aggserver.price import CachedPrice
 from aggserver.settings import Settings
-from aggserver.stream import PriceEvent, Subscription
+from aggserver.stream_hub import PriceEvent, Subscription
 from aggserver.symbols import load_symbols
+from devstack.services import Service, free_port
 from tests.support import Exchanges, answers, checked, child_server, poll, server_env, sse_events, valid_price
 
 Client = TestClient[Any, Any]

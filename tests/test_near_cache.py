@@ -21,14 +21,14 @@ from hypothesis import strategies as st
 from aggserver.aggregate import Aggregate
 from aggserver.announcements import Announcement, decode_announcement, encode_announcement
 from aggserver.app import create_app
-from aggserver.keys import NEAR_CACHE
-from aggserver.localstack import Service, free_port
+from aggserver.appkeys import NEAR_CACHE
 from aggserver.nearcache import NearCache
 from aggserver.price import CachedPrice, encode_price
 from aggserver.reader import PriceReader
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
 from aggserver.tiers import Popularity, TierMap
+from devstack.services import Service, free_port
 from tests.support import Exchanges, answers, checked, poll, server_env
 
 

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggserver.app import create_app
-from aggserver.localstack import start_redis
 from aggserver.settings import Settings
+from devstack.services import start_redis
 from tests.support import Exchanges, checked
 
 Client = TestClient[Any, Any]

@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 
 from aggserver.aggregate import Quote, QuotePolicy, select_quotes, volume_weighted_price
 from aggserver.breaker import BreakerState, CircuitBreaker
-from aggserver.history import HistoryGate
 from aggserver.settings import Settings
-from aggserver.tiers import Popularity, TierMap
+from aggserver.tiers import HistoryGate, Popularity, TierMap
 
 NOW = 1_800_000_000
 POLICY = QuotePolicy(outlier_threshold=0.05)

@@ -17,9 +17,9 @@ import pytest
 import redis.asyncio as redis
 
 from aggserver.lease import LEASE_KEY
-from aggserver.localstack import Service, free_port
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
+from devstack.services import Service, free_port
 from tests.support import Exchanges, answers, cached_prices, poll, server_env
 
 SYMBOL_COUNT = len(load_symbols(Settings().symbols_file))

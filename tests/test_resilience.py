@@ -20,10 +20,10 @@ from aiohttp.test_utils import TestClient
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
+from aggserver.appkeys import EXCHANGES, NEAR_CACHE
 from aggserver.breaker import BreakerState, CircuitBreaker
-from aggserver.keys import EXCHANGES, NEAR_CACHE
-from aggserver.localstack import Service, start_dynamo, start_redis
 from aggserver.settings import Settings
+from devstack.services import Service, start_dynamo, start_redis
 from tests.support import Exchanges, checked, poll
 
 Client = TestClient[Any, Any]

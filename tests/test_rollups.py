@@ -21,7 +21,6 @@ from aggserver.candles import INTERVALS, LEVELS, Candle, build_candles, merge_ca
 from aggserver.errors import HistoryBusy
 from aggserver.history import HistoryRecord, ensure_table
 from aggserver.history_reads import HistoryQueries
-from aggserver.localstack import Service
 from aggserver.outbox import OutboxKeys
 from aggserver.rollups import (
     PASS_SECONDS,
@@ -38,6 +37,7 @@ from aggserver.rollups import (
     settled_before,
 )
 from aggserver.settings import Settings
+from devstack.services import Service
 from tests.support import checked, poll, server_env
 
 if TYPE_CHECKING:

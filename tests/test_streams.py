@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from aggserver.errors import ConfigError
 from aggserver.ingest import stream_urls
-from aggserver.localstack import Service, start_mockex
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from aggserver.stream_ingest import StreamClient
 from aggserver.symbols import load_symbols
 from aggserver.venues.base import Ticker, VenueError
 from aggserver.venues.streams import STREAMS, BinanceStream, BybitStream, OkxStream
+from devstack.services import Service, start_mockex
 from mockex.symbols import split_symbol
 from tests.support import poll
 

@@ -12,7 +12,6 @@ from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient
 from aggserver.freshness import FreshnessProbe
-from aggserver.guard import RefreshGuard
 from aggserver.history import LatestRecord
 from aggserver.history_reads import HistoryQueries
 from aggserver.ingest import Ingestor
@@ -22,9 +21,10 @@ from aggserver.nearcache import NearCache
 from aggserver.outbox import Outbox
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
+from aggserver.refresh_guard import RefreshGuard
 from aggserver.scheduler import Scheduler
 from aggserver.settings import Settings
-from aggserver.stream import StreamHub
+from aggserver.stream_hub import StreamHub
 from aggserver.symbols import SymbolSet
 from aggserver.tiers import Popularity, TierMap
 from aggserver.updates import UpdateFeed

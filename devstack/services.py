@@ -1,14 +1,12 @@
 """Starting the local backing services as child processes: redis-server, a DynamoDB-compatible
-server and mock exchanges. Used by ``aggserver stack``, the test fixtures and the benchmarks,
+server and mock exchanges. Used by ``python -m devstack``, the test fixtures and the benchmarks,
 so all three run the same processes the same way.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aggserver.children import die_with_parent
 
 __all__ = [
     "DUMMY_AWS_ENV",
@@ -60,15 +60,6 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
-
-
-def die_with_parent() -> None:
-    # Children must not outlive us (a killed test run must not leave servers behind); Linux only.
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass

@@ -16,11 +16,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from aggserver import params
+from aggserver.appkeys import SETTINGS, STREAM_HUB, SYMBOLS
 from aggserver.budget import TokenBucket
 from aggserver.errors import BackendUnavailable, InvalidParameter, OverBudget
-from aggserver.keys import SETTINGS, STREAM_HUB, SYMBOLS
 from aggserver.responses import GuardedRoutes, charge
-from aggserver.stream import PriceEvent, StreamHub, Subscription
+from aggserver.stream_hub import PriceEvent, StreamHub, Subscription
 
 __all__ = ["routes"]
 
