@@ -127,15 +127,7 @@ class PriceCache:
                 if not future.done():
                     future.set_exception(BackendUnavailable(str(exc)))
             return
-        for key, value in zip(keys, values, strict=True):
-            for future in batch.get(key, ()):
-                if not future.done():
-                    future.set_result(value)
-        if lists:
-            found = dict(zip(keys, values, strict=True))
-            for list_keys, list_future in lists:
-                if not list_future.done():
-                    list_future.set_result([found[key] for key in list_keys])
+        _answer_reads(batch, lists, dict(zip(keys, values, strict=True)))
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         # Without decode_responses the client returns bytes, never str.
@@ -250,3 +242,18 @@ class PriceCache:
 def _announcement(values: Iterable[tuple[str, bytes, int]], only_if_missing: bool) -> bytes:
     # A SET NX may not have stored the value: then only the asset is announced.
     return encode_announcement((asset, None if only_if_missing else value) for asset, value, _ in values)
+
+
+def _answer_reads(
+    batch: dict[str, list[asyncio.Future[bytes | None]]],
+    lists: list[_ListRead],
+    found: dict[str, bytes | None],
+) -> None:
+    """Hands each waiting read its value from one MGET; a read given up on is skipped."""
+    for key, futures in batch.items():
+        for future in futures:
+            if not future.done():
+                future.set_result(found[key])
+    for list_keys, list_future in lists:
+        if not list_future.done():
+            list_future.set_result([found[key] for key in list_keys])

@@ -321,21 +321,10 @@ class ExchangeClient:
         poll: bool,
     ) -> None:
         listed = [s for s in symbols if exchange.native(s) is not None]
+        if exchange.streaming or not poll:
+            listed = self._record_held(exchange, listed, results, poll)
         if not listed:
             return
-        if exchange.streaming or not poll:
-            # Streamed (or last polled) quotes; with polling allowed, whatever the stream has not
-            # brought yet is polled below as if there were no stream.
-            unheld = []
-            for symbol in listed:
-                held = self._held(exchange, symbol)
-                if poll and not isinstance(held, Quote):
-                    unheld.append(symbol)
-                else:
-                    _record(results[symbol], exchange.name, held)
-            if not unheld:
-                return
-            listed = unheld
         answers: list[Tickers | str] = []
         if exchange.bulk is Bulk.ALL:
             answers = [await self._snapshot(exchange, snapshot_age)]
@@ -350,20 +339,41 @@ class ExchangeClient:
                 _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
             return
         for chunk, answer in zip(chunks, answers, strict=True):
-            if isinstance(answer, str):
-                for symbol in chunk:
-                    _record(results[symbol], exchange.name, answer)
-                continue
-            tickers, received_at = answer
+            self._record_bulk(exchange, chunk, answer, results)
+
+    def _record_held(
+        self, exchange: Exchange, listed: list[str], results: dict[str, FetchResult], poll: bool
+    ) -> list[str]:
+        """Records the streamed (or last polled) quotes; returns the symbols still to be polled:
+        with polling allowed, whatever the stream has not brought yet is polled as if there were
+        no stream."""
+        unheld = []
+        for symbol in listed:
+            held = self._held(exchange, symbol)
+            if poll and not isinstance(held, Quote):
+                unheld.append(symbol)
+            else:
+                _record(results[symbol], exchange.name, held)
+        return unheld
+
+    @staticmethod
+    def _record_bulk(
+        exchange: Exchange, chunk: Sequence[str], answer: Tickers | str, results: dict[str, FetchResult]
+    ) -> None:
+        if isinstance(answer, str):
             for symbol in chunk:
-                native = exchange.native(symbol)
-                found = tickers.get(native) if native is not None else None
-                outcome = (
-                    "missing from bulk answer"
-                    if found is None
-                    else to_quote(found, exchange, symbol, received_at)
-                )
-                _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
+                _record(results[symbol], exchange.name, answer)
+            return
+        tickers, received_at = answer
+        for symbol in chunk:
+            native = exchange.native(symbol)
+            found = tickers.get(native) if native is not None else None
+            outcome = (
+                "missing from bulk answer"
+                if found is None
+                else to_quote(found, exchange, symbol, received_at)
+            )
+            _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
 
     async def probe(self, exchange: Exchange, symbol: str) -> Quote | str:
         """One single-asset request to ``exchange`` (its round trip: ``last_round_trip``)."""
@@ -446,10 +456,37 @@ class ExchangeClient:
         """One request through the exchange's rate budget, breaker and concurrency bound; what
         ``parse`` makes of the decoded JSON. Raises ExchangeFailure, VenueError or Held; a rate
         limit however the venue says it (status or envelope) stops requests to it for a while."""
-        throttle = exchange.throttle
-        await throttle.acquire(request.weight, urgent=urgent)
+        await exchange.throttle.acquire(request.weight, urgent=urgent)
         if not exchange.breaker.allow():
             raise ExchangeFailure("circuit open")
+        status, headers, content_type, body = await self._send(exchange, request, limit)
+        payload = _decode(body) if body is not None else None
+        try:
+            exchange.venue.check_status(status, payload, headers)
+        except RateLimited as exc:
+            self._rate_limited(exchange, exc, headers)
+            raise
+        except VenueError as exc:
+            self._failed(exchange)
+            raise ExchangeFailure(str(exc), status=status) from None
+        if body is None:
+            # An HTML error page from a proxy, say: whatever it holds is not a quote.
+            self._failed(exchange)
+            raise ExchangeFailure(f"content type {content_type} is not JSON")
+        self._answered(exchange, headers)
+        if isinstance(payload, _NotJson):
+            raise VenueError("body is not JSON")
+        try:
+            return parse(payload)
+        except RateLimited as exc:
+            self._rate_limited(exchange, exc, headers)
+            raise
+
+    async def _send(
+        self, exchange: Exchange, request: VenueRequest, limit: int
+    ) -> tuple[int, Mapping[str, str], str, bytes | None]:
+        """The status, headers, content type and body (None unless declared JSON) of one request
+        within the exchange's concurrency bound; a transport failure counts against the breaker."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         exchange.requests += 1
@@ -460,9 +497,9 @@ class ExchangeClient:
                     exchange.origin + request.path, params=request.params, timeout=self._timeout
                 ) as response,
             ):
-                status, headers = response.status, response.headers
                 declared_json = _declared_json(response.content_type)
-                body = await _read_limited(response, limit) if declared_json else b""
+                body = await _read_limited(response, limit) if declared_json else None
+                return response.status, response.headers, response.content_type, body
         except TimeoutError:
             self._failed(exchange)
             raise ExchangeFailure("timed out") from None
@@ -475,33 +512,17 @@ class ExchangeClient:
         finally:
             exchange.last_round_trip = loop.time() - started
             exchange.latency.observe(exchange.last_round_trip)
-        payload = _decode(body) if declared_json else None
-        try:
-            exchange.venue.check_status(status, payload, headers)
-        except RateLimited as exc:
-            self._rate_limited(exchange, exc, headers)
-            raise
-        except VenueError as exc:
-            self._failed(exchange)
-            raise ExchangeFailure(str(exc), status=status) from None
-        if not declared_json:
-            # An HTML error page from a proxy, say: whatever it holds is not a quote.
-            self._failed(exchange)
-            raise ExchangeFailure(f"content type {response.content_type} is not JSON")
+
+    @staticmethod
+    def _answered(exchange: Exchange, headers: Mapping[str, str]) -> None:
+        """A good answer: the breaker closes, the throttle learns how much budget is left."""
         exchange.breaker.success()
-        throttle.answered()
-        share = exchange.venue.used_share(headers, throttle.budget)
+        exchange.throttle.answered()
+        share = exchange.venue.used_share(headers, exchange.throttle.budget)
         if share is not None:
             exchange.used_share = share
             if share >= USED_SHARE_PAUSE:
-                throttle.nearly_spent(60 - time.time() % 60)
-        if isinstance(payload, _NotJson):
-            raise VenueError("body is not JSON")
-        try:
-            return parse(payload)
-        except RateLimited as exc:
-            self._rate_limited(exchange, exc, headers)
-            raise
+                exchange.throttle.nearly_spent(60 - time.time() % 60)
 
     @staticmethod
     def _rate_limited(exchange: Exchange, exc: RateLimited, headers: Mapping[str, str]) -> None:

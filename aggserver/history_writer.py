@@ -102,44 +102,24 @@ class HistoryWriter:
         self.retried = 0
         self.reclaimed = 0
         self.holding = 0
+        # When each periodic chore of run() is next due (monotonic seconds).
+        self._next_beat = 0.0
+        self._next_claim = 0.0
+        self._next_rollup = 0.0
+        self._groups_missing = False
 
     async def run(self) -> None:
         """Write until stopped; once stopped, until nothing new is left to read (see :meth:`drain`)."""
         backoff = BACKOFF_START
-        next_beat = 0.0
-        next_claim = 0.0
-        next_rollup = 0.0
-        groups_missing = False
         while True:
             try:
-                if groups_missing:
-                    # Redis lost them (restarted without its data): made again before reading.
-                    await self._create_groups()
-                    groups_missing = False
-                now = time.monotonic()
-                if now >= next_beat:
-                    await self._heartbeat()
-                    next_beat = now + HEARTBEAT_SECONDS
-                if self.rollups is not None and not self._stopping and now >= next_rollup:
-                    # Bounded (PASS_LIMIT marks an interval), between batches of the outbox.
-                    await self.rollups.run_pass()
-                    next_rollup = now + ROLLUP_PASS_SECONDS
-                entries: list[Entry] = []
-                if now >= next_claim:
-                    entries = await self._reclaim()
-                    if not entries:
-                        next_claim = now + self._claim_idle / 2
-                if not entries:
-                    entries = await self._read()
-                if entries:
-                    await self._write(entries)
-                elif self._stopping:
-                    await self._leave()
+                if await self._step():
                     return
                 backoff = BACKOFF_START
             except REDIS_FAILURES as exc:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    groups_missing = True
+                    # Redis lost them (restarted without its data): made again before reading.
+                    self._groups_missing = True
                     continue
                 if self._stopping:
                     # Whatever is left is in Redis, for the next writer: nothing to wait for.
@@ -148,6 +128,34 @@ class HistoryWriter:
                 log.warning("history writer: Redis unavailable (%s); retrying", type(exc).__name__)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _step(self) -> bool:
+        """The chores that are due, then one batch written; True once stopped with nothing left."""
+        if self._groups_missing:
+            await self._create_groups()
+            self._groups_missing = False
+        now = time.monotonic()
+        if now >= self._next_beat:
+            await self._heartbeat()
+            self._next_beat = now + HEARTBEAT_SECONDS
+        if self.rollups is not None and not self._stopping and now >= self._next_rollup:
+            # Bounded (PASS_LIMIT marks an interval), between batches of the outbox.
+            await self.rollups.run_pass()
+            self._next_rollup = now + ROLLUP_PASS_SECONDS
+        entries: list[Entry] = []
+        if now >= self._next_claim:
+            entries = await self._reclaim()
+            if not entries:
+                self._next_claim = now + self._claim_idle / 2
+        if not entries:
+            entries = await self._read()
+        if entries:
+            await self._write(entries)
+            return False
+        if self._stopping:
+            await self._leave()
+            return True
+        return False
 
     async def drain(self, task: asyncio.Task[None], *, timeout: float) -> None:
         """Stop reading once the outbox is empty; wait for that at most ``timeout`` seconds.

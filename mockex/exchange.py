@@ -19,6 +19,30 @@ from mockex.symbols import SymbolList
 __all__ = ["Exchange"]
 
 
+def _price_token(good: dict[str, Any], token: bytes) -> bytes:
+    # orjson refuses to write NaN or Infinity, so the token is spliced into the encoded quote.
+    return orjson.dumps(good).replace(orjson.dumps(good["price"]), token, 1)
+
+
+# How each garbage kind spoils one honest quote, given the symbol that was asked for.
+# Overriding an existing key keeps its place, so the field order matches an honest answer.
+_SPOILERS: dict[str, Callable[[dict[str, Any], str], bytes]] = {
+    "not_json": lambda good, symbol: b"<html>502 upstream hiccup</html>",
+    "not_object": lambda good, symbol: orjson.dumps([good]),
+    "wrong_symbol": lambda good, symbol: orjson.dumps({**good, "symbol": "notthis" + symbol}),
+    "string_price": lambda good, symbol: orjson.dumps({**good, "price": f"{good['price']}"}),
+    "nan_price": lambda good, symbol: _price_token(good, b"NaN"),
+    "negative_price": lambda good, symbol: orjson.dumps({**good, "price": -good["price"]}),
+    "zero_price": lambda good, symbol: orjson.dumps({**good, "price": 0}),
+    "negative_volume": lambda good, symbol: orjson.dumps({**good, "volume": -1.0}),
+    "missing_fields": lambda good, symbol: orjson.dumps(
+        {key: value for key, value in good.items() if key not in ("price", "volume")}
+    ),
+    "infinity_price": lambda good, symbol: _price_token(good, b"Infinity"),
+    "string_volume": lambda good, symbol: orjson.dumps({**good, "volume": "lots"}),
+}
+
+
 @dataclass(kw_only=True)
 class Exchange:
     """One exchange's mutable state: its faults, pinned quotes and traffic counts."""
@@ -59,30 +83,9 @@ class Exchange:
 
     def garbage(self, symbol: str, kind: str) -> bytes:
         good = self.quote(symbol)
-        if kind == "not_json":
-            return b"<html>502 upstream hiccup</html>"
-        if kind == "not_object":
-            return orjson.dumps([good])
-        bad: dict[str, Any] = dict(good)
-        if kind == "wrong_symbol":
-            bad["symbol"] = "notthis" + symbol
-        elif kind == "string_price":
-            bad["price"] = f"{good['price']}"
-        elif kind == "nan_price":
-            return orjson.dumps(bad).replace(orjson.dumps(good["price"]), b"NaN", 1)
-        elif kind == "negative_price":
-            bad["price"] = -good["price"]
-        elif kind == "zero_price":
-            bad["price"] = 0
-        elif kind == "negative_volume":
-            bad["volume"] = -1.0
-        elif kind == "missing_fields":
-            del bad["price"], bad["volume"]
-        elif kind == "infinity_price":
-            return orjson.dumps(bad).replace(orjson.dumps(good["price"]), b"Infinity", 1)
-        elif kind == "string_volume":
-            bad["volume"] = "lots"
-        return orjson.dumps(bad)
+        spoil = _SPOILERS.get(kind)
+        # The answer kinds are spoiled by the HTTP layer around an honest quote.
+        return orjson.dumps(good) if spoil is None else spoil(good, symbol)
 
     def weight_used(self, weight: int) -> int:
         """Count ``weight`` against this minute's budget; the minute's total so far."""

@@ -262,87 +262,104 @@ def _summarise(report: FaultReport, samples: list[Sample]) -> None:
 Fault = Callable[["Stack"], Awaitable[None]]
 
 
+async def _kill_redis(stack: Stack) -> None:
+    assert stack.redis is not None
+    stack.redis.process.kill()
+    stack.redis.process.wait()
+
+
+async def _restart_redis(stack: Stack) -> None:
+    stack.restart_redis()
+
+
+async def _pause_redis(stack: Stack) -> None:
+    assert stack.redis is not None
+    stack.redis.process.send_signal(signal.SIGSTOP)
+
+
+async def _resume_redis(stack: Stack) -> None:
+    assert stack.redis is not None
+    stack.redis.process.send_signal(signal.SIGCONT)
+
+
+async def _kill_dynamo(stack: Stack) -> None:
+    assert stack.dynamo is not None
+    stack.dynamo.process.kill()
+    stack.dynamo.process.wait()
+
+
+async def _restart_dynamo(stack: Stack) -> None:
+    stack.restart_dynamo()
+
+
+async def _pause_dynamo(stack: Stack) -> None:
+    assert stack.dynamo is not None
+    stack.dynamo.process.send_signal(signal.SIGSTOP)
+
+
+def _set_exchange_faults(indexes: list[int], **settings: Any) -> Fault:
+    async def apply(stack: Stack) -> None:
+        async with aiohttp.ClientSession() as session:
+            for index in indexes:
+                url = f"{stack.exchanges[index].url}/mock/admin/faults"
+                async with session.post(url, json=settings) as response:
+                    response.raise_for_status()
+
+    return apply
+
+
+async def _sigterm_server(stack: Stack) -> None:
+    code = stack.stop_server()
+    if code != 0:
+        raise RuntimeError(f"aggserver exited with {code} on SIGTERM")
+
+
+async def _start_server(stack: Stack) -> None:
+    stack.start_server()
+
+
+async def _kill_server(stack: Stack) -> None:
+    stack.kill_server()
+
+
+async def _kill_writer(stack: Stack) -> None:
+    os.kill(stack.writer_pid(), signal.SIGKILL)
+
+
+async def _nothing(stack: Stack) -> None:
+    pass
+
+
+async def _kill_server_while_dynamo_hangs(stack: Stack) -> None:
+    assert stack.dynamo is not None
+    stack.kill_server()
+    stack.dynamo.process.send_signal(signal.SIGCONT)
+    stack.start_server()
+
+
 def faults(scale: float) -> list[tuple[str, float, Fault, Fault]]:
     """(name, duration, inject, heal) for each fault; ``scale`` stretches the durations."""
-
-    async def redis_kill(stack: Stack) -> None:
-        assert stack.redis is not None
-        stack.redis.process.kill()
-        stack.redis.process.wait()
-
-    async def redis_back(stack: Stack) -> None:
-        stack.restart_redis()
-
-    async def redis_stop(stack: Stack) -> None:
-        assert stack.redis is not None
-        stack.redis.process.send_signal(signal.SIGSTOP)
-
-    async def redis_cont(stack: Stack) -> None:
-        assert stack.redis is not None
-        stack.redis.process.send_signal(signal.SIGCONT)
-
-    async def dynamo_kill(stack: Stack) -> None:
-        assert stack.dynamo is not None
-        stack.dynamo.process.kill()
-        stack.dynamo.process.wait()
-
-    async def dynamo_back(stack: Stack) -> None:
-        stack.restart_dynamo()
-
-    def exchange_faults(indexes: list[int], **faults: Any) -> Fault:
-        async def apply(stack: Stack) -> None:
-            async with aiohttp.ClientSession() as session:
-                for index in indexes:
-                    url = f"{stack.exchanges[index].url}/mock/admin/faults"
-                    async with session.post(url, json=faults) as response:
-                        response.raise_for_status()
-
-        return apply
-
-    healthy = exchange_faults([0, 1, 2], mode="ok")
-
-    async def sigterm(stack: Stack) -> None:
-        code = stack.stop_server()
-        if code != 0:
-            raise RuntimeError(f"aggserver exited with {code} on SIGTERM")
-
-    async def restart(stack: Stack) -> None:
-        stack.start_server()
-
-    async def kill_all(stack: Stack) -> None:
-        stack.kill_server()
-
-    async def kill_writer(stack: Stack) -> None:
-        os.kill(stack.writer_pid(), signal.SIGKILL)
-
-    async def nothing(stack: Stack) -> None:
-        pass
-
-    async def dynamo_stop(stack: Stack) -> None:
-        assert stack.dynamo is not None
-        stack.dynamo.process.send_signal(signal.SIGSTOP)
-
-    async def kill_all_during_hang(stack: Stack) -> None:
-        assert stack.dynamo is not None
-        stack.kill_server()
-        stack.dynamo.process.send_signal(signal.SIGCONT)
-        stack.start_server()
-
+    healthy = _set_exchange_faults([0, 1, 2], mode="ok")
     return [
-        ("redis killed, restarted", 3 * scale, redis_kill, redis_back),
-        ("redis paused (SIGSTOP) past its timeout", 3 * scale, redis_stop, redis_cont),
-        ("dynamodb killed, restarted", 10 * scale, dynamo_kill, dynamo_back),
-        ("one exchange down", 4 * scale, exchange_faults([2], mode="down"), healthy),
-        ("one exchange slow (3 s)", 4 * scale, exchange_faults([1], mode="slow", latency_ms=3000), healthy),
-        ("all exchanges down", 4 * scale, exchange_faults([0, 1, 2], mode="down"), healthy),
-        ("aggserver SIGTERM, restarted", 2 * scale, sigterm, restart),
-        ("history writer SIGKILL (the server starts another)", 2 * scale, kill_writer, nothing),
-        ("aggserver and its writer SIGKILL, restarted", 2 * scale, kill_all, restart),
+        ("redis killed, restarted", 3 * scale, _kill_redis, _restart_redis),
+        ("redis paused (SIGSTOP) past its timeout", 3 * scale, _pause_redis, _resume_redis),
+        ("dynamodb killed, restarted", 10 * scale, _kill_dynamo, _restart_dynamo),
+        ("one exchange down", 4 * scale, _set_exchange_faults([2], mode="down"), healthy),
+        (
+            "one exchange slow (3 s)",
+            4 * scale,
+            _set_exchange_faults([1], mode="slow", latency_ms=3000),
+            healthy,
+        ),
+        ("all exchanges down", 4 * scale, _set_exchange_faults([0, 1, 2], mode="down"), healthy),
+        ("aggserver SIGTERM, restarted", 2 * scale, _sigterm_server, _start_server),
+        ("history writer SIGKILL (the server starts another)", 2 * scale, _kill_writer, _nothing),
+        ("aggserver and its writer SIGKILL, restarted", 2 * scale, _kill_server, _start_server),
         (
             "dynamodb paused (SIGSTOP), then aggserver and its writer SIGKILL, restarted",
             4 * scale,
-            dynamo_stop,
-            kill_all_during_hang,
+            _pause_dynamo,
+            _kill_server_while_dynamo_hangs,
         ),
     ]
 
