@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -27,9 +26,9 @@ from aggserver.appkeys import (
     LATEST_RECORD,
     LEASE,
     METRICS_REGISTRY,
-    NEAR_CACHE,
     OUTBOX,
     POPULARITY,
+    PRICE_VIEW,
     READER,
     REFRESH_GUARD,
     REFRESHER,
@@ -51,8 +50,8 @@ from aggserver.history_writer import HistoryWriter
 from aggserver.ingest import Ingestor, stream_urls
 from aggserver.lease import Lease, shard_of
 from aggserver.metrics import MetricsCollector, RequestStats
-from aggserver.nearcache import NearCache
 from aggserver.outbox import Outbox
+from aggserver.price_view import PriceView
 from aggserver.reader import PriceReader
 from aggserver.redis_client import create_redis
 from aggserver.refresh import Refresher
@@ -99,16 +98,16 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         history_table=settings.prices_table,
         outbox_max_records=settings.history_outbox_max_records,
     )
-    near = NearCache(max_age=settings.near_cache_seconds, load=cache.get_many)
+    view = PriceView(max_age=settings.near_cache_seconds, tiers=app[TIERS], load=cache.get_many)
     feed = UpdateFeed()
-    feed.add_listener(near)
+    feed.add_listener(view)
     feed.start(client)
     app[CACHE] = cache
-    app[NEAR_CACHE] = near
+    app[PRICE_VIEW] = view
     app[UPDATE_FEED] = feed
     yield
     await feed.stop()
-    await near.close()
+    await view.close()
     await cache.close()
 
 
@@ -201,7 +200,7 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         gate=HistoryGate(
             deviation=settings.history_deviation, heartbeat_seconds=settings.history_heartbeat_seconds
         ),
-        near=app[NEAR_CACHE],
+        view=app[PRICE_VIEW],
     )
     reader = PriceReader(
         cache=app[CACHE],
@@ -209,11 +208,11 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         tiers=app[TIERS],
         popularity=app[POPULARITY],
         latest_record=app[LATEST_RECORD],
-        near=app[NEAR_CACHE],
+        view=app[PRICE_VIEW],
     )
     hub = StreamHub(
         app[CACHE],
-        render=lambda price: reader.render(price, int(time.time())),
+        view=app[PRICE_VIEW],
         max_connections=settings.stream_max_connections,
         max_assets=settings.stream_max_assets,
     )

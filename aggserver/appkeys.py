@@ -17,8 +17,8 @@ from aggserver.history_reads import HistoryQueries
 from aggserver.ingest import Ingestor
 from aggserver.lease import Lease
 from aggserver.metrics import RequestStats
-from aggserver.nearcache import NearCache
 from aggserver.outbox import Outbox
+from aggserver.price_view import PriceView
 from aggserver.reader import PriceReader
 from aggserver.refresh import Refresher
 from aggserver.refresh_guard import RefreshGuard
@@ -43,9 +43,9 @@ __all__ = [
     "LATEST_RECORD",
     "LEASE",
     "METRICS_REGISTRY",
-    "NEAR_CACHE",
     "OUTBOX",
     "POPULARITY",
+    "PRICE_VIEW",
     "READER",
     "REFRESHER",
     "REFRESH_GUARD",
@@ -74,7 +74,7 @@ EXCHANGES = web.AppKey("exchanges", ExchangeClient)
 FRESHNESS = web.AppKey("freshness", FreshnessProbe)
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
 LEASE = web.AppKey("lease", Lease)
-NEAR_CACHE = web.AppKey("near_cache", NearCache)
+PRICE_VIEW = web.AppKey("price_view", PriceView)
 REFRESH_GUARD = web.AppKey("refresh_guard", RefreshGuard)
 UPDATE_FEED = web.AppKey("update_feed", UpdateFeed)
 STREAM_HUB = web.AppKey("stream_hub", StreamHub)

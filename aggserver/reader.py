@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable, Sequence
 import orjson
 
 from aggserver.cache import PriceCache
-from aggserver.errors import BackendUnavailable, HistoryUnavailable, PriceNotFound, PriceTooOld
+from aggserver.errors import BackendUnavailable, HistoryUnavailable, PriceNotFound
 from aggserver.history import LatestRecord
-from aggserver.nearcache import NearCache
 from aggserver.price import CachedPrice
+from aggserver.price_view import PriceView, render_answer
 from aggserver.refresh import Refresher
 from aggserver.tiers import Popularity, TierMap
 
@@ -41,38 +41,28 @@ class PriceReader:
         tiers: TierMap,
         popularity: Popularity,
         latest_record: LatestRecord,
-        near: NearCache,
+        view: PriceView,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cache = cache
-        self._near = near
+        self._view = view
         self._refresher = refresher
         self._tiers = tiers
         self._popularity = popularity
         self._latest_record = latest_record
         self._clock = clock
         self._lookups: dict[str, asyncio.Task[CachedPrice | None]] = {}
-        # asset -> (the near-cached price, the unix second, its GET body then)
-        self._rendered: dict[str, tuple[CachedPrice, int, bytes]] = {}
         self._background: set[asyncio.Task[object]] = set()
         self.hits = 0
         self.misses = 0
 
     def answer_near(self, asset: str) -> bytes | None:
-        """The GET body for a known ``asset`` when the near-cache holds it, else None (then
-        ``answer_stored`` reads Redis). Plain function: most GETs end here without a coroutine."""
-        near = self._near
-        cached = near.get(asset) if near.enabled else None
-        if cached is None:
-            return None
-        self._popularity.hit(asset)
-        now = int(self._clock())
-        # The body only changes with the price or the second: render once per asset and second.
-        rendered = self._rendered.get(asset)
-        if rendered is not None and rendered[0] is cached and rendered[1] == now:
-            return rendered[2]
-        body = self.render(cached, now)
-        self._rendered[asset] = (cached, now, body)
+        """The GET body for a known ``asset`` when this process's view holds a coherent copy,
+        else None (then ``answer_stored`` reads Redis). Plain function: most GETs end here
+        without a coroutine."""
+        body = self._view.answer(asset, int(self._clock()))
+        if body is not None:
+            self._popularity.hit(asset)
         return body
 
     async def answer(self, asset: str, max_age: float | None = None) -> bytes:
@@ -81,8 +71,7 @@ class PriceReader:
         Raises PriceNotFound when no price exists anywhere, PriceTooOld when it is older than
         ``max_age``, BackendUnavailable when Redis is down and nothing else has a price.
         """
-        near = self._near
-        cached = near.get(asset) if near.enabled else None
+        cached = self._view.get(asset)
         if cached is None:
             return await self.answer_stored(asset, max_age)
         self._popularity.hit(asset)
@@ -92,29 +81,28 @@ class PriceReader:
         """``answer`` past the near-cache (after ``answer_near`` found nothing): from Redis,
         else the fallbacks; the same errors."""
         self._popularity.hit(asset)
-        cached = await self._read(asset, self._near.generation)
+        cached = await self._read(asset, self._view.generation)
         return self.render(cached, int(self._clock()), max_age)
 
     def render(self, cached: CachedPrice, now: int, max_age: float | None = None) -> bytes:
         """The GET body of ``cached`` at unix time ``now``; PriceTooOld past ``max_age``."""
-        age = max(0, now - cached.last_updated)
-        if max_age is not None and age > max_age:
-            raise PriceTooOld(age)
-        stale = cached.restored or self._tiers.by_name.get(cached.tier, self._tiers.cold).is_stale(age)
-        return cached.answer(age_seconds=age, stale=stale)
+        if max_age is None:
+            return self._view.render(cached, now)
+        return render_answer(cached, now, self._tiers, max_age)
 
     async def latest(self, asset: str) -> CachedPrice | None:
         """The price as stored now, without fallbacks: None when Redis has none; this process's
         last one when Redis does not answer."""
-        cached = self._near.get(asset) if self._near.enabled else None
+        view = self._view
+        cached = view.get(asset)
         if cached is not None:
             return cached
-        generation = self._near.generation
+        generation = view.generation
         try:
             raw = await self._cache.get(asset)
         except BackendUnavailable:
-            return self._refresher.last_seen.get(asset)
-        return None if raw is None else self._remember(asset, raw, generation)
+            return view.last_known(asset)
+        return None if raw is None else view.read(asset, raw, generation=generation)
 
     async def answer_with_sources(self, asset: str, max_age: float | None = None) -> bytes:
         """The GET body plus ``quotes``: each exchange's part in the price, with its age now."""
@@ -132,22 +120,22 @@ class PriceReader:
         """GET bodies of the known ``assets`` that have a price, in order, and those that have
         none (``missing``), from the near-cache and one MGET. With Redis unreachable, the prices
         this process last saw; BackendUnavailable only when it has none of them."""
-        near = self._near
+        view = self._view
         found: dict[str, CachedPrice] = {}
         wanted: list[str] = []
         for asset in assets:
             self._popularity.hit(asset)
-            cached = near.get(asset) if near.enabled else None
+            cached = view.get(asset)
             if cached is None:
                 wanted.append(asset)
             else:
                 found[asset] = cached
         if wanted:
-            generation = near.generation
+            generation = view.generation
             try:
                 values = await self._cache.get_list(wanted)
             except BackendUnavailable:
-                remembered = {a: c for a in wanted if (c := self._refresher.last_seen.get(a)) is not None}
+                remembered = {a: c for a in wanted if (c := view.last_known(a)) is not None}
                 if not remembered and not found:
                     raise
                 found.update(remembered)
@@ -157,17 +145,16 @@ class PriceReader:
                         self.misses += 1
                     else:
                         self.hits += 1
-                        found[asset] = self._remember(asset, raw, generation)
+                        found[asset] = view.read(asset, raw, generation=generation)
         now = int(self._clock())
         bodies = [self.render(found[asset], now) for asset in assets if asset in found]
         return bodies, [asset for asset in assets if asset not in found]
 
     async def _read(self, asset: str, generation: int) -> CachedPrice:
-        last_seen = self._refresher.last_seen
         try:
             raw = await self._cache.get(asset)
         except BackendUnavailable:
-            cached = last_seen.get(asset)
+            cached = self._view.last_known(asset)
             if cached is None:
                 with contextlib.suppress(HistoryUnavailable):
                     cached = await self._from_history(asset, store=False)
@@ -181,19 +168,7 @@ class PriceReader:
                     raise PriceNotFound(asset) from None
             else:
                 self.hits += 1
-                cached = self._remember(asset, raw, generation)
-        return cached
-
-    def _remember(self, asset: str, raw: bytes, generation: int) -> CachedPrice:
-        # Decode only when the stored bytes changed since this process last saw them.
-        last_seen = self._refresher.last_seen
-        seen = last_seen.get(asset)
-        if seen is not None and seen.raw == raw:
-            cached = seen
-        else:
-            cached = CachedPrice.decode(raw)
-            last_seen[asset] = cached
-        self._near.put(asset, cached, generation=generation)
+                cached = self._view.read(asset, raw, generation=generation)
         return cached
 
     async def _from_history(self, asset: str, *, store: bool) -> CachedPrice | None:

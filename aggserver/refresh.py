@@ -22,9 +22,9 @@ from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient, FetchResult
 from aggserver.history import HistoryRecord
-from aggserver.nearcache import NearCache
 from aggserver.outbox import Outbox
 from aggserver.price import CachedPrice
+from aggserver.price_view import PriceView
 from aggserver.tiers import HistoryGate, TierMap
 
 __all__ = ["Refresher"]
@@ -47,11 +47,11 @@ class Refresher:
         tiers: TierMap,
         policy: QuotePolicy,
         gate: HistoryGate,
-        near: NearCache,
+        view: PriceView,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._exchanges = exchanges
-        self._near = near
+        self._view = view
         self._cache = cache
         self._outbox = outbox
         self._tiers = tiers
@@ -61,8 +61,6 @@ class Refresher:
         self._in_flight: dict[str, asyncio.Future[Aggregate]] = {}
         # (source, asset) pairs last dropped as outliers: they must come well back in to count.
         self._distrusted: dict[str, set[str]] = {}
-        # The latest price this process has computed or read, for when Redis is unreachable.
-        self.last_seen: dict[str, CachedPrice] = {}
         self.redis_write_failures = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (tier, "ok" | "no_valid_quotes")
 
@@ -156,14 +154,14 @@ class Refresher:
             details.append(
                 (asset, orjson.dumps(breakdown(fetch.quotes, selection, fetch.rejected)), tier.ttl)
             )
-            self.last_seen[asset] = cached
+            self._view.computed(asset, cached)
             if self._gate.should_record(asset, outcome.price, now):
                 records.append(
                     HistoryRecord(
                         asset=asset, timestamp=outcome.last_updated, price=outcome.price, updated_at=int(now)
                     )
                 )
-        generation = self._near.generation
+        generation = self._view.generation
         try:
             await self._cache.put_many(writes, sources=details, records=records)
         except BackendUnavailable as exc:
@@ -173,19 +171,15 @@ class Refresher:
                 log.warning(
                     "%s: serving %d refreshed prices from memory until Redis returns", exc, len(writes)
                 )
-            self._near.invalidate(asset for asset, _, _ in writes)
+            self._view.invalidate(asset for asset, _, _ in writes)
         else:
-            # Other processes take the new prices when the announcement reaches them; this one at
-            # once, so a GET right after a POST /refresh sees the new price.
-            last_seen = self.last_seen
-            for asset, _, _ in writes:
-                self._near.put(asset, last_seen[asset], generation=generation)
+            self._view.stored((asset for asset, _, _ in writes), generation=generation)
         return results
 
     def _aggregate(
         self, asset: str, fetch: FetchResult, now: float
     ) -> tuple[Aggregate | NoValidQuotes, Selection]:
-        previous = self.last_seen.get(asset)
+        previous = self._view.last_known(asset)
         reference = previous.price if previous is not None else None
         distrusted = self._distrusted.get(asset, set())
         selection = select_quotes(

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from aggserver.announcements import Announcement
 from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, TooManyStreams
 from aggserver.price import CachedPrice
+from aggserver.price_view import PriceView
 
 __all__ = ["PriceEvent", "StreamHub", "Subscription"]
 
@@ -74,18 +76,16 @@ class StreamHub:
         self,
         cache: PriceCache,
         *,
-        render: Callable[[CachedPrice], bytes],
+        view: PriceView,
         max_connections: int,
         max_assets: int,
     ) -> None:
         self._cache = cache
-        self._render = render
+        self._view = view
         self.max_connections = max_connections
         self.max_assets = max_assets
         self._followers: dict[str, set[Subscription]] = {}
         self._subscriptions: set[Subscription] = set()
-        # Per followed asset, the last price offered: (updated_at, stored bytes).
-        self._last_sent: dict[str, tuple[int, bytes]] = {}
         self._reads: set[asyncio.Task[None]] = set()
         self.delivered = 0
         # WebSockets closed for sending control messages too fast.
@@ -125,7 +125,7 @@ class StreamHub:
                 followers.discard(subscription)
                 if not followers:
                     del self._followers[asset]
-                    self._last_sent.pop(asset, None)
+                    self._view.unfollowed(asset)
         subscription.drop(assets)
 
     async def current(self, assets: Sequence[str]) -> list[PriceEvent]:
@@ -134,7 +134,12 @@ class StreamHub:
         if not assets:
             return []
         values = await self._cache.get_list(assets)
-        return [self._event(CachedPrice.decode(raw)) for raw in values if raw is not None]
+        view = self._view
+        return [
+            self._event(view.decoded(a, raw))
+            for a, raw in zip(assets, values, strict=True)
+            if raw is not None
+        ]
 
     # As an UpdateListener of the process's UpdateFeed:
 
@@ -170,22 +175,17 @@ class StreamHub:
         followers = self._followers.get(asset)
         if not followers:
             return
-        last = self._last_sent.get(asset)
-        if last is not None and last[1] == raw:
+        price = self._view.unoffered(asset, raw)
+        if price is None:
             return
-        price = CachedPrice.decode(raw)
-        # Reads after a gap can finish after newer announcements: send each value once, and
-        # never one older than what was sent.
-        if last is not None and last[0] > price.updated_at:
-            return
-        self._last_sent[asset] = (price.updated_at, raw)
         event = self._event(price)
         for subscription in followers:
             subscription.offer(event)
             self.delivered += 1
 
     def _event(self, price: CachedPrice) -> PriceEvent:
-        return PriceEvent(asset=price.asset, updated_at=price.updated_at, body=self._render(price))
+        body = self._view.render(price, int(time.time()))
+        return PriceEvent(asset=price.asset, updated_at=price.updated_at, body=body)
 
     async def close_all(self) -> None:
         """End every stream (each handler then closes its connection) and pending reads."""

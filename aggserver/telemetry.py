@@ -12,8 +12,8 @@ from aggserver.appkeys import (
     EXCHANGES,
     HISTORY_QUERIES,
     LEASE,
-    NEAR_CACHE,
     OUTBOX,
+    PRICE_VIEW,
     READER,
     REFRESHER,
     REQUEST_STATS,
@@ -40,7 +40,7 @@ def app_families(app: web.Application) -> Iterator[Metric]:
     yield histogram(
         "aggserver_http_request_duration_seconds", "Time to answer, by route.", "route", requests.latency
     )
-    reader, near = app[READER], app[NEAR_CACHE]
+    reader, near = app[READER], app[PRICE_VIEW]
     yield counter(
         "aggserver_cache_lookups",
         "GET /prices lookups by where they were answered from.",

@@ -14,7 +14,7 @@ import redis.asyncio as redis
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
-from aggserver.appkeys import NEAR_CACHE
+from aggserver.appkeys import PRICE_VIEW
 from aggserver.cache import price_key
 from aggserver.lease import Lease
 from aggserver.outbox import OutboxKeys
@@ -112,14 +112,14 @@ async def test_near_caches_stay_coherent_through_cluster_pubsub(
     long_lived = dataclasses.replace(cluster_settings, near_cache_seconds=3600)
     reader = await aiohttp_client(create_app(long_lived))
     writer = await aiohttp_client(create_app(long_lived))
-    await poll(lambda: reader.app[NEAR_CACHE].connected, timeout=10)
+    await poll(lambda: reader.app[PRICE_VIEW].connected, timeout=10)
     now = int(time.time())
     for index in range(3):
         await exchanges.pin(index, {"ethusdt": {"price": 10.0, "volume": 1, "timestamp": now}})
     assert (await writer.post("/refresh/ethusdt")).status == 200
     assert (await checked(await reader.get("/prices/ethusdt")))["price"] == 10.0
     assert (await checked(await reader.get("/prices/ethusdt")))["price"] == 10.0
-    assert reader.app[NEAR_CACHE].hits >= 1
+    assert reader.app[PRICE_VIEW].hits >= 1
 
     for index in range(3):
         await exchanges.pin(index, {"ethusdt": {"price": 20.0, "volume": 1, "timestamp": now}})

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
-from aggserver.appkeys import EXCHANGES, NEAR_CACHE
+from aggserver.appkeys import EXCHANGES, PRICE_VIEW
 from aggserver.breaker import BreakerState, CircuitBreaker
 from aggserver.settings import Settings
 from devstack.services import Service, start_dynamo, start_redis
@@ -161,7 +161,7 @@ async def test_redis_miss_is_served_from_dynamodb_as_stale(
     await redis_client.delete("price:linkusdt")
     # Expiry and eviction are not announced: this process's copy would serve for up to
     # NEAR_CACHE_SECONDS more; the miss below is the one after it aged out.
-    client.app[NEAR_CACHE].invalidate(["linkusdt"])
+    client.app[PRICE_VIEW].invalidate(["linkusdt"])
     before = await exchanges.served(0, "linkusdt")
     body = await checked(await client.get("/prices/linkusdt"))
     assert body["price"] == 15.0

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from aggserver.aggregate import Aggregate
 from aggserver.announcements import Announcement, decode_announcement, encode_announcement
 from aggserver.app import create_app
-from aggserver.appkeys import NEAR_CACHE
-from aggserver.nearcache import NearCache
+from aggserver.appkeys import PRICE_VIEW
 from aggserver.price import CachedPrice, encode_price
+from aggserver.price_view import PriceView
 from aggserver.reader import PriceReader
 from aggserver.settings import Settings
 from aggserver.symbols import load_symbols
@@ -47,8 +47,11 @@ def price(value: float, *, updated_at: int = 1) -> CachedPrice:
     return CachedPrice.decode(raw)
 
 
-def connected_cache(clock: Clock, max_age: float = 60.0) -> NearCache:
-    near = NearCache(max_age=max_age, clock=clock)
+TIERS = TierMap(["btcusdt", "ethusdt"], Settings.from_env({}))
+
+
+def connected_cache(clock: Clock, max_age: float = 60.0) -> PriceView:
+    near = PriceView(max_age=max_age, tiers=TIERS, clock=clock)
     near.connected = True
     return near
 
@@ -140,7 +143,7 @@ async def test_held_prices_are_read_again_after_the_subscription_returns() -> No
         loaded.append(list(assets))
         return [stored[a] for a in assets]
 
-    near = NearCache(max_age=60.0, load=load, clock=Clock())
+    near = PriceView(max_age=60.0, tiers=TIERS, load=load, clock=Clock())
     near.gap(connected=True)
     near.updated([("btcusdt", price(1.0).raw), ("ethusdt", price(1.0).raw)])
     near.gap(connected=False)
@@ -156,8 +159,7 @@ async def test_held_prices_are_read_again_after_the_subscription_returns() -> No
 def test_near_answers_follow_the_clock_and_the_price() -> None:
     # Bodies are rendered once per asset and second; a new second or a new price renders again.
     clock = Clock()
-    near = NearCache(max_age=60.0, clock=clock)
-    near.connected = True
+    near = connected_cache(clock)
     settings = Settings.from_env({})
     reader = PriceReader(
         cache=None,  # type: ignore[arg-type]  # a near-cache hit never reaches Redis
@@ -165,7 +167,7 @@ def test_near_answers_follow_the_clock_and_the_price() -> None:
         tiers=TierMap(["btcusdt"], settings),
         popularity=Popularity(promote_rate=1.0, max_promoted=1),
         latest_record=None,  # type: ignore[arg-type]
-        near=near,
+        view=near,
         clock=clock,
     )
     assert reader.answer_near("btcusdt") is None
@@ -182,9 +184,55 @@ def test_near_answers_follow_the_clock_and_the_price() -> None:
 
 
 def test_nothing_is_cached_without_a_live_subscription() -> None:
-    near = NearCache(max_age=60.0, clock=Clock())
+    near = PriceView(max_age=60.0, tiers=TIERS, clock=Clock())
     near.put("btcusdt", price(1.0), generation=near.generation)
     assert near.get("btcusdt") is None
+
+
+def test_the_last_known_price_outlives_the_copy() -> None:
+    # Redis unreachable or the copy dropped: what this process computed or read is still known.
+    near = connected_cache(Clock())
+    near.computed("btcusdt", price(1.0))
+    assert near.get("btcusdt") is None  # computed, not yet stored
+    near.stored(["btcusdt"], generation=near.generation)
+    assert near.get("btcusdt") == price(1.0)
+    near.invalidate(["btcusdt"])
+    near.gap(connected=False)
+    assert near.get("btcusdt") is None
+    assert near.last_known("btcusdt") == price(1.0)
+    read = near.read("btcusdt", price(2.0).raw, generation=near.generation)
+    assert near.last_known("btcusdt") is read
+    # The same bytes read again are not decoded again.
+    assert near.read("btcusdt", price(2.0).raw, generation=near.generation) is read
+
+
+def test_streams_are_offered_each_value_once_and_never_an_older_one() -> None:
+    near = connected_cache(Clock())
+    newer = price(2.0, updated_at=5)
+    assert near.unoffered("btcusdt", price(1.0).raw) == price(1.0)
+    assert near.unoffered("btcusdt", price(1.0).raw) is None
+    assert near.unoffered("btcusdt", newer.raw) == newer
+    assert near.unoffered("btcusdt", price(3.0, updated_at=4).raw) is None
+    # Once no stream follows the asset, what was offered is forgotten.
+    near.unfollowed("btcusdt")
+    assert near.unoffered("btcusdt", price(3.0, updated_at=4).raw) == price(3.0, updated_at=4)
+
+
+def test_an_announced_value_is_decoded_and_rendered_once_for_streams_and_reads() -> None:
+    clock = Clock()
+    near = connected_cache(clock)
+    near.updated([("btcusdt", price(1.0).raw)])
+    offered = near.unoffered("btcusdt", price(1.0).raw)
+    assert offered is not None
+    assert near.get("btcusdt") is offered
+    body = near.render(offered, 100)
+    assert near.answer("btcusdt", 100) is body
+    assert orjson.loads(body)["price"] == 1.0
+    # Another second, another body; a price that is not the copy is rendered but not kept.
+    assert near.answer("btcusdt", 101) is not body
+    other = price(9.0)
+    assert orjson.loads(near.render(other, 101))["price"] == 9.0
+    assert orjson.loads(near.answer("btcusdt", 101) or b"")["price"] == 1.0
 
 
 @pytest.fixture
@@ -203,7 +251,7 @@ async def long_lived_reader(aiohttp_client: Any, settings: Settings, other_proce
     client = await aiohttp_client(create_app(dataclasses.replace(settings, near_cache_seconds=3600)))
     async with aiohttp.ClientSession() as session:
         await poll(lambda: answers(session, f"{other_process}/health"), timeout=30)
-    await poll(lambda: client.app[NEAR_CACHE].connected)
+    await poll(lambda: client.app[PRICE_VIEW].connected)
     return client
 
 
@@ -224,7 +272,7 @@ async def test_update_by_another_process_is_seen_through_pubsub(
             assert response.status == 200
         assert (await checked(await client.get("/prices/btcusdt")))["price"] == 100.0
         assert (await checked(await client.get("/prices/btcusdt")))["price"] == 100.0
-        assert app[NEAR_CACHE].hits >= 1
+        assert app[PRICE_VIEW].hits >= 1
 
         for index in range(3):
             await exchanges.pin(index, {"btcusdt": {"price": 200.0, "volume": 1, "timestamp": now}})
@@ -248,7 +296,7 @@ async def test_two_processes_agree_with_redis_after_a_burst_of_updates(
     # near-cache that would keep a copy for an hour. Announcements carry the values: once the
     # writes stop, every answer here equals Redis's value and comes from the near-cache.
     client = await long_lived_reader(aiohttp_client, settings, other_process)
-    near = client.app[NEAR_CACHE]
+    near = client.app[PRICE_VIEW]
     assets = list(load_symbols(settings.symbols_file).ordered[:20])
     now = int(time.time())
     async with aiohttp.ClientSession() as session:
