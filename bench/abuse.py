@@ -18,6 +18,8 @@ import asyncio
 import collections
 import json
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -36,73 +38,111 @@ HISTORY_PAGERS = 8
 CANDLE_READERS = 4
 
 
+@dataclass
+class Flooder:
+    """The abusive client's workers, sharing one session, one deadline and the counts."""
+
+    session: aiohttp.ClientSession
+    url: str
+    deadline: float
+    symbols: Sequence[str]
+    counts: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def going(self) -> bool:
+        return time.monotonic() < self.deadline
+
+    async def batches(self, worker: int) -> None:
+        assets = ",".join(self.symbols[worker * BATCH_ASSETS : (worker + 1) * BATCH_ASSETS])
+        while self.going():
+            async with self.session.get(f"{self.url}/prices", params={"assets": assets}) as response:
+                await response.read()
+                self.counts[str(response.status)] += 1
+                await _wait_out(response)
+
+    async def sockets(self, worker: int) -> None:
+        names = list(self.symbols[worker * WS_ASSETS : (worker + 1) * WS_ASSETS])
+        while self.going():
+            try:
+                async with self.session.ws_connect(f"{self.url}/ws") as socket:
+                    self.counts["connections"] += 1
+                    await self._churn(socket, names)
+                    self.counts[f"closed {socket.close_code}"] += 1
+            except (aiohttp.ClientError, ConnectionError):
+                self.counts["connect errors"] += 1
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _churn(self, socket: aiohttp.ClientWebSocketResponse, names: list[str]) -> None:
+        while self.going() and not socket.closed:
+            for op in ("subscribe", "unsubscribe"):
+                await socket.send_json({"op": op, "assets": names})
+                self.counts["messages"] += 1
+
+    async def _answer(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
+        async with self.session.get(f"{self.url}{path}", params=params) as response:
+            body = await response.read()
+            self.counts[f"{path.rsplit('/', 1)[-1]} {response.status}"] += 1
+            if await _wait_out(response):
+                return None
+            return json.loads(body) if response.status == 200 else None
+
+    async def pages(self) -> None:
+        cursor: str | None = None
+        while self.going():
+            params = {"limit": "1000"}
+            if cursor:
+                params["cursor"] = cursor
+            page = await self._answer(f"/prices/{HISTORY_ASSET}/history", params)
+            if page is not None:
+                cursor = page["next_cursor"]
+
+    async def candles(self) -> None:
+        while self.going():
+            now = int(time.time())
+            await self._answer(
+                f"/prices/{HISTORY_ASSET}/candles",
+                {"interval": "1m", "from": str(now - 999 * 60), "to": str(now)},
+            )
+
+
+async def _wait_out(response: aiohttp.ClientResponse) -> bool:
+    """Whether ``response`` was a 429, after sleeping its ``Retry-After``."""
+    if response.status != 429:
+        return False
+    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+    return True
+
+
+def _batch_flood(flooder: Flooder) -> list[Awaitable[None]]:
+    return [flooder.batches(i) for i in range(BATCH_CONNECTIONS)]
+
+
+def _history_flood(flooder: Flooder) -> list[Awaitable[None]]:
+    return [
+        *(flooder.pages() for _ in range(HISTORY_PAGERS)),
+        *(flooder.candles() for _ in range(CANDLE_READERS)),
+    ]
+
+
+def _ws_flood(flooder: Flooder) -> list[Awaitable[None]]:
+    return [flooder.sockets(i) for i in range(WS_CONNECTIONS)]
+
+
+FLOODS: dict[str, Callable[[Flooder], list[Awaitable[None]]]] = {
+    "batch": _batch_flood,
+    "history": _history_flood,
+    "ws": _ws_flood,
+}
+
+
 async def flood(kind: str, url: str, seconds: float, source: str) -> dict[str, int]:
     symbols = load_symbols(DEFAULT_SYMBOLS_FILE).ordered
-    counts: collections.Counter[str] = collections.Counter()
     deadline = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(local_addr=(source, 0), limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def batches(worker: int) -> None:
-            assets = ",".join(symbols[worker * BATCH_ASSETS : (worker + 1) * BATCH_ASSETS])
-            while time.monotonic() < deadline:
-                async with session.get(f"{url}/prices", params={"assets": assets}) as response:
-                    await response.read()
-                    counts[str(response.status)] += 1
-                    if response.status == 429:
-                        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-
-        async def sockets(worker: int) -> None:
-            names = list(symbols[worker * WS_ASSETS : (worker + 1) * WS_ASSETS])
-            while time.monotonic() < deadline:
-                try:
-                    async with session.ws_connect(f"{url}/ws") as socket:
-                        counts["connections"] += 1
-                        while time.monotonic() < deadline and not socket.closed:
-                            for op in ("subscribe", "unsubscribe"):
-                                await socket.send_json({"op": op, "assets": names})
-                                counts["messages"] += 1
-                        counts[f"closed {socket.close_code}"] += 1
-                except (aiohttp.ClientError, ConnectionError):
-                    counts["connect errors"] += 1
-                await asyncio.sleep(RECONNECT_SECONDS)
-
-        async def answer(path: str, params: dict[str, str]) -> dict[str, Any] | None:
-            async with session.get(f"{url}{path}", params=params) as response:
-                body = await response.read()
-                counts[f"{path.rsplit('/', 1)[-1]} {response.status}"] += 1
-                if response.status == 429:
-                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-                    return None
-                return json.loads(body) if response.status == 200 else None
-
-        async def pages() -> None:
-            cursor: str | None = None
-            while time.monotonic() < deadline:
-                params = {"limit": "1000"}
-                if cursor:
-                    params["cursor"] = cursor
-                page = await answer(f"/prices/{HISTORY_ASSET}/history", params)
-                if page is not None:
-                    cursor = page["next_cursor"]
-
-        async def candles() -> None:
-            while time.monotonic() < deadline:
-                now = int(time.time())
-                await answer(
-                    f"/prices/{HISTORY_ASSET}/candles",
-                    {"interval": "1m", "from": str(now - 999 * 60), "to": str(now)},
-                )
-
-        if kind == "batch":
-            await asyncio.gather(*(batches(i) for i in range(BATCH_CONNECTIONS)))
-        elif kind == "history":
-            await asyncio.gather(
-                *(pages() for _ in range(HISTORY_PAGERS)), *(candles() for _ in range(CANDLE_READERS))
-            )
-        else:
-            await asyncio.gather(*(sockets(i) for i in range(WS_CONNECTIONS)))
-    return dict(counts)
+        flooder = Flooder(session, url, deadline, symbols)
+        # The command line offers only these kinds; a caller's other kind gets the ws flood.
+        await asyncio.gather(*FLOODS.get(kind, _ws_flood)(flooder))
+    return dict(flooder.counts)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ import statistics
 import time
 import urllib.request
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -85,7 +86,7 @@ def owned_shards(url: str) -> list[int]:
     return list(refresh["owned_shards"])
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
     parser.add_argument(
         "--listed", type=int, default=1000, help="symbols each venue lists (default %(default)s)"
@@ -120,82 +121,126 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--read-seconds", type=int, default=10, help="seconds per wrk run (default %(default)s)"
     )
-    args = parser.parse_args(argv)
-    assets = list(load_symbols(DEFAULT_SYMBOLS_FILE).ordered[: args.listed])
-    with ExitStack() as stack:
-        redis = stack.enter_context(_running(start_redis()))
-        dynamo = stack.enter_context(_running(start_dynamo()))
-        venues = [
-            stack.enter_context(_running(start_mockex(name=v, venue=v, listed=args.listed))) for v in VENUES
-        ]
-        env = server_env(
-            redis.url,
-            dynamo.url,
-            [],
-            EXCHANGES=",".join(f"{v}={s.url}" for v, s in zip(VENUES, venues, strict=True)),
-            INGEST="stream",
-            REFRESH_SHARDS=str(args.instances),
-            AGGREGATE_MIN_INTERVAL_SECONDS=args.aggregate_interval,
-        )
-        stack.enter_context(_running(start_writer(env)))
-        servers = []
-        for _ in range(args.instances):
-            server, _ = start_server(env, free_port())
-            servers.append(stack.enter_context(_running(server)))
-        urls = [server.url for server in servers]
-        deadline = time.monotonic() + 120
+    return parser.parse_args(argv)
 
-        def ready() -> bool:
-            shards = [owned_shards(url) for url in urls]
-            return all(streamed(url)[1] for url in urls) and all(len(s) == 1 for s in shards)
 
-        while not ready():
-            if time.monotonic() > deadline:
-                raise SystemExit("streams did not flow (or shards were not shared out) within 2 minutes")
-            time.sleep(0.5)
-        time.sleep(5)  # past the start-up round
-        # Ingestion alone: no reads but this measurement's own.
-        tickers_before = sum(streamed(url)[0] for url in urls)
-        aggregates_before = sum(aggregates(url) for url in urls)
-        cpu_before = [cpu_seconds(server.process.pid) for server in servers]
-        started = time.monotonic()
-        time.sleep(args.seconds)
-        elapsed = time.monotonic() - started
-        cpus = [cpu_seconds(s.process.pid) - before for s, before in zip(servers, cpu_before, strict=True)]
-        tickers = sum(streamed(url)[0] for url in urls) - tickers_before
-        aggregated = sum(aggregates(url) for url in urls) - aggregates_before
-        # Then a sweep of every listed asset a second (through the first server), each price's
-        # age when answered.
-        ages: list[float] = []
-        sweeps = 0
-        sweep_start = time.monotonic()
-        while time.monotonic() - sweep_start < args.seconds:
-            began = time.monotonic()
-            ages += sweep(urls[0], assets)
-            sweeps += 1
-            time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
-        reads = measure_reads(stack, env, servers, args) if args.reads else []
-        if args.sse:
-            reader, _ = start_server({**env, "AUTO_REFRESH": "false"}, free_port())
-            stack.enter_context(_running(reader))
-            reads += asyncio.run(measure_sse(reader.url, assets, args.sse, args.read_seconds))
-    ages.sort()
+@dataclass(frozen=True)
+class Ingestion:
+    """What the ingesting servers did over ``seconds`` of ingestion alone."""
+
+    seconds: float
+    tickers: int
+    aggregated: int
+    server_cpu_seconds: list[float]
+
+
+def start_ingesting(stack: ExitStack, args: argparse.Namespace) -> tuple[dict[str, str], list[Service]]:
+    """The backends, the venue mocks, the history writer and ``args.instances`` ingesting
+    servers, all stopped with ``stack``; returns the servers' environment and the servers."""
+    redis = stack.enter_context(_running(start_redis()))
+    dynamo = stack.enter_context(_running(start_dynamo()))
+    venues = [
+        stack.enter_context(_running(start_mockex(name=v, venue=v, listed=args.listed))) for v in VENUES
+    ]
+    env = server_env(
+        redis.url,
+        dynamo.url,
+        [],
+        EXCHANGES=",".join(f"{v}={s.url}" for v, s in zip(VENUES, venues, strict=True)),
+        INGEST="stream",
+        REFRESH_SHARDS=str(args.instances),
+        AGGREGATE_MIN_INTERVAL_SECONDS=args.aggregate_interval,
+    )
+    stack.enter_context(_running(start_writer(env)))
+    servers = []
+    for _ in range(args.instances):
+        server, _ = start_server(env, free_port())
+        servers.append(stack.enter_context(_running(server)))
+    return env, servers
+
+
+def wait_flowing(urls: list[str]) -> None:
+    """Until every server's streams flow and each owns one shard."""
+    deadline = time.monotonic() + 120
+
+    def ready() -> bool:
+        shards = [owned_shards(url) for url in urls]
+        return all(streamed(url)[1] for url in urls) and all(len(s) == 1 for s in shards)
+
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemExit("streams did not flow (or shards were not shared out) within 2 minutes")
+        time.sleep(0.5)
+
+
+def measure_ingestion(servers: list[Service], seconds: int) -> Ingestion:
+    urls = [server.url for server in servers]
+    tickers_before = sum(streamed(url)[0] for url in urls)
+    aggregates_before = sum(aggregates(url) for url in urls)
+    cpu_before = [cpu_seconds(server.process.pid) for server in servers]
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    cpus = [cpu_seconds(s.process.pid) - before for s, before in zip(servers, cpu_before, strict=True)]
+    tickers = sum(streamed(url)[0] for url in urls) - tickers_before
+    aggregated = sum(aggregates(url) for url in urls) - aggregates_before
+    return Ingestion(elapsed, tickers, aggregated, cpus)
+
+
+def sweep_ages(url: str, assets: list[str], seconds: int) -> tuple[list[float], int]:
+    """A sweep of every asset a second for ``seconds``: each price's age when answered, and the
+    number of sweeps."""
+    ages: list[float] = []
+    sweeps = 0
+    sweep_start = time.monotonic()
+    while time.monotonic() - sweep_start < seconds:
+        began = time.monotonic()
+        ages += sweep(url, assets)
+        sweeps += 1
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
+    return ages, sweeps
+
+
+def report(
+    args: argparse.Namespace, asset_count: int, ingestion: Ingestion, ages: list[float], sweeps: int
+) -> None:
+    elapsed, tickers, cpus = ingestion.seconds, ingestion.tickers, ingestion.server_cpu_seconds
     cpu = sum(cpus)
     print(
         f"venues: {', '.join(VENUES)}, {args.listed:,} symbols each, a push a second; "
         f"{args.instances} instance(s), AGGREGATE_MIN_INTERVAL_SECONDS {args.aggregate_interval}"
     )
     print(
-        f"quotes ingested: {tickers / elapsed:,.0f}/s; aggregates stored: {aggregated / elapsed:,.0f}/s; "
+        f"quotes ingested: {tickers / elapsed:,.0f}/s; "
+        f"aggregates stored: {ingestion.aggregated / elapsed:,.0f}/s; "
         f"server CPU {cpu / elapsed:.2f} cores"
         + (f" ({', '.join(f'{c / elapsed:.2f}' for c in cpus)})" if len(cpus) > 1 else "")
     )
     print(f"server CPU per 1,000 quotes: {cpu / max(1, tickers) * 1000 * 1000:.1f} ms")
+    ages = sorted(ages)
     p50, p99 = statistics.median(ages), ages[int(len(ages) * 0.99) - 1]
     print(
-        f"sweeps: {sweeps} of {len(assets):,} assets; age when answered: p50 {p50:.2f} s, "
+        f"sweeps: {sweeps} of {asset_count:,} assets; age when answered: p50 {p50:.2f} s, "
         f"p99 {p99:.2f} s, max {ages[-1]:.2f} s"
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    assets = list(load_symbols(DEFAULT_SYMBOLS_FILE).ordered[: args.listed])
+    with ExitStack() as stack:
+        env, servers = start_ingesting(stack, args)
+        wait_flowing([server.url for server in servers])
+        time.sleep(5)  # past the start-up round
+        # Ingestion alone: no reads but this measurement's own.
+        ingestion = measure_ingestion(servers, args.seconds)
+        ages, sweeps = sweep_ages(servers[0].url, assets, args.seconds)
+        reads = measure_reads(stack, env, servers, args) if args.reads else []
+        if args.sse:
+            reader, _ = start_server({**env, "AUTO_REFRESH": "false"}, free_port())
+            stack.enter_context(_running(reader))
+            reads += asyncio.run(measure_sse(reader.url, assets, args.sse, args.read_seconds))
+    report(args, len(assets), ingestion, ages, sweeps)
     for line in reads:
         print(line)
 

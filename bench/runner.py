@@ -19,17 +19,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import redis as redis_sync
 
 from aggserver import __version__
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
+from aggserver.symbols import SymbolSet, load_symbols
 from bench.streams import measure_streams
 from devstack.services import (
     DUMMY_AWS_ENV,
@@ -121,21 +120,36 @@ def start_server(
     return service, time.monotonic() - started
 
 
-def server_env(redis_url: str, dynamo_url: str, exchanges: list[Service], **extra: str) -> dict[str, str]:
-    """The environment of an aggserver using these local backends, production settings otherwise."""
+# The environment every benchmark server gets over os.environ unless its caller says otherwise.
+BENCHMARK_PRESET = {
+    **DUMMY_AWS_ENV,
+    "LOG_LEVEL": "WARNING",
+    # wrk is one client asking tens of thousands of times a second: per-client budgets off
+    # (the abuse suite turns them on).
+    "CLIENT_BUDGET_PER_SECOND": "0",
+    # One history writer for the whole run, on no pinned core (start_writer): a child of the
+    # server would inherit the server's core, which a deployment would not do to it.
+    "HISTORY_WRITER": "external",
+}
+
+
+def server_env(
+    redis_url: str,
+    dynamo_url: str,
+    exchanges: list[Service],
+    preset: Mapping[str, str] = BENCHMARK_PRESET,
+    /,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of an aggserver using these local backends, ``preset`` under ``extra``
+    (tests.support.server_env passes no preset and the test's settings as ``extra``). Positional
+    parameters only: every keyword is an environment variable, even one named ``preset``."""
     return {
         **os.environ,
-        **DUMMY_AWS_ENV,
+        **preset,
         "REDIS_URL": redis_url,
         "AWS_ENDPOINT_URL_DYNAMODB": dynamo_url,
         "EXCHANGE_URLS": ",".join(f"{e.url}/mock/ticker" for e in exchanges),
-        "LOG_LEVEL": "WARNING",
-        # wrk is one client asking tens of thousands of times a second: per-client budgets off
-        # (the abuse suite turns them on).
-        "CLIENT_BUDGET_PER_SECOND": "0",
-        # One history writer for the whole run, on no pinned core (start_writer): a child of the
-        # server would inherit the server's core, which a deployment would not do to it.
-        "HISTORY_WRITER": "external",
         **extra,
     }
 
@@ -481,196 +495,305 @@ def run_venue_rounds(
     }
 
 
+@dataclass(frozen=True)
+class Load:
+    """One wrk scenario: its name among the figures, what it asks for and how hard."""
+
+    name: str
+    path: str = HOT_PATH
+    script: str = "report.lua"
+    script_args: tuple[str, ...] = ()
+    connections: int | None = None
+    threads: int = 1
+    pinned: bool = True
+
+    def measure_on(self, server: Service, args: argparse.Namespace) -> Figures:
+        return measure(
+            self.name,
+            server,
+            self.path,
+            args,
+            self.script,
+            list(self.script_args),
+            connections=self.connections,
+            threads=self.threads,
+            pinned=self.pinned,
+        )
+
+
+def _uniform(name: str) -> Load:
+    return Load(name, "/", "uniform.lua", (str(DEFAULT_SYMBOLS_FILE),))
+
+
+HOT = Load("hot")
+UNIFORM = _uniform("uniform")
+MIXED = Load("mixed", "/", "mixed.lua", (str(DEFAULT_SYMBOLS_FILE),))
+CEILING = Load("ceiling")
+# The bare server under the thousand scenario's load: the tail that is not ours.
+CEILING_THOUSAND = Load("ceiling-thousand", connections=1000, threads=2, pinned=False)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A server of its own for some core scenarios: the run's environment with ``env`` over it."""
+
+    env: Mapping[str, str]
+    loads: tuple[Load, ...]
+    workers: int = 1
+    pinned: bool = True
+
+
+VARIANTS = (
+    # Every GET an MGET: the same Redis read by a server without the near-cache.
+    Variant({"NEAR_CACHE_SECONDS": "0"}, (Load("hot-direct"), _uniform("uniform-direct"))),
+    # What request metrics cost: the hot scenario with them off.
+    Variant({"REQUEST_METRICS": "false"}, (Load("hot-no-metrics"),)),
+    # Serving while every asset is refreshed every 10 s (1,000 assets a second).
+    Variant({"MEDIUM_INTERVAL_SECONDS": "10", "COLD_INTERVAL_SECONDS": "10"}, (_uniform("during-refresh"),)),
+    # Unpinned, both cores shared with wrk: one worker, two workers, and 1000 connections.
+    Variant({}, (Load("1-worker", threads=2, pinned=False),), pinned=False),
+    Variant(
+        {},
+        (
+            Load("2-workers", threads=2, pinned=False),
+            Load("thousand", connections=1000, threads=2, pinned=False),
+        ),
+        workers=2,
+        pinned=False,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Startup:
+    """The main server's start-up figures, printed as they come and summed up by core."""
+
+    seconds: float
+    bulk_round_seconds: float
+    history_records_per_second: float
+    rss_mb: float
+    hot_body_size: int
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every suite runs against: the local backends, their environment and the main server."""
+
+    args: argparse.Namespace
+    stack: ExitStack
+    symbols: SymbolSet
+    redis_url: str
+    env: dict[str, str]
+    server: Service
+    startup: Startup
+
+    def serve(self, env: dict[str, str], *, workers: int = 1, pinned: bool = True) -> Service:
+        """Another aggserver, stopped with the stack if its suite does not stop it sooner."""
+        server, _ = start_server(env, free_port(), workers=workers, pinned=pinned)
+        return self.stack.enter_context(_running(server))
+
+
+def _startup_figures(
+    server: Service, startup_s: float, redis_url: str, dynamo_url: str, count: int
+) -> Startup:
+    print(f"start-up to ready: {startup_s:.2f} s", flush=True)
+    bulk_round_s = wait_all_cached(redis_url, count)
+    print(f"first full round of {count} assets, bulk requests: {bulk_round_s:.1f} s", flush=True)
+    history_s = bulk_round_s + wait_history(dynamo_url, "prices", count)
+    history_rate = count / history_s
+    print(f"history: {count} records in DynamoDB after {history_s:.1f} s ({history_rate:,.0f}/s)")
+    rss = rss_mb(server.process.pid)
+    print(f"server RSS with {count} assets cached: {rss:.0f} MB\n", flush=True)
+    with urllib.request.urlopen(server.url + HOT_PATH) as response:  # noqa: S310
+        body_size = len(response.read())
+    return Startup(startup_s, bulk_round_s, history_rate, rss, body_size)
+
+
+def open_bench(stack: ExitStack, args: argparse.Namespace) -> Bench:
+    """Redis, DynamoDB, three mock exchanges, the history writer and the main server, all
+    stopped with ``stack``; returns once the server has priced every asset and written its history."""
+    symbols = load_symbols(DEFAULT_SYMBOLS_FILE)
+    redis = stack.enter_context(_running(start_redis()))
+    dynamo = stack.enter_context(_running(start_dynamo()))
+    exchanges = [stack.enter_context(_running(start_mockex(name=f"exchange{i}"))) for i in (1, 2, 3)]
+    env = server_env(redis.url, dynamo.url, exchanges)
+    stack.enter_context(_running(start_writer(env)))
+    server, startup_s = start_server(env, free_port())
+    stack.enter_context(_running(server))
+    startup = _startup_figures(server, startup_s, redis.url, dynamo.url, len(symbols))
+    return Bench(args, stack, symbols, redis.url, env, server, startup)
+
+
+def _batch_suite(bench: Bench) -> dict[str, object]:
+    return {"batches": run_batches(bench.server, bench.args)}
+
+
+def _streams_suite(bench: Bench) -> dict[str, object]:
+    server = bench.server
+    streamed = measure_streams(
+        server.url,
+        bench.symbols.ordered[5000],
+        list(bench.symbols.ordered[:20]),
+        clients=bench.args.stream_clients,
+        rounds=STREAM_ROUNDS,
+        rss=lambda: rss_mb(server.process.pid),
+    )
+    print(
+        f"\nstreams: {streamed.clients:,} SSE clients, {streamed.deliveries:,} deliveries "
+        f"({streamed.missed} missed): refresh-to-client p50 {streamed.p50_ms:.1f} ms, "
+        f"p99 {streamed.p99_ms:.1f} ms (the refresh itself p50 {streamed.refresh_p50_ms:.1f} ms); "
+        f"server RSS {streamed.server_rss_mb:.0f} MB",
+        flush=True,
+    )
+    return {"streams": asdict(streamed)}
+
+
+def _abuse_suite(bench: Bench) -> dict[str, object]:
+    return {"abuse": run_abuse(bench.stack, bench.env, bench.args)}
+
+
+def _venues_suite(bench: Bench) -> dict[str, object]:
+    # The same GETs against the mockex-format server first, for the ratio.
+    baseline = _uniform("uniform-before-venues").measure_on(bench.server, bench.args)
+    venue_figures = run_venue_rounds(bench.stack, bench.redis_url, bench.env, len(bench.symbols), bench.args)
+    venue_figures["uniform_p99_ms"] = baseline.p99_ms
+    venue_figures["uniform_requests_per_s"] = baseline.requests_per_s
+    return {"venues": venue_figures}
+
+
+def _main_server_scenarios(bench: Bench) -> tuple[list[Figures], float]:
+    """hot, uniform and mixed at the main server, which then stops to leave its core to the
+    others; also Redis's hit rate during uniform."""
+    scenarios = [HOT.measure_on(bench.server, bench.args)]
+    before = keyspace(bench.redis_url)
+    scenarios.append(UNIFORM.measure_on(bench.server, bench.args))
+    hits, misses = (a - b for a, b in zip(keyspace(bench.redis_url), before, strict=True))
+    hit_rate = hits / max(1, hits + misses)
+    print(f"  Redis hit rate during uniform (keyspace counters): {hit_rate:.2%}", flush=True)
+    scenarios.append(MIXED.measure_on(bench.server, bench.args))
+    bench.server.stop()
+    return scenarios, hit_rate
+
+
+def _measure_variant(bench: Bench, variant: Variant) -> list[Figures]:
+    server = bench.serve({**bench.env, **variant.env}, workers=variant.workers, pinned=variant.pinned)
+    figures = [load.measure_on(server, bench.args) for load in variant.loads]
+    server.stop()
+    return figures
+
+
+def _per_symbol_round(bench: Bench) -> float:
+    """The same round with one request per asset and exchange, on an empty cache and table."""
+    redis_sync.Redis.from_url(bench.redis_url).flushdb()
+    per_symbol = bench.serve({**bench.env, "EXCHANGE_BULK": "false", "PRICES_TABLE": "prices_per_symbol"})
+    seconds = wait_all_cached(bench.redis_url, len(bench.symbols))
+    print(f"first full round, one request per asset: {seconds:.1f} s", flush=True)
+    per_symbol.stop()
+    return seconds
+
+
+def core_ratios(scenarios: list[Figures], ceiling: Figures) -> dict[str, float]:
+    by_name = {f.scenario: f for f in scenarios}
+    return {
+        "hot / ceiling": by_name["hot"].requests_per_s / ceiling.requests_per_s,
+        "hot / ceiling by CPU per request": ceiling.cpu_us_per_request / by_name["hot"].cpu_us_per_request,
+        "hot p99 / ceiling p99": by_name["hot"].p99_ms / ceiling.p99_ms,
+        "uniform / hot": by_name["uniform"].requests_per_s / by_name["hot"].requests_per_s,
+        "uniform-direct / ceiling": by_name["uniform-direct"].requests_per_s / ceiling.requests_per_s,
+        "uniform-direct / ceiling by CPU per request": ceiling.cpu_us_per_request
+        / by_name["uniform-direct"].cpu_us_per_request,
+        "during-refresh p99 / uniform p99": by_name["during-refresh"].p99_ms / by_name["uniform"].p99_ms,
+        "metrics overhead (1 - hot / hot-no-metrics)": 1
+        - by_name["hot"].requests_per_s / by_name["hot-no-metrics"].requests_per_s,
+        "2-workers / 1-worker": by_name["2-workers"].requests_per_s / by_name["1-worker"].requests_per_s,
+    }
+
+
+def _print_scenario_table(scenarios: list[Figures], ceiling: Figures) -> None:
+    print(
+        "\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling | CPU µs/request | "
+        "vs ceiling by CPU |\n|---|---|---|---|---|---|---|---|"
+    )
+    for figures in scenarios:
+        ratio = figures.requests_per_s / ceiling.requests_per_s
+        cpu_ratio = ceiling.cpu_us_per_request / figures.cpu_us_per_request
+        print(
+            f"| {figures.scenario} | {figures.requests_per_s:,.0f} | {figures.p50_ms:.2f} | "
+            f"{figures.p99_ms:.2f} | {figures.errors} | {ratio:.2f} | "
+            f"{figures.cpu_us_per_request:.1f} | {cpu_ratio:.2f} |"
+        )
+
+
+def _core_suite(bench: Bench) -> dict[str, object]:
+    scenarios, hit_rate = _main_server_scenarios(bench)
+    # The ceiling is measured here and again at the end: a shared machine drifts.
+    ceiling_service = bench.stack.enter_context(
+        _running(start_ceiling(free_port(), bench.startup.hot_body_size))
+    )
+    ceilings = [CEILING.measure_on(ceiling_service, bench.args)]
+    for variant in VARIANTS:
+        scenarios += _measure_variant(bench, variant)
+    per_symbol_round_s = _per_symbol_round(bench)
+    ceilings.append(CEILING.measure_on(ceiling_service, bench.args))
+    scenarios.append(CEILING_THOUSAND.measure_on(ceiling_service, bench.args))
+    ceiling = median_of("ceiling", ceilings)
+    scenarios.append(ceiling)
+
+    _print_scenario_table(scenarios, ceiling)
+    ratios = core_ratios(scenarios, ceiling)
+    print()
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}")
+    startup = bench.startup
+    print(
+        f"full round bulk {startup.bulk_round_seconds:.1f} s, per-symbol {per_symbol_round_s:.1f} s; "
+        f"RSS {startup.rss_mb:.0f} MB; start-up {startup.seconds:.2f} s; "
+        f"history {startup.history_records_per_second:,.0f} records/s; Redis hit rate {hit_rate:.2%}"
+    )
+    return {
+        "scenarios": [asdict(f) for f in scenarios],
+        "ratios": ratios,
+        "startup_seconds": startup.seconds,
+        "full_round_bulk_seconds": startup.bulk_round_seconds,
+        "full_round_per_symbol_seconds": per_symbol_round_s,
+        "uniform_hit_rate": hit_rate,
+        "history_records_per_second": startup.history_records_per_second,
+        "rss_mb": startup.rss_mb,
+    }
+
+
+# In the order they run: core last, as it stops the main server the others measure.
+SUITE_RUNS: dict[str, Callable[[Bench], dict[str, object]]] = {
+    "batch": _batch_suite,
+    "streams": _streams_suite,
+    "abuse": _abuse_suite,
+    "venues": _venues_suite,
+    "core": _core_suite,
+}
+
+
+def _run_history_flood(args: argparse.Namespace) -> None:
+    from bench import history_flood  # it imports this module
+
+    options = ["--duration", str(args.duration), "--repeat", str(args.repeat)]
+    history_flood.main([*options, "--connections", str(args.connections)])
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.suite == "history-flood":
-        from bench import history_flood  # it imports this module
-
-        options = ["--duration", str(args.duration), "--repeat", str(args.repeat)]
-        history_flood.main([*options, "--connections", str(args.connections)])
+        _run_history_flood(args)
         return
     if shutil.which("wrk") is None and not install_wrk():
         sys.exit("bench: wrk is not installed and apt-get could not install it; nothing measured")
-    symbols = load_symbols(DEFAULT_SYMBOLS_FILE)
-    suites = SUITES if args.suite == "all" else (args.suite,)
-    uniform = ["uniform.lua", [str(DEFAULT_SYMBOLS_FILE)]]
+    chosen = SUITES if args.suite == "all" else (args.suite,)
     print(f"machine: {machine()}", flush=True)
     print("per-client request budgets: off for the throughput scenarios (the abuse suite turns them on)\n")
     results: dict[str, object] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
-    scenarios: list[Figures] = []
-
-    def run_server(env: dict[str, str], **options: Any) -> Service:
-        server, _ = start_server(env, free_port(), **options)
-        return stack.enter_context(_running(server))
-
     with ExitStack() as stack:
-        redis = stack.enter_context(_running(start_redis()))
-        dynamo = stack.enter_context(_running(start_dynamo()))
-        exchanges = [stack.enter_context(_running(start_mockex(name=f"exchange{i}"))) for i in (1, 2, 3)]
-        env = server_env(redis.url, dynamo.url, exchanges)
-        stack.enter_context(_running(start_writer(env)))
-        server, startup_s = start_server(env, free_port())
-        stack.enter_context(_running(server))
-        print(f"start-up to ready: {startup_s:.2f} s", flush=True)
-        bulk_round_s = wait_all_cached(redis.url, len(symbols))
-        print(f"first full round of {len(symbols)} assets, bulk requests: {bulk_round_s:.1f} s", flush=True)
-        history_s = bulk_round_s + wait_history(dynamo.url, "prices", len(symbols))
-        history_rate = len(symbols) / history_s
-        print(f"history: {len(symbols)} records in DynamoDB after {history_s:.1f} s ({history_rate:,.0f}/s)")
-        rss = rss_mb(server.process.pid)
-        print(f"server RSS with {len(symbols)} assets cached: {rss:.0f} MB\n", flush=True)
-        with urllib.request.urlopen(server.url + HOT_PATH) as response:  # noqa: S310
-            body_size = len(response.read())
-
-        if "batch" in suites:
-            results["batches"] = run_batches(server, args)
-        if "streams" in suites:
-            streamed = measure_streams(
-                server.url,
-                symbols.ordered[5000],
-                list(symbols.ordered[:20]),
-                clients=args.stream_clients,
-                rounds=STREAM_ROUNDS,
-                rss=lambda: rss_mb(server.process.pid),
-            )
-            print(
-                f"\nstreams: {streamed.clients:,} SSE clients, {streamed.deliveries:,} deliveries "
-                f"({streamed.missed} missed): refresh-to-client p50 {streamed.p50_ms:.1f} ms, "
-                f"p99 {streamed.p99_ms:.1f} ms (the refresh itself p50 {streamed.refresh_p50_ms:.1f} ms); "
-                f"server RSS {streamed.server_rss_mb:.0f} MB",
-                flush=True,
-            )
-            results["streams"] = asdict(streamed)
-        if "abuse" in suites:
-            results["abuse"] = run_abuse(stack, env, args)
-        if "venues" in suites:
-            # The same GETs against the mockex-format server first, for the ratio.
-            baseline = measure("uniform-before-venues", server, "/", args, *uniform)  # type: ignore[arg-type]
-            venue_figures = run_venue_rounds(stack, redis.url, env, len(symbols), args)
-            venue_figures["uniform_p99_ms"] = baseline.p99_ms
-            venue_figures["uniform_requests_per_s"] = baseline.requests_per_s
-            results["venues"] = venue_figures
-        if "core" not in suites:
-            server.stop()
-        else:
-            scenarios.append(measure("hot", server, HOT_PATH, args))
-            hits_before, misses_before = keyspace(redis.url)
-            scenarios.append(measure("uniform", server, "/", args, *uniform))  # type: ignore[arg-type]
-            hits, misses = (
-                a - b for a, b in zip(keyspace(redis.url), (hits_before, misses_before), strict=True)
-            )
-            hit_rate = hits / max(1, hits + misses)
-            print(f"  Redis hit rate during uniform (keyspace counters): {hit_rate:.2%}", flush=True)
-            scenarios.append(measure("mixed", server, "/", args, "mixed.lua", [str(DEFAULT_SYMBOLS_FILE)]))
-            server.stop()
-
-            # The ceiling is measured here and again at the end: a shared machine drifts.
-            ceiling_service = stack.enter_context(_running(start_ceiling(free_port(), body_size)))
-            ceilings = [measure("ceiling", ceiling_service, HOT_PATH, args)]
-
-            # Every GET an MGET: the same Redis read by a server without the near-cache.
-            direct = run_server({**env, "NEAR_CACHE_SECONDS": "0"})
-            scenarios.append(measure("hot-direct", direct, HOT_PATH, args))
-            scenarios.append(measure("uniform-direct", direct, "/", args, *uniform))  # type: ignore[arg-type]
-            direct.stop()
-
-            # What request metrics cost: the hot scenario with them off.
-            bare = run_server({**env, "REQUEST_METRICS": "false"})
-            scenarios.append(measure("hot-no-metrics", bare, HOT_PATH, args))
-            bare.stop()
-
-            # Serving while every asset is refreshed every 10 s (1,000 assets a second).
-            busy = run_server({**env, "MEDIUM_INTERVAL_SECONDS": "10", "COLD_INTERVAL_SECONDS": "10"})
-            scenarios.append(measure("during-refresh", busy, "/", args, *uniform))  # type: ignore[arg-type]
-            busy.stop()
-
-            # Unpinned, both cores shared with wrk: one worker, two workers, and 1000 connections.
-            one = run_server(env, pinned=False)
-            scenarios.append(measure("1-worker", one, HOT_PATH, args, threads=2, pinned=False))
-            one.stop()
-            two = run_server(env, workers=2, pinned=False)
-            scenarios.append(measure("2-workers", two, HOT_PATH, args, threads=2, pinned=False))
-            scenarios.append(
-                measure(
-                    "thousand",
-                    two,
-                    HOT_PATH,
-                    args,
-                    connections=1000,
-                    threads=2,
-                    pinned=False,
-                )
-            )
-            two.stop()
-
-            # The same round with one request per asset and exchange, on an empty cache and table.
-            redis_sync.Redis.from_url(redis.url).flushdb()
-            per_symbol = run_server({**env, "EXCHANGE_BULK": "false", "PRICES_TABLE": "prices_per_symbol"})
-            per_symbol_round_s = wait_all_cached(redis.url, len(symbols))
-            print(f"first full round, one request per asset: {per_symbol_round_s:.1f} s", flush=True)
-            per_symbol.stop()
-
-            ceilings.append(measure("ceiling", ceiling_service, HOT_PATH, args))
-            # The bare server under the thousand scenario's load: the tail that is not ours.
-            scenarios.append(
-                measure(
-                    "ceiling-thousand",
-                    ceiling_service,
-                    HOT_PATH,
-                    args,
-                    connections=1000,
-                    threads=2,
-                    pinned=False,
-                )
-            )
-            ceiling = median_of("ceiling", ceilings)
-            scenarios.append(ceiling)
-
-    if "core" in suites:
-        print(
-            "\n| scenario | req/s | p50 ms | p99 ms | errors | vs ceiling | CPU µs/request | "
-            "vs ceiling by CPU |\n|---|---|---|---|---|---|---|---|"
-        )
-        for figures in scenarios:
-            ratio = figures.requests_per_s / ceiling.requests_per_s
-            cpu_ratio = ceiling.cpu_us_per_request / figures.cpu_us_per_request
-            print(
-                f"| {figures.scenario} | {figures.requests_per_s:,.0f} | {figures.p50_ms:.2f} | "
-                f"{figures.p99_ms:.2f} | {figures.errors} | {ratio:.2f} | "
-                f"{figures.cpu_us_per_request:.1f} | {cpu_ratio:.2f} |"
-            )
-        by_name = {f.scenario: f for f in scenarios}
-        ratios = {
-            "hot / ceiling": by_name["hot"].requests_per_s / ceiling.requests_per_s,
-            "hot / ceiling by CPU per request": ceiling.cpu_us_per_request
-            / by_name["hot"].cpu_us_per_request,
-            "hot p99 / ceiling p99": by_name["hot"].p99_ms / ceiling.p99_ms,
-            "uniform / hot": by_name["uniform"].requests_per_s / by_name["hot"].requests_per_s,
-            "uniform-direct / ceiling": by_name["uniform-direct"].requests_per_s / ceiling.requests_per_s,
-            "uniform-direct / ceiling by CPU per request": ceiling.cpu_us_per_request
-            / by_name["uniform-direct"].cpu_us_per_request,
-            "during-refresh p99 / uniform p99": by_name["during-refresh"].p99_ms / by_name["uniform"].p99_ms,
-            "metrics overhead (1 - hot / hot-no-metrics)": 1
-            - by_name["hot"].requests_per_s / by_name["hot-no-metrics"].requests_per_s,
-            "2-workers / 1-worker": by_name["2-workers"].requests_per_s / by_name["1-worker"].requests_per_s,
-        }
-        print()
-        for name, value in ratios.items():
-            print(f"{name}: {value:.2f}")
-        print(
-            f"full round bulk {bulk_round_s:.1f} s, per-symbol {per_symbol_round_s:.1f} s; "
-            f"RSS {rss:.0f} MB; start-up {startup_s:.2f} s; history {history_rate:,.0f} records/s; "
-            f"Redis hit rate {hit_rate:.2%}"
-        )
-        results.update(
-            scenarios=[asdict(f) for f in scenarios],
-            ratios=ratios,
-            startup_seconds=startup_s,
-            full_round_bulk_seconds=bulk_round_s,
-            full_round_per_symbol_seconds=per_symbol_round_s,
-            uniform_hit_rate=hit_rate,
-            history_records_per_second=history_rate,
-            rss_mb=rss,
-        )
+        bench = open_bench(stack, args)
+        for name, run in SUITE_RUNS.items():
+            if name in chosen:
+                results.update(run(bench))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotF
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS31Validator
 
+import bench.runner
 from aggserver.settings import READ_BY_HAND, Settings
 from devstack.services import Service, start_mockex
 
@@ -173,19 +173,21 @@ def venue_settings(settings: Settings, venues: dict[str, Service], **extra: str)
 
 
 def server_env(settings: Settings, redis_url: str, port: int, **extra: str) -> dict[str, str]:
-    """The environment for an ``aggserver serve`` child process using the test's backends."""
-    return {
-        **os.environ,
+    """The environment for an ``aggserver serve`` child process using the test's backends: the
+    benchmark's (bench.runner.server_env) without its production preset, the test's settings
+    in its place."""
+    test_settings = {
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "REDIS_URL": redis_url,
         "EXCHANGE_URLS": ",".join(settings.exchange_urls),
-        "AWS_ENDPOINT_URL_DYNAMODB": settings.dynamodb_endpoint or "",
         "PRICES_TABLE": settings.prices_table,
         "REFRESH_MIN_INTERVAL_SECONDS": str(settings.refresh_min_interval_seconds),
         "REFRESH_RATE_LIMIT": str(settings.refresh_rate_limit),
-        **extra,
     }
+    no_preset: dict[str, str] = {}
+    return bench.runner.server_env(
+        redis_url, settings.dynamodb_endpoint or "", [], no_preset, **{**test_settings, **extra}
+    )
 
 
 @contextlib.contextmanager

@@ -263,6 +263,88 @@ async def test_dynamodb_down_a_minute_backlog_grows_then_drains(
     assert after["written"] >= len(stored)
 
 
+def writing_server_env(settings: Settings, dynamo: Service, port: int, flush_seconds: int) -> dict[str, str]:
+    """A server that refreshes nothing by itself, its history writer a child process."""
+    return server_env(
+        dataclasses.replace(settings, dynamodb_endpoint=dynamo.url),
+        settings.redis_url,
+        port,
+        AUTO_REFRESH="false",
+        HISTORY_WRITER="process",
+        HISTORY_FLUSH_SECONDS=str(flush_seconds),
+        LOG_FORMAT="json",
+    )
+
+
+def numbered_records(first: int, count: int) -> list[HistoryRecord]:
+    return [
+        HistoryRecord(asset=ASSETS[i % len(ASSETS)], timestamp=1_800_000_000 + i, price=1.0 + i, updated_at=1)
+        for i in range(first, first + count)
+    ]
+
+
+async def writer_stuck_on_paused_dynamo(
+    redis_client: redis.Redis, dynamo: Service, keys: OutboxKeys, base: str
+) -> list[HistoryRecord]:
+    """Pauses DynamoDB once the server's writer is up, lets it take a batch it cannot write, then
+    queues more behind it; returns every record queued."""
+    async with aiohttp.ClientSession() as session:
+        await poll(lambda: answers(session, f"{base}/health"), timeout=30)
+    await poll(lambda: _writers_alive(redis_client, keys, 1), timeout=20)
+    dynamo.process.send_signal(signal.SIGSTOP)
+    taken = numbered_records(0, 200)
+    await _append(redis_client, keys, taken)
+    await poll(lambda: _pending(redis_client, keys), timeout=10)
+    queued = numbered_records(200, 300)
+    await _append(redis_client, keys, queued)
+    return taken + queued
+
+
+async def test_sigterm_drains_everything_queued_while_dynamodb_was_paused(
+    settings: Settings, redis_client: redis.Redis, own_dynamo: Service
+) -> None:
+    # A drain that only finished the batch in flight would leave the 300 queued behind it.
+    port = free_port()
+    keys = OutboxKeys(settings.prices_table)
+    with running(writing_server_env(settings, own_dynamo, port, flush_seconds=60), "serve") as server:
+        records = await writer_stuck_on_paused_dynamo(
+            redis_client, own_dynamo, keys, f"http://127.0.0.1:{port}"
+        )
+        server.send_signal(signal.SIGTERM)
+        own_dynamo.process.send_signal(signal.SIGCONT)
+        _, stderr = server.communicate(timeout=120)  # a hang detector
+        assert server.returncode == 0, stderr.decode()[-2000:]
+    async with dynamo_at(own_dynamo.url, settings) as dynamo:
+        stored = await stored_keys(dynamo, settings.prices_table)
+    assert {(r.asset, r.timestamp) for r in records} <= stored
+    assert (await read_state(redis_client, keys)).backlog == 0
+
+
+async def test_sigterm_with_dynamodb_hung_exits_after_the_flush_time_and_keeps_the_records(
+    settings: Settings, redis_client: redis.Redis, own_dynamo: Service
+) -> None:
+    flush_seconds = 2
+    port = free_port()
+    keys = OutboxKeys(settings.prices_table)
+    env = writing_server_env(settings, own_dynamo, port, flush_seconds=flush_seconds)
+    with running(env, "serve") as server:
+        records = await writer_stuck_on_paused_dynamo(
+            redis_client, own_dynamo, keys, f"http://127.0.0.1:{port}"
+        )
+        server.send_signal(signal.SIGTERM)
+        # The promise: out within HISTORY_FLUSH_SECONDS plus the writer child's own margin
+        # (writer_process waits flush + 10 s for it); 30 s more before calling it a hang.
+        _, stderr = server.communicate(timeout=flush_seconds + 10 + 30)
+        assert server.returncode == 0, stderr.decode()[-2000:]
+    assert (await read_state(redis_client, keys)).backlog > 0  # left in the outbox, not lost
+    own_dynamo.process.send_signal(signal.SIGCONT)
+    with running(env, "history-writer") as writer:
+        async with dynamo_at(own_dynamo.url, settings) as dynamo:
+            expected = {(r.asset, r.timestamp) for r in records}
+            await poll(lambda: all_stored(dynamo, settings.prices_table, expected), timeout=60, interval=0.5)
+        _stop(writer)
+
+
 async def test_records_appended_before_a_redis_restart_are_written_after_it(
     settings: Settings, dynamo: DynamoDBClient, tmp_path: Path
 ) -> None:
