@@ -62,6 +62,8 @@ class Refresher:
         # (source, asset) pairs last dropped as outliers: they must come well back in to count.
         self._distrusted: dict[str, set[str]] = {}
         self.redis_write_failures = 0
+        # Calls that shared a refresh already in flight instead of asking the exchanges again.
+        self.joined = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (tier, "ok" | "no_valid_quotes")
 
     def running(self, asset: str) -> bool:
@@ -72,6 +74,7 @@ class Refresher:
         """Fetch, aggregate and store ``asset``; NoValidQuotes leaves the stored price untouched."""
         running = self._in_flight.get(asset)
         if running is not None:
+            self.joined += 1
             return await asyncio.shield(running)
         future: asyncio.Future[Aggregate] = asyncio.get_running_loop().create_future()
         self._in_flight[asset] = future

@@ -60,6 +60,12 @@ def app_families(app: web.Application) -> Iterator[Metric]:
         ["tier", "outcome"],
         {key: float(n) for key, n in app[REFRESHER].outcomes.items()},
     )
+    yield counter(
+        "aggserver_refreshes_joined",
+        "Refresh calls that shared a refresh of the same asset already in flight.",
+        [],
+        {(): float(app[REFRESHER].joined)},
+    )
     exchanges = app[EXCHANGES].exchanges
     yield counter(
         "aggserver_exchange_requests",

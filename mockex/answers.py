@@ -19,6 +19,9 @@ def json_response(body: object, status: int = 200) -> web.Response:
 
 async def apply_faults(exchange: Exchange) -> web.Response | None:
     """Delay per the faults; the failure response to send instead of a quote, if any."""
+    if exchange.faults.mode == "held":
+        # A test's gate: nothing is answered until it sets another mode, then per that mode.
+        await exchange.released.wait()
     faults = exchange.faults
     if faults.delay_seconds:
         await asyncio.sleep(faults.delay_seconds)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from mockex.answers import apply_faults, hostile_answer, json_response
 from mockex.exchange import Exchange
@@ -63,6 +64,20 @@ async def tickers(request: web.Request) -> web.StreamResponse:
     return json_response([exchange.quote(s) for s in known])
 
 
+@web.middleware
+async def count_in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts quote requests answered at once (admin calls aside)."""
+    if request.path.startswith("/mock/admin/"):
+        return await handler(request)
+    exchange = request.app[EXCHANGE]
+    exchange.in_flight += 1
+    exchange.most_in_flight = max(exchange.most_in_flight, exchange.in_flight)
+    try:
+        return await handler(request)
+    finally:
+        exchange.in_flight -= 1
+
+
 async def get_faults(request: web.Request) -> web.Response:
     return json_response(request.app[EXCHANGE].faults.as_json())
 
@@ -70,7 +85,7 @@ async def get_faults(request: web.Request) -> web.Response:
 async def set_faults(request: web.Request) -> web.Response:
     exchange = request.app[EXCHANGE]
     try:
-        exchange.faults = Faults.from_json(orjson.loads(await request.read()))
+        exchange.set_faults(Faults.from_json(orjson.loads(await request.read())))
     except (orjson.JSONDecodeError, FaultsError) as exc:
         return json_response({"msg": f"bad fault setting: {exc}"}, 400)
     return json_response(exchange.faults.as_json())
@@ -101,6 +116,8 @@ async def get_stats(request: web.Request) -> web.Response:
             # Venue personalities: HTTP requests received, whatever they asked for.
             "http_requests": exchange.venue_requests,
             "rate_limited_answers": exchange.rate_limited_answers,
+            "in_flight": exchange.in_flight,
+            "most_in_flight": exchange.most_in_flight,
         }
     )
 
@@ -109,7 +126,8 @@ async def reset_stats(request: web.Request) -> web.Response:
     exchange = request.app[EXCHANGE]
     exchange.served.clear()
     exchange.venue_requests = exchange.rate_limited_answers = 0
-    return json_response({"requests": 0, "by_symbol": {}, "http_requests": 0, "rate_limited_answers": 0})
+    exchange.most_in_flight = exchange.in_flight
+    return await get_stats(request)
 
 
 async def pin_quotes(request: web.Request) -> web.Response:
@@ -148,7 +166,7 @@ def create_app(
     ``venue`` makes it speak that venue's format (see ``mockex.venues``) for the ``listed``
     symbols (default: all of them) instead of mockex's own ``/mock/ticker`` paths.
     """
-    app = web.Application()
+    app = web.Application(middlewares=[count_in_flight])
     exchange = Exchange(
         name=name,
         symbols=symbols,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import time
@@ -60,6 +61,24 @@ class Exchange:
     # Venue personalities: requests, rate-limit answers sent, and request weight this minute.
     venue_requests: int = 0
     rate_limited_answers: int = 0
+    # Quote requests being answered now, and the most at once since the stats were reset: how a
+    # test sees a client's concurrency cap from the exchange's side.
+    in_flight: int = 0
+    most_in_flight: int = 0
+    # Set unless the mode is ``held``: held requests wait for it.
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.released.set()
+
+    def set_faults(self, faults: Faults) -> None:
+        """Apply ``faults``; leaving mode ``held`` answers every request it held."""
+        self.faults = faults
+        if faults.mode == "held":
+            self.released.clear()
+        else:
+            self.released.set()
+
     weight_minute: int = 0
     weight_in_minute: int = 0
     _garbage_cycle: itertools.cycle[str] = field(default_factory=lambda: itertools.cycle(GARBAGE_KINDS))

@@ -16,7 +16,7 @@ __all__ = [
     "FaultsError",
 ]
 
-MODES = ("ok", "down", "slow", "garbage", "outlier", "rate_limited", "venue_error")
+MODES = ("ok", "down", "slow", "garbage", "outlier", "rate_limited", "venue_error", "held")
 GARBAGE_KINDS = (
     "not_json",
     "wrong_symbol",

@@ -100,6 +100,16 @@ class Exchanges:
         stats = await self._call("GET", index, "/mock/admin/stats")
         return int(stats["http_requests"])
 
+    async def idle(self, index: int) -> bool:
+        """Whether exchange ``index`` is answering no quote request (abandoned ones included)."""
+        stats = await self._call("GET", index, "/mock/admin/stats")
+        return int(stats["in_flight"]) == 0
+
+    async def most_in_flight(self, index: int) -> int:
+        """The most quote requests exchange ``index`` was answering at once since the last reset."""
+        stats = await self._call("GET", index, "/mock/admin/stats")
+        return int(stats["most_in_flight"])
+
     async def served_more_than(self, index: int, symbol: str, count: int) -> bool:
         return await self.served(index, symbol) > count
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from mockex.app import create_app
 from mockex.faults import Faults, FaultsError
 from mockex.market import WELL_KNOWN_PRICES, Market, reference_price
 from mockex.symbols import DEFAULT_SYMBOLS_FILE, SymbolList, load_symbols, split_symbol
+from tests.support import poll
 
 SYMBOLS = load_symbols(DEFAULT_SYMBOLS_FILE)
 
@@ -94,6 +96,8 @@ async def test_bulk_tickers_and_stats() -> None:
             "by_symbol": {"btcusdt": 2, "ethusdt": 1},
             "http_requests": 0,
             "rate_limited_answers": 0,
+            "in_flight": 0,
+            "most_in_flight": 1,  # one request after another
         }
         assert (await client.get("/mock/tickers")).status == 400
         await client.delete("/mock/admin/stats")
@@ -224,3 +228,23 @@ def test_kraken_names_dogecoin_its_own_way() -> None:
     assert split_symbol("dogeusdt") == ("DOGE", "USDT")
     assert Kraken.native(Kraken.__new__(Kraken), "dogeusdt") == "XDGUSDT"
     assert Kraken.native(Kraken.__new__(Kraken), "btcusd") == "XXBTZUSD"
+
+
+async def test_held_requests_wait_for_another_mode_and_count_as_in_flight() -> None:
+    client = await exchange()
+    try:
+        await client.post("/mock/admin/faults", json={"mode": "held"})
+        waiting = [asyncio.ensure_future(client.get(f"/mock/ticker/{s}")) for s in ("btcusdt", "ethusdt")]
+
+        async def both_held() -> bool:
+            return bool((await (await client.get("/mock/admin/stats")).json())["in_flight"] == 2)
+
+        await poll(both_held, timeout=10)
+        assert not any(task.done() for task in waiting)
+        await client.post("/mock/admin/faults", json={"mode": "ok"})
+        answers = await asyncio.gather(*waiting)
+        assert [r.status for r in answers] == [200, 200]
+        stats = await (await client.get("/mock/admin/stats")).json()
+        assert (stats["in_flight"], stats["most_in_flight"]) == (0, 2)
+    finally:
+        await client.close()

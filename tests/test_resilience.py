@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
-from aggserver.appkeys import EXCHANGES, PRICE_VIEW
+from aggserver.appkeys import EXCHANGES, PRICE_VIEW, REFRESHER
 from aggserver.breaker import BreakerState, CircuitBreaker
 from aggserver.settings import Settings
 from devstack.services import Service, start_dynamo, start_redis
@@ -100,38 +100,73 @@ async def test_a_slow_exchange_is_left_out_once_the_refresh_budget_is_spent(
     assert {q["exchange"]: q.get("reason") for q in body["quotes"]}[slow] == "timed out (refresh budget)"
 
 
-async def test_refresh_storm_costs_one_request_per_exchange(client: Client, exchanges: Exchanges) -> None:
+async def test_requests_in_flight_to_an_exchange_stay_within_exchange_concurrency(
+    settings: Settings, exchanges: Exchanges, aiohttp_client: Any
+) -> None:
+    capped = dataclasses.replace(settings, exchange_concurrency=2)
+    client = await aiohttp_client(create_app(capped))
     for index in range(3):
-        await exchanges.set_faults(index, mode="slow", latency_ms=300)
-    responses = await asyncio.gather(*(client.post("/refresh/btcusdt") for _ in range(50)))
+        # A request an earlier test gave up on may still be waiting out its latency there.
+        await poll(functools.partial(exchanges.idle, index), timeout=30)
+        await exchanges.set_faults(index, mode="slow", latency_ms=200)
+        await exchanges.reset_stats(index)
+    assets = ["btcusdt", "ethusdt", "solusdt", "bnbusdt", "xrpusdt", "adausdt", "dogeusdt", "trxusdt"]
+    responses = await asyncio.gather(*(client.post(f"/refresh/{asset}") for asset in assets))
+    assert [r.status for r in responses] == [200] * len(assets)
+    # Eight refreshes at once, one request each to every exchange: two at a time reach each one.
+    assert [await exchanges.most_in_flight(i) for i in range(3)] == [2, 2, 2]
+    assert [await exchanges.total_served(i) for i in range(3)] == [len(assets)] * 3
+
+
+async def test_refresh_storm_costs_one_request_per_exchange(
+    settings: Settings, exchanges: Exchanges, aiohttp_client: Any
+) -> None:
+    # The exchanges hold their answers until all 50 callers have joined the one refresh.
+    patient = dataclasses.replace(settings, exchange_timeout_seconds=120, refresh_budget_seconds=120)
+    app = create_app(patient)
+    client = await aiohttp_client(app)
+    for index in range(3):
+        await exchanges.set_faults(index, mode="held")
+    storm = [asyncio.ensure_future(client.post("/refresh/btcusdt")) for _ in range(50)]
+    await poll(lambda: app[REFRESHER].joined >= 49, timeout=60)
+    for index in range(3):
+        await exchanges.set_faults(index, mode="ok")
+    responses = await asyncio.gather(*storm)
     assert [r.status for r in responses] == [200] * 50
     assert [await exchanges.served(i, "btcusdt") for i in range(3)] == [1, 1, 1]
 
 
-@pytest.fixture
-def fast_breaker(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, breaker_failures=2, breaker_reset_seconds=0.3)
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def test_circuit_opens_on_a_dead_exchange_and_closes_when_it_returns(
-    fast_breaker: Settings, exchanges: Exchanges, redis_client: redis.Redis, aiohttp_client: Any
+    settings: Settings, exchanges: Exchanges, redis_client: redis.Redis, aiohttp_client: Any
 ) -> None:
-    app = create_app(fast_breaker)
+    # The breaker's time is the test's: however slow the machine, it stays open until told.
+    app = create_app(settings)
     client = await aiohttp_client(app)
-    breaker = app[EXCHANGES].exchanges[2].breaker
+    clock = ManualClock()
+    exchange = app[EXCHANGES].exchanges[2]
+    breaker = exchange.breaker = CircuitBreaker(
+        exchange.name, failure_threshold=2, reset_seconds=30, clock=clock
+    )
     await exchanges.set_faults(2, mode="down")
     for _ in range(6):
         assert (await client.post("/refresh/dotusdt")).status == 200
     assert _state(breaker) is BreakerState.OPEN
     assert await exchanges.served(2, "dotusdt") == 2  # after two failures it cost nothing
     await exchanges.set_faults(2, mode="ok")
-
-    async def healed() -> bool:
-        await client.post("/refresh/dotusdt")
-        return bool((await (await client.get("/prices/dotusdt")).json())["sources"] == 3)
-
-    await poll(healed, timeout=10, interval=0.1)
+    assert (await client.post("/refresh/dotusdt")).status == 200
+    assert await exchanges.served(2, "dotusdt") == 2  # still open: the reset time has not passed
+    clock.now += 30
+    assert (await client.post("/refresh/dotusdt")).status == 200  # the probe
     assert _state(breaker) is BreakerState.CLOSED
+    assert (await checked(await client.get("/prices/dotusdt")))["sources"] == 3
 
 
 async def test_all_exchanges_down_keeps_serving_the_last_price_as_stale(
