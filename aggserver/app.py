@@ -44,7 +44,7 @@ from aggserver.budget import ClientBudgets
 from aggserver.cache import PriceCache
 from aggserver.exchanges import ExchangeClient, create_session
 from aggserver.freshness import FreshnessProbe
-from aggserver.history import HistoryRecord, ensure_table, latest_record, lean_dynamo_client
+from aggserver.history import ensure_table, latest_record, lean_dynamo_client
 from aggserver.history_reads import HistoryQueries
 from aggserver.history_writer import HistoryWriter
 from aggserver.ingest import Ingestor, stream_urls
@@ -53,6 +53,7 @@ from aggserver.metrics import MetricsCollector, RequestStats
 from aggserver.outbox import Outbox
 from aggserver.price_view import PriceView
 from aggserver.reader import PriceReader
+from aggserver.records import HistoryRecord
 from aggserver.redis_client import create_redis
 from aggserver.refresh import Refresher
 from aggserver.refresh_guard import RefreshGuard

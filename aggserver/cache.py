@@ -19,8 +19,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from aggserver.announcements import UPDATES_CHANNEL, encode_announcement
 from aggserver.errors import BackendUnavailable
-from aggserver.history import HistoryRecord
 from aggserver.outbox import ENTRY_FIELD, OutboxKeys, encode_entry, enforce_bound, stage_records
+from aggserver.records import HistoryRecord
 from aggserver.redis_client import RedisClient, bucket_of, redis_call
 
 __all__ = ["PriceCache", "price_key"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aggserver.history import HistoryRecord
+from aggserver.records import HistoryRecord
 
 __all__ = ["INTERVALS", "LEVELS", "Candle", "build_candles", "merge_candles"]
 

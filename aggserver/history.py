@@ -1,4 +1,4 @@
-"""DynamoDB history: the record format, the client, table set-up and reading records back.
+"""DynamoDB history: the client, table set-up and reading records back (their format: ``records.py``).
 
 Records reach DynamoDB through the outbox (``outbox.py``) and its writers (``history_writer.py``).
 A record's key is (asset, timestamp), so writing one again overwrites it with the same item.
@@ -11,8 +11,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
@@ -20,6 +18,7 @@ from aiobotocore.session import ClientCreatorContext, get_session
 from botocore.exceptions import ClientError
 
 from aggserver.lean_query import make_lean, query_answer
+from aggserver.records import HistoryRecord
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -27,48 +26,18 @@ if TYPE_CHECKING:
     from aggserver.settings import Settings
 
 __all__ = [
-    "HistoryRecord",
     "LatestRecord",
     "describe_error",
     "dynamo_client",
     "ensure_table",
-    "format_number",
     "latest_record",
     "lean_dynamo_client",
     "range_query",
-    "record_decoder",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 25  # DynamoDB's limit for one BatchWriteItem call
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HistoryRecord:
-    """One aggregate as stored: ``timestamp`` is the exchanges' time, ``updated_at`` ours."""
-
-    asset: str
-    timestamp: int
-    price: float
-    updated_at: int
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> HistoryRecord:
-        return cls(
-            asset=item["asset"]["S"],
-            timestamp=int(item["timestamp"]["N"]),
-            price=float(item["price"]["N"]),
-            updated_at=int(item.get("updated_at", item["timestamp"])["N"]),
-        )
-
-    def to_item(self) -> dict[str, Any]:
-        return {
-            "asset": {"S": self.asset},
-            "timestamp": {"N": str(self.timestamp)},
-            "price": {"N": format_number(self.price)},
-            "updated_at": {"N": str(self.updated_at)},
-        }
 
 
 def range_query(table: str, asset: str, start: int, end: int, *, newest_first: bool) -> dict[str, Any]:
@@ -86,20 +55,6 @@ def range_query(table: str, asset: str, start: int, end: int, *, newest_first: b
         },
         "ScanIndexForward": not newest_first,
     }
-
-
-def record_decoder(asset: str) -> Callable[[dict[str, Any]], HistoryRecord]:
-    """Records of ``asset`` from the items of a :func:`range_query`."""
-
-    def decode(item: dict[str, Any]) -> HistoryRecord:
-        return HistoryRecord(
-            asset=asset,
-            timestamp=int(item["timestamp"]["N"]),
-            price=float(item["price"]["N"]),
-            updated_at=int(item.get("updated_at", item["timestamp"])["N"]),
-        )
-
-    return decode
 
 
 def dynamo_client(settings: Settings) -> ClientCreatorContext[DynamoDBClient]:
@@ -123,11 +78,6 @@ async def lean_dynamo_client(settings: Settings) -> AsyncIterator[DynamoDBClient
     """A DynamoDB client whose Query answers skip botocore's parser (``lean_query.py``)."""
     async with dynamo_client(settings) as client:
         yield make_lean(client)
-
-
-def format_number(value: float) -> str:
-    """A float as a DynamoDB number: plain decimal notation, every digit of its repr kept."""
-    return format(Decimal(repr(value)), "f")
 
 
 # The newest record of an asset, with the client and table already bound.

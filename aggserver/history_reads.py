@@ -23,8 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from aggserver.budget import TokenBucket
 from aggserver.candles import INTERVALS, Candle
 from aggserver.errors import HistoryBusy, HistoryUnavailable
-from aggserver.history import HistoryRecord, describe_error, range_query, record_decoder
+from aggserver.history import describe_error, range_query
 from aggserver.lean_query import decode_items, query_answer
+from aggserver.records import HistoryRecord, record_decoder
 from aggserver.rollups import read_candles
 
 if TYPE_CHECKING:

@@ -26,8 +26,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from aggserver.history import MAX_BATCH, HistoryRecord, describe_error, ensure_table
+from aggserver.history import MAX_BATCH, describe_error, ensure_table
 from aggserver.outbox import GROUP, OutboxKeys, decode_entry
+from aggserver.records import HistoryRecord
 from aggserver.redis_client import REDIS_FAILURES, RedisClient
 from aggserver.rollups import PASS_SECONDS as ROLLUP_PASS_SECONDS
 from aggserver.rollups import RollupMaintainer

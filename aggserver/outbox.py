@@ -29,7 +29,7 @@ from typing import Any, cast
 from redis.asyncio.cluster import RedisCluster
 
 from aggserver.candles import INTERVALS
-from aggserver.history import HistoryRecord
+from aggserver.records import HistoryRecord
 from aggserver.redis_client import CLUSTER_BUCKETS, REDIS_FAILURES, RedisClient, bucket_of
 
 __all__ = [

@@ -16,7 +16,7 @@ import orjson
 from aggserver.aggregate import Aggregate
 
 if TYPE_CHECKING:
-    from aggserver.history import HistoryRecord
+    from aggserver.records import HistoryRecord
 
 __all__ = ["CachedPrice", "encode_price"]
 

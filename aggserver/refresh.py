@@ -21,10 +21,10 @@ from aggserver.aggregate import Aggregate, QuotePolicy, Selection, aggregate, br
 from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient, FetchResult
-from aggserver.history import HistoryRecord
 from aggserver.outbox import Outbox
 from aggserver.price import CachedPrice
 from aggserver.price_view import PriceView
+from aggserver.records import HistoryRecord
 from aggserver.tiers import HistoryGate, TierMap
 
 __all__ = ["Refresher"]

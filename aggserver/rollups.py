@@ -37,17 +37,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver.candles import INTERVALS, LEVELS, Candle, build_candles, merge_candles
-from aggserver.history import (
-    MAX_BATCH,
-    HistoryRecord,
-    describe_error,
-    ensure_table,
-    lean_dynamo_client,
-    range_query,
-    record_decoder,
-)
+from aggserver.history import MAX_BATCH, describe_error, ensure_table, lean_dynamo_client, range_query
 from aggserver.lean_query import PAGE_ITEMS, decode_items, query_answer
 from aggserver.outbox import OutboxKeys
+from aggserver.records import HistoryRecord, record_decoder
 from aggserver.redis_client import RedisClient
 
 if TYPE_CHECKING:

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
-from aggserver.history import HistoryRecord, dynamo_client, ensure_table, lean_dynamo_client
+from aggserver.history import dynamo_client, ensure_table, lean_dynamo_client
 from aggserver.lean_query import query_answer
+from aggserver.records import HistoryRecord
 from aggserver.settings import Settings
 from devstack.services import DUMMY_AWS_ENV, start_dynamo
 

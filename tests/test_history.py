@@ -14,9 +14,9 @@ from botocore.exceptions import EndpointConnectionError
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
-from aggserver.history import HistoryRecord, format_number
 from aggserver.history_writer import HistoryWriter
 from aggserver.outbox import OutboxKeys, read_state, stage_records
+from aggserver.records import HistoryRecord, format_number
 from aggserver.settings import Settings
 from devstack.services import start_dynamo
 from tests.support import Exchanges, poll

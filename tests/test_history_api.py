@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from aggserver.app import create_app
 from aggserver.appkeys import HISTORY_QUERIES
 from aggserver.candles import Candle, build_candles
-from aggserver.history import HistoryRecord, ensure_table
+from aggserver.history import ensure_table
 from aggserver.params import decode_cursor, encode_cursor
+from aggserver.records import HistoryRecord
 from aggserver.rollups import backfill_asset, ensure_rollup_table
 from aggserver.settings import Settings
 from devstack.services import free_port, start_dynamo

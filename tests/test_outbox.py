@@ -29,9 +29,9 @@ from aiobotocore.session import get_session
 from types_aiobotocore_dynamodb import DynamoDBClient
 
 from aggserver.app import create_app
-from aggserver.history import HistoryRecord
 from aggserver.history_writer import HistoryWriter
 from aggserver.outbox import GROUP, OutboxKeys, read_state, stage_records
+from aggserver.records import HistoryRecord
 from aggserver.settings import Settings
 from devstack.services import Service, free_port, start_dynamo, start_redis
 from tests.support import answers, checked, poll, server_env

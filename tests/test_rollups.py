@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from aggserver.candles import INTERVALS, LEVELS, Candle, build_candles, merge_candles
 from aggserver.errors import HistoryBusy
-from aggserver.history import HistoryRecord, ensure_table
+from aggserver.history import ensure_table
 from aggserver.history_reads import HistoryQueries
 from aggserver.outbox import OutboxKeys
+from aggserver.records import HistoryRecord
 from aggserver.rollups import (
     PASS_SECONDS,
     RECORD_LAG_SECONDS,
