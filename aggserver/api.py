@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from aggserver import params, stream_routes
+from aggserver import oracle_routes, params, stream_routes
 from aggserver.appkeys import (
     CACHE,
     EXCHANGES,
@@ -50,6 +50,9 @@ def add_routes(app: web.Application) -> None:
     """The API's routes, then JSON answers for a wrong method on any of them (405) and for
     any other path (404): no path or method is ever answered with HTML."""
     app.router.add_routes(routes)
+    # After /prices/{asset}, so a price read tries it first; /prices/at still wins for its own
+    # path, since aiohttp looks up a whole path before the prefixes of dynamic routes.
+    app.router.add_routes(oracle_routes.routes)
     app.router.add_routes(stream_routes.routes)
     for resource in list(app.router.resources()):
         if not isinstance(resource, web.Resource):

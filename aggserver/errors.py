@@ -6,6 +6,8 @@ AggError
  ├── UnknownSymbol        well-formed but not in symbols.csv               -> 404
  ├── PriceNotFound        known symbol without a price anywhere            -> 404
  ├── NotListed            known symbol no configured exchange lists        -> 404
+ ├── NoRecordInRange      no history record where an oracle answer needs one -> 404
+ ├── ThinCoverage         a TWAP window too little of which history covers   -> 422
  ├── PriceTooOld          the price is older than the client's max_age     -> 503
  ├── NoValidQuotes        every exchange failed or sent a bad quote        -> 502
  ├── Unauthorized         POST /refresh without the right bearer token     -> 401
@@ -28,11 +30,13 @@ __all__ = [
     "HistoryUnavailable",
     "InvalidParameter",
     "InvalidSymbol",
+    "NoRecordInRange",
     "NoValidQuotes",
     "NotListed",
     "OverBudget",
     "PriceNotFound",
     "PriceTooOld",
+    "ThinCoverage",
     "TooManyRefreshes",
     "TooManyStreams",
     "Unauthorized",
@@ -62,6 +66,19 @@ class PriceNotFound(AggError):
 
 class NotListed(AggError):
     """No configured exchange lists the symbol, so it cannot be priced (now)."""
+
+
+class NoRecordInRange(AggError):
+    """History holds no record where the answer needs one; the message says where it looked."""
+
+
+class ThinCoverage(AggError):
+    """History covers less of a TWAP window than the client asked for (``min_coverage``)."""
+
+    def __init__(self, coverage: float, required: float) -> None:
+        super().__init__(f"history covers {coverage:.3f} of the window, {required:g} required")
+        self.coverage = coverage
+        self.required = required
 
 
 class PriceTooOld(AggError):

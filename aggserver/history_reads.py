@@ -25,6 +25,7 @@ from aggserver.candles import INTERVALS, Candle
 from aggserver.errors import HistoryBusy, HistoryUnavailable
 from aggserver.history import describe_error, range_query
 from aggserver.lean_query import decode_items, query_answer
+from aggserver.oracle import Point
 from aggserver.records import HistoryRecord, record_decoder
 from aggserver.rollups import read_candles
 
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
 __all__ = ["HistoryQueries"]
 
 QUERY_TIMEOUT = 5.0
+DAY = 86_400
+# A TWAP over at most this window is computed from the records themselves, if there are at most
+# TWAP_MAX_RECORDS of them; longer windows from candle closes (their cost stays bounded).
+TWAP_RECORDS_SECONDS = 3_600
+TWAP_MAX_RECORDS = 5_000
 
 
 class HistoryQueries:
@@ -97,6 +103,36 @@ class HistoryQueries:
             records = await self._query(asset, start, end, wanted=limit + 1)
         self._settle(len(records), limit + 1)
         return records[:limit], len(records) > limit
+
+    async def record_at(self, asset: str, at: int, *, max_gap: int) -> HistoryRecord | None:
+        """The record in force at ``at``: the newest at or before it, if at most ``max_gap``
+        seconds before it (one Query of one item)."""
+        with self._slot(1):
+            records = await self._query(asset, max(0, at - max_gap), at, wanted=1)
+        self._settle(len(records), 1)
+        return records[0] if records else None
+
+    async def price_points(self, asset: str, start: int, end: int) -> tuple[list[Point], str]:
+        """The prices that held in [start, end] as (since, price) points, oldest first, with the
+        one in force at ``start``, and their resolution: ``records`` for windows up to
+        TWAP_RECORDS_SECONDS holding at most TWAP_MAX_RECORDS records (the one in force recorded
+        up to a day before the start), else candle closes (``1m`` up to a day, ``5m`` beyond;
+        the one in force up to a window, at most a day, before), each close holding from its
+        candle's end."""
+        if end - start <= TWAP_RECORDS_SECONDS:
+            opening = await self.record_at(asset, start, max_gap=DAY)
+            with self._slot(TWAP_MAX_RECORDS + 1):
+                inside = await self._query(asset, start + 1, end, wanted=TWAP_MAX_RECORDS + 1)
+            self._settle(len(inside), TWAP_MAX_RECORDS + 1)
+            if len(inside) <= TWAP_MAX_RECORDS:
+                held = [*inside, opening] if opening is not None else inside
+                return [(r.timestamp, r.price) for r in reversed(held)], "records"
+        lookback = min(end - start, DAY)
+        name = "1m" if end - start <= DAY else "5m"
+        interval = INTERVALS[name]
+        first = start - lookback - interval
+        candles = await self.candles(asset, name, first=first - first % interval, last=end - end % interval)
+        return [(c.start + interval, c.close) for c in candles], name
 
     async def candles(self, asset: str, name: str, *, first: int, last: int) -> list[Candle]:
         """Candles of ``name`` starting in [first, last] (multiples of its interval), oldest first."""

@@ -15,6 +15,7 @@ __all__ = [
     "decode_cursor",
     "detail",
     "encode_cursor",
+    "fraction",
     "known_asset",
     "listed_assets",
     "max_age",
@@ -52,6 +53,20 @@ def whole_number(
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise InvalidParameter(f"{name} must be {meaning}, a whole number")
     return int(raw)
+
+
+def fraction(request: web.Request, name: str, default: float) -> float:
+    """A number from 0 to 1."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise InvalidParameter(f"{name} must be a number from 0 to 1")
+    return value
 
 
 def known_asset(request: web.Request) -> str:

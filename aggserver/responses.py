@@ -20,11 +20,13 @@ from aggserver.errors import (
     HistoryUnavailable,
     InvalidParameter,
     InvalidSymbol,
+    NoRecordInRange,
     NotListed,
     NoValidQuotes,
     OverBudget,
     PriceNotFound,
     PriceTooOld,
+    ThinCoverage,
     TooManyRefreshes,
     TooManyStreams,
     Unauthorized,
@@ -68,6 +70,16 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     UnknownSymbol: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
     PriceNotFound: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
     NotListed: ErrorAnswer(404, lambda _: {"msg": "No configured exchange lists this asset"}),
+    NoRecordInRange: ErrorAnswer(404, lambda exc: {"msg": str(exc), "reason_code": "no_record_in_range"}),
+    ThinCoverage: ErrorAnswer(
+        422,
+        lambda exc: {
+            "msg": str(exc),
+            "reason_code": "thin_coverage",
+            "coverage": exc.coverage,
+            "min_coverage": exc.required,
+        },
+    ),
     NoValidQuotes: ErrorAnswer(
         502, lambda exc: {"msg": "No valid quote from any exchange", "reasons": exc.reasons}
     ),
