@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from aggserver.reasons import quote_reason_code
+
 __all__ = [
     "Aggregate",
     "InvalidQuote",
@@ -223,7 +225,12 @@ def breakdown(
         if not quote.venue_time:
             entry["timestamp_from"] = "received"
         if quote.source in selection.rejected:
-            entry["reason"] = selection.rejected[quote.source]
+            why = selection.rejected[quote.source]
+            entry["reason"] = why
+            entry["reason_code"] = quote_reason_code(why)
         entries.append(entry)
-    entries.extend({"exchange": source, "accepted": False, "reason": why} for source, why in unusable.items())
+    entries.extend(
+        {"exchange": source, "accepted": False, "reason": why, "reason_code": quote_reason_code(why)}
+        for source, why in unusable.items()
+    )
     return sorted(entries, key=lambda entry: str(entry["exchange"]))

@@ -116,24 +116,28 @@ async def get_price(request: web.Request) -> web.Response:
         if body is None:
             body = await reader.answer_stored(asset)
         return web.Response(body=body, content_type="application/json")
-    params.only(request, ("max_age", "detail"))
+    params.only(request, ("max_age", "detail", *params.QUALITY))
+    guard = params.quality(request)
     if params.detail(request):
-        body = await request.app[READER].answer_with_sources(asset, params.max_age(request))
+        body = await request.app[READER].answer_with_sources(asset, params.max_age(request), guard)
     else:
-        body = await request.app[READER].answer(asset, params.max_age(request))
+        body = await request.app[READER].answer(asset, params.max_age(request), guard)
     return web.Response(body=body, content_type="application/json")
 
 
 @routes.get("/prices")
 async def get_prices(request: web.Request) -> web.Response:
     """Many prices in one answer: ``?assets=btcusdt,ethusdt`` (also repeated ``assets=``)."""
-    params.only(request, ("assets",))
+    params.only(request, ("assets", *params.QUALITY))
     known, invalid = params.listed_assets(request, limit=MAX_BATCH_ASSETS)
+    guard = params.quality(request)
     charge(request, len(known) + len(invalid), "/prices")
-    bodies, missing = await request.app[READER].answer_many(known)
-    body = b'{"prices":[%s],"missing":%s,"invalid":%s}' % (
-        b",".join(bodies),
-        orjson.dumps(missing),
+    found = await request.app[READER].answer_many(known, guard)
+    body = b'{"prices":[%s],"missing":%s,"reasons":%s,"rejected":%s,"invalid":%s}' % (
+        b",".join(found.bodies),
+        orjson.dumps(found.missing),
+        orjson.dumps(found.reasons),
+        orjson.dumps(found.rejected),
         orjson.dumps(invalid),
     )
     return web.Response(body=body, content_type="application/json")

@@ -202,6 +202,7 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
             deviation=settings.history_deviation, heartbeat_seconds=settings.history_heartbeat_seconds
         ),
         view=app[PRICE_VIEW],
+        ema_half_life=settings.ema_half_life_seconds,
     )
     reader = PriceReader(
         cache=app[CACHE],

@@ -20,39 +20,65 @@ from redis.asyncio.cluster import RedisCluster
 from aggserver.announcements import UPDATES_CHANNEL, encode_announcement
 from aggserver.errors import BackendUnavailable
 from aggserver.outbox import ENTRY_FIELD, OutboxKeys, encode_entry, enforce_bound, stage_records
+from aggserver.price import sequenced
 from aggserver.records import HistoryRecord
 from aggserver.redis_client import RedisClient, bucket_of, redis_call
 
 __all__ = ["PriceCache", "price_key"]
 
 KEY_PREFIX = "price:"
+# Each asset's sequence number: how many new aggregates of it were stored (no TTL).
+SEQ_PREFIX = "seq:"
 # Beside each price, how each exchange contributed to it (``?detail=sources``).
 SOURCES_PREFIX = "sources:"
 
 # One write of prices (``PriceCache._put_scripted``). KEYS[1]: the history outbox stream; then the
-# keys to set. ARGV[1]: how many of those keys (the first ones) are set only if missing;
-# ARGV[2]: the number of history records, their entries following; then a value and a TTL per
-# key; last, the announcement. Records first, so a price is never visible without its record.
+# n price keys, the n sequence keys of the same assets, and the breakdown keys. ARGV[1]: n;
+# ARGV[2]: 1 when the prices are set only if missing (restored from history); ARGV[3]: the
+# number of history records, their entries following; then (value, ttl, asset) per price and
+# (value, ttl) per breakdown. Records first, so a price is never visible without its record. A
+# new price takes the asset's next seq, appended as its last field (``price.sequenced``); a
+# restored one the current seq. Announces what it stored; returns the outbox's length (0 without
+# records) and the seqs.
 _STORE = f"""
-local records = tonumber(ARGV[2])
+local n = tonumber(ARGV[1])
+local nx = ARGV[2] == '1'
+local records = tonumber(ARGV[3])
 for i = 1, records do
-  redis.call('xadd', KEYS[1], '*', '{ENTRY_FIELD.decode()}', ARGV[2 + i])
+  redis.call('xadd', KEYS[1], '*', '{ENTRY_FIELD.decode()}', ARGV[3 + i])
 end
-local nx = tonumber(ARGV[1])
-local at = 2 + records
-for i = 2, #KEYS do
-  if i - 1 <= nx then
-    redis.call('set', KEYS[i], ARGV[at + 1], 'EX', ARGV[at + 2], 'NX')
+local at = 3 + records
+local lines = {{}}
+local seqs = {{}}
+for i = 1, n do
+  local value, ttl, asset = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  at = at + 3
+  local seq
+  if nx then
+    seq = tonumber(redis.call('get', KEYS[1 + n + i]) or '0')
   else
-    redis.call('set', KEYS[i], ARGV[at + 1], 'EX', ARGV[at + 2])
+    seq = redis.call('incr', KEYS[1 + n + i])
   end
+  value = string.sub(value, 1, -2) .. ',"seq":' .. seq .. '}}'
+  if nx then
+    redis.call('set', KEYS[1 + i], value, 'EX', ttl, 'NX')
+    lines[i] = asset
+  else
+    redis.call('set', KEYS[1 + i], value, 'EX', ttl)
+    lines[i] = asset .. ' ' .. value
+  end
+  seqs[i] = seq
+end
+for k = 2 + 2 * n, #KEYS do
+  redis.call('set', KEYS[k], ARGV[at + 1], 'EX', ARGV[at + 2])
   at = at + 2
 end
-redis.call('publish', '{UPDATES_CHANNEL}', ARGV[at + 1])
+redis.call('publish', '{UPDATES_CHANNEL}', table.concat(lines, '\\n'))
+local length = 0
 if records > 0 then
-  return redis.call('xlen', KEYS[1])
+  length = redis.call('xlen', KEYS[1])
 end
-return 0
+return {{length, seqs}}
 """
 
 # A batch read waiting for the next MGET: its keys, and the future of their values in order.
@@ -153,19 +179,22 @@ class PriceCache:
         only_if_missing: bool = False,
         sources: Sequence[tuple[str, bytes, int]] = (),
         records: Sequence[HistoryRecord] = (),
-    ) -> None:
+    ) -> list[int]:
         """Store (asset, value, ttl) triples, the breakdowns in ``sources`` and the history
         ``records`` (appended to the outbox), and announce them (``announcements.py``): one
-        transaction, so a price is never visible without its record."""
+        transaction, so a price is never visible without its record. Each value is stored with
+        its asset's ``seq`` appended (the next one; the current one when ``only_if_missing``);
+        returns the seqs in the order of ``values``."""
         if not values:
-            return
+            return []
         async with redis_call(self._timeout * 2, "write"):
             if isinstance(self._client, RedisCluster):
-                lengths = await self._put_cluster(values, only_if_missing, sources, records)
+                lengths, seqs = await self._put_cluster(values, only_if_missing, sources, records)
             else:
-                lengths = await self._put_scripted(values, only_if_missing, sources, records)
+                lengths, seqs = await self._put_scripted(values, only_if_missing, sources, records)
             for stream, length in lengths.items():
                 await enforce_bound(self._client, self._outbox, stream, length, self._outbox_max_records)
+        return seqs
 
     async def _put_scripted(
         self,
@@ -173,22 +202,23 @@ class PriceCache:
         only_if_missing: bool,
         sources: Sequence[tuple[str, bytes, int]],
         records: Sequence[HistoryRecord],
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], list[int]]:
         """The whole write as one script (atomic like MULTI/EXEC): redis-py spends ~11 µs of
         client CPU per pipelined SET and ~1 µs per script argument, and at push rates these
-        writes are most of the server's work. Returns the outbox stream's length after it."""
+        writes are most of the server's work. Returns the outbox stream's length after it, and
+        the seqs."""
         stream = self._outbox.stream("")
         keys = [stream, *(price_key(a) for a, _, _ in values)]
+        keys += [price_key(a, prefix=SEQ_PREFIX) for a, _, _ in values]
         keys += [price_key(a, prefix=SOURCES_PREFIX) for a, _, _ in sources]
-        args: list[bytes | int] = [len(values) if only_if_missing else 0, len(records)]
+        args: list[bytes | int | str] = [len(values), 1 if only_if_missing else 0, len(records)]
         args += [encode_entry(record) for record in records]
-        for _, value, ttl in values:
-            args += (value, ttl)
+        for asset, value, ttl in values:
+            args += (value, ttl, asset)
         for _, value, ttl in sources:
             args += (value, ttl)
-        args.append(_announcement(values, only_if_missing))
-        length = await self._store_script(keys=keys, args=args)
-        return {stream: int(length)} if records else {}
+        length, seqs = await self._store_script(keys=keys, args=args)
+        return ({stream: int(length)} if records else {}), [int(seq) for seq in seqs]
 
     def _stage_values(
         self,
@@ -208,13 +238,27 @@ class PriceCache:
         only_if_missing: bool,
         sources: Sequence[tuple[str, bytes, int]],
         records: Sequence[HistoryRecord],
-    ) -> dict[str, int]:
-        """The cluster's form of the transaction: one pipeline, records first. A cluster pipeline
-        sends each node its commands in order on one connection, and a record's stream shares its
-        price's slot, so a price is never stored before its record. (redis-py's cluster
-        transactions cost ~20 ms each, one per slot: 0.7 s for a 500-asset chunk over 16 slots.)
+    ) -> tuple[dict[str, int], list[int]]:
+        """The cluster's form of the transaction: the seqs first, then one pipeline, records
+        first. A cluster pipeline sends each node its commands in order on one connection, and a
+        record's stream shares its price's slot, so a price is never stored before its record.
+        (redis-py's cluster transactions cost ~20 ms each, one per slot: 0.7 s for a 500-asset
+        chunk over 16 slots.) Taking the seqs in a round trip of their own, two writers of one
+        asset can store in the opposite order of their seqs (the near-caches keep the later-computed
+        value, ``price_view.py``).
         The announcement follows: a cluster pipeline refuses PUBLISH, and announcing before
         storing could let a near-cache reread and keep the old value. Returns each stream's length."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for asset, _, _ in values:
+                key = price_key(asset, cluster=True, prefix=SEQ_PREFIX)
+                if only_if_missing:
+                    pipe.get(key)
+                else:
+                    pipe.incr(key)
+            seqs = [int(seq or 0) for seq in await pipe.execute()]
+        values = [
+            (asset, sequenced(value, seq), ttl) for (asset, value, ttl), seq in zip(values, seqs, strict=True)
+        ]
         streams = list(dict.fromkeys(self._outbox.stream(record.asset) for record in records))
         async with self._client.pipeline(transaction=False) as pipe:
             stage_records(pipe, records, self._outbox)
@@ -223,7 +267,8 @@ class PriceCache:
                 pipe.xlen(stream)
             replies = await pipe.execute()
         await self._client.publish(UPDATES_CHANNEL, _announcement(values, only_if_missing))
-        return dict(zip(streams, (int(n) for n in replies[len(replies) - len(streams) :]), strict=True))
+        lengths = zip(streams, (int(n) for n in replies[len(replies) - len(streams) :]), strict=True)
+        return dict(lengths), seqs
 
     async def ping(self) -> bool:
         try:

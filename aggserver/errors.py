@@ -9,6 +9,7 @@ AggError
  ├── NoRecordInRange      no history record where an oracle answer needs one -> 404
  ├── ThinCoverage         a TWAP window too little of which history covers   -> 422
  ├── PriceTooOld          the price is older than the client's max_age     -> 503
+ ├── QualityRejected      the price fails the client's min_sources or max_dispersion -> 503
  ├── NoValidQuotes        every exchange failed or sent a bad quote        -> 502
  ├── Unauthorized         POST /refresh without the right bearer token     -> 401
  ├── OverBudget           the client spent its request budget              -> 429
@@ -21,6 +22,11 @@ ConfigError               a setting or input file is unusable (start-up only)
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aggserver.quality import Rejection
 
 __all__ = [
     "AggError",
@@ -36,6 +42,7 @@ __all__ = [
     "OverBudget",
     "PriceNotFound",
     "PriceTooOld",
+    "QualityRejected",
     "ThinCoverage",
     "TooManyRefreshes",
     "TooManyStreams",
@@ -87,6 +94,14 @@ class PriceTooOld(AggError):
     def __init__(self, age_seconds: int) -> None:
         super().__init__(f"price is {age_seconds} s old")
         self.age_seconds = age_seconds
+
+
+class QualityRejected(AggError):
+    """The price fails a quality guard the client asked for; ``rejection`` says which and how."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.reason)
+        self.rejection = rejection
 
 
 class NoValidQuotes(AggError):

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from aggserver.appkeys import SYMBOLS
 from aggserver.errors import InvalidParameter, InvalidSymbol
+from aggserver.quality import QualityGuard
 
 __all__ = [
     "decode_cursor",
@@ -20,6 +21,7 @@ __all__ = [
     "listed_assets",
     "max_age",
     "only",
+    "quality",
     "whole_number",
 ]
 
@@ -67,6 +69,32 @@ def fraction(request: web.Request, name: str, default: float) -> float:
     if not 0 <= value <= 1:
         raise InvalidParameter(f"{name} must be a number from 0 to 1")
     return value
+
+
+# The quality guards a price read takes (``quality.py``).
+QUALITY = ("min_sources", "max_dispersion")
+MAX_MIN_SOURCES = 100
+
+
+def quality(request: web.Request) -> QualityGuard | None:
+    """The guards asked for, or None."""
+    query = request.query
+    if "min_sources" not in query and "max_dispersion" not in query:
+        return None
+    min_sources = None
+    if "min_sources" in query:
+        min_sources = whole_number(request, "min_sources", 0, "a number of sources")
+        if not 1 <= min_sources <= MAX_MIN_SOURCES:
+            raise InvalidParameter(f"min_sources must be between 1 and {MAX_MIN_SOURCES}")
+    max_dispersion = None
+    if "max_dispersion" in query:
+        try:
+            max_dispersion = float(query["max_dispersion"])
+        except ValueError:
+            max_dispersion = -1.0
+        if not 0 <= max_dispersion < float("inf"):
+            raise InvalidParameter("max_dispersion must be a number, 0 or more (0.01 is 1%)")
+    return QualityGuard(min_sources=min_sources, max_dispersion=max_dispersion)
 
 
 def known_asset(request: web.Request) -> str:

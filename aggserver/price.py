@@ -8,6 +8,7 @@ the server itself needs it) plus the contract in ``openapi.yaml``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from aggserver.aggregate import Aggregate
 if TYPE_CHECKING:
     from aggserver.records import HistoryRecord
 
-__all__ = ["CachedPrice", "encode_price"]
+__all__ = ["CachedPrice", "encode_price", "sequenced"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +33,12 @@ class CachedPrice:
     updated_at: int
     tier: str
     restored: bool
+    last_updated_ms: int | None = None
+    sources: int = 0
+    dispersion: float | None = None
+    ema_price: float | None = None
+    # Assigned by Redis as the value is stored (``cache.py``); None until then.
+    seq: int | None = None
 
     @classmethod
     def decode(cls, raw: bytes) -> CachedPrice:
@@ -44,7 +51,21 @@ class CachedPrice:
             updated_at=int(fields.get("updated_at", 0)),
             tier=str(fields.get("refresh_tier", "cold")),
             restored=bool(fields.get("restored", False)),
+            last_updated_ms=fields.get("last_updated_ms"),
+            sources=int(fields.get("sources", 0)),
+            dispersion=fields.get("dispersion"),
+            ema_price=fields.get("ema_price"),
+            seq=fields.get("seq"),
         )
+
+    @property
+    def exchange_time(self) -> float:
+        """The exchanges' time of the price in seconds, to the millisecond where known."""
+        return self.last_updated_ms / 1000 if self.last_updated_ms is not None else float(self.last_updated)
+
+    def with_seq(self, seq: int) -> CachedPrice:
+        """The value as Redis stored it: ``seq`` appended as the last field (``sequenced``)."""
+        return dataclasses.replace(self, raw=sequenced(self.raw, seq), seq=seq)
 
     def answer(self, *, age_seconds: int, stale: bool) -> bytes:
         """The GET body: the stored JSON with the age and staleness of this moment appended."""
@@ -55,16 +76,31 @@ class CachedPrice:
         )
 
     @classmethod
-    def of(cls, aggregate: Aggregate, *, updated_at: int, tier: str, restored: bool = False) -> CachedPrice:
-        """A new aggregate as it will be stored (its JSON encoded once, here)."""
+    def of(
+        cls,
+        aggregate: Aggregate,
+        *,
+        updated_at: int,
+        tier: str,
+        restored: bool = False,
+        ema_price: float | None = None,
+    ) -> CachedPrice:
+        """A new aggregate as it will be stored (its JSON encoded once, here), before Redis
+        gives it its ``seq``."""
         return cls(
-            raw=encode_price(aggregate, updated_at=updated_at, tier=tier, restored=restored),
+            raw=encode_price(
+                aggregate, updated_at=updated_at, tier=tier, restored=restored, ema_price=ema_price
+            ),
             asset=aggregate.asset,
             price=aggregate.price,
             last_updated=aggregate.last_updated,
             updated_at=updated_at,
             tier=tier,
             restored=restored,
+            last_updated_ms=aggregate.last_updated_ms,
+            sources=aggregate.sources,
+            dispersion=aggregate.dispersion if aggregate.sources else None,
+            ema_price=ema_price,
         )
 
     @classmethod
@@ -76,8 +112,21 @@ class CachedPrice:
         return cls.of(aggregate, updated_at=record.updated_at, tier=tier, restored=True)
 
 
-def encode_price(aggregate: Aggregate, *, updated_at: int, tier: str, restored: bool = False) -> bytes:
-    """The stored JSON: the three contract fields first, then what the server knows about them."""
+def sequenced(raw: bytes, seq: int) -> bytes:
+    """``raw`` with ``"seq"`` as its last field: what the write script stores (byte for byte)."""
+    return b'%s,"seq":%d}' % (raw[:-1], seq)
+
+
+def encode_price(
+    aggregate: Aggregate,
+    *,
+    updated_at: int,
+    tier: str,
+    restored: bool = False,
+    ema_price: float | None = None,
+) -> bytes:
+    """The stored JSON: the three contract fields first, then what the server knows about them
+    (``seq`` is appended by Redis as it stores the value)."""
     fields: dict[str, object] = {
         "asset": aggregate.asset,
         "price": aggregate.price,
@@ -88,6 +137,8 @@ def encode_price(aggregate: Aggregate, *, updated_at: int, tier: str, restored: 
     if aggregate.sources:
         fields["sources"] = aggregate.sources
         fields["dispersion"] = aggregate.dispersion
+    if ema_price is not None:
+        fields["ema_price"] = ema_price
     fields["updated_at"] = updated_at
     fields["refresh_tier"] = tier
     if restored:

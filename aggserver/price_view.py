@@ -159,8 +159,18 @@ class PriceView:
     # What this process computed or read:
 
     def last_known(self, asset: str) -> CachedPrice | None:
-        """The latest price this process computed or read of ``asset``, coherent or not."""
-        return self._last_known.get(asset)
+        """The latest price this process computed, read or heard announced of ``asset``,
+        coherent or not (the newer by ``updated_at`` of the copy and what it computed or read)."""
+        known = self._last_known.get(asset)
+        copy = self._copies.get(asset)
+        if copy is None or not copy.raw or (known is not None and copy.raw == known.raw):
+            return known
+        if copy.price is None:
+            try:
+                copy.price = CachedPrice.decode(copy.raw)
+            except _MALFORMED:
+                return known
+        return copy.price if known is None or copy.price.updated_at >= known.updated_at else known
 
     def computed(self, asset: str, price: CachedPrice) -> None:
         """The refresh path made ``price``; it becomes the copy once ``stored`` says so."""

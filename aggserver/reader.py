@@ -13,23 +13,36 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 import orjson
 
 from aggserver.cache import PriceCache
-from aggserver.errors import BackendUnavailable, HistoryUnavailable, PriceNotFound
+from aggserver.errors import BackendUnavailable, HistoryUnavailable, PriceNotFound, QualityRejected
 from aggserver.history import LatestRecord
 from aggserver.price import CachedPrice
 from aggserver.price_view import PriceView, render_answer
+from aggserver.quality import QualityGuard
 from aggserver.refresh import Refresher
 from aggserver.tiers import Popularity, TierMap
 
-__all__ = ["PriceReader"]
+__all__ = ["BatchAnswer", "PriceReader"]
 
 log = logging.getLogger(__name__)
 
 # A GET that misses Redis waits this long for DynamoDB's latest record, then answers 503.
 HISTORY_LOOKUP_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class BatchAnswer:
+    """A batch read: the bodies found, in order; the assets without a price and each one's
+    reason code; the prices a quality guard refused."""
+
+    bodies: list[bytes] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    rejected: list[dict[str, object]] = field(default_factory=list)
 
 
 class PriceReader:
@@ -65,16 +78,24 @@ class PriceReader:
             self._popularity.hit(asset)
         return body
 
-    async def answer(self, asset: str, max_age: float | None = None) -> bytes:
+    async def answer(
+        self, asset: str, max_age: float | None = None, guard: QualityGuard | None = None
+    ) -> bytes:
         """The GET body for a known ``asset``.
 
         Raises PriceNotFound when no price exists anywhere, PriceTooOld when it is older than
-        ``max_age``, BackendUnavailable when Redis is down and nothing else has a price.
+        ``max_age``, QualityRejected when it fails ``guard``, BackendUnavailable when Redis is
+        down and nothing else has a price.
         """
         cached = self._view.get(asset)
         if cached is None:
-            return await self.answer_stored(asset, max_age)
-        self._popularity.hit(asset)
+            self._popularity.hit(asset)
+            cached = await self._read(asset, self._view.generation)
+        else:
+            self._popularity.hit(asset)
+        rejection = guard.check(cached) if guard is not None else None
+        if rejection is not None:
+            raise QualityRejected(rejection)
         return self.render(cached, int(self._clock()), max_age)
 
     async def answer_stored(self, asset: str, max_age: float | None = None) -> bytes:
@@ -104,9 +125,11 @@ class PriceReader:
             return view.last_known(asset)
         return None if raw is None else view.read(asset, raw, generation=generation)
 
-    async def answer_with_sources(self, asset: str, max_age: float | None = None) -> bytes:
+    async def answer_with_sources(
+        self, asset: str, max_age: float | None = None, guard: QualityGuard | None = None
+    ) -> bytes:
         """The GET body plus ``quotes``: each exchange's part in the price, with its age now."""
-        fields = orjson.loads(await self.answer(asset, max_age))
+        fields = orjson.loads(await self.answer(asset, max_age, guard))
         raw = await self._cache.get_sources(asset)
         now = int(self._clock())
         quotes = orjson.loads(raw) if raw is not None else []
@@ -116,10 +139,29 @@ class PriceReader:
         fields["quotes"] = quotes
         return orjson.dumps(fields)
 
-    async def answer_many(self, assets: Sequence[str]) -> tuple[list[bytes], list[str]]:
+    async def answer_many(self, assets: Sequence[str], guard: QualityGuard | None = None) -> BatchAnswer:
         """GET bodies of the known ``assets`` that have a price, in order, and those that have
-        none (``missing``), from the near-cache and one MGET. With Redis unreachable, the prices
-        this process last saw; BackendUnavailable only when it has none of them."""
+        none (``missing``, with a reason code each), from the near-cache and one MGET; prices
+        failing ``guard`` are ``rejected`` instead. With Redis unreachable, the prices this
+        process last saw; BackendUnavailable only when it has none of them."""
+        found, unpriced = await self._find_many(assets)
+        now = int(self._clock())
+        answer = BatchAnswer()
+        for asset in assets:
+            cached = found.get(asset)
+            rejection = guard.check(cached) if guard is not None and cached is not None else None
+            if cached is None:
+                answer.missing.append(asset)
+                answer.reasons[asset] = unpriced
+            elif rejection is not None:
+                answer.rejected.append(rejection.answer(asset))
+            else:
+                answer.bodies.append(self.render(cached, now))
+        return answer
+
+    async def _find_many(self, assets: Sequence[str]) -> tuple[dict[str, CachedPrice], str]:
+        """The prices of ``assets`` found (near-cache, then one MGET), and the reason code of
+        those not found; with Redis unreachable, what this process last saw of them."""
         view = self._view
         found: dict[str, CachedPrice] = {}
         wanted: list[str] = []
@@ -130,25 +172,24 @@ class PriceReader:
                 wanted.append(asset)
             else:
                 found[asset] = cached
-        if wanted:
-            generation = view.generation
-            try:
-                values = await self._cache.get_list(wanted)
-            except BackendUnavailable:
-                remembered = {a: c for a in wanted if (c := view.last_known(a)) is not None}
-                if not remembered and not found:
-                    raise
-                found.update(remembered)
+        if not wanted:
+            return found, "no_price"
+        generation = view.generation
+        try:
+            values = await self._cache.get_list(wanted)
+        except BackendUnavailable:
+            remembered = {a: c for a in wanted if (c := view.last_known(a)) is not None}
+            if not remembered and not found:
+                raise
+            found.update(remembered)
+            return found, "store_unavailable"
+        for asset, raw in zip(wanted, values, strict=True):
+            if raw is None:
+                self.misses += 1
             else:
-                for asset, raw in zip(wanted, values, strict=True):
-                    if raw is None:
-                        self.misses += 1
-                    else:
-                        self.hits += 1
-                        found[asset] = view.read(asset, raw, generation=generation)
-        now = int(self._clock())
-        bodies = [self.render(found[asset], now) for asset in assets if asset in found]
-        return bodies, [asset for asset in assets if asset not in found]
+                self.hits += 1
+                found[asset] = view.read(asset, raw, generation=generation)
+        return found, "no_price"
 
     async def _read(self, asset: str, generation: int) -> CachedPrice:
         try:

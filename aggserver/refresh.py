@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
@@ -21,6 +21,7 @@ from aggserver.aggregate import Aggregate, QuotePolicy, Selection, aggregate, br
 from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges import SNAPSHOT_SECONDS, ExchangeClient, FetchResult
+from aggserver.oracle import ema_step
 from aggserver.outbox import Outbox
 from aggserver.price import CachedPrice
 from aggserver.price_view import PriceView
@@ -48,10 +49,15 @@ class Refresher:
         policy: QuotePolicy,
         gate: HistoryGate,
         view: PriceView,
+        ema_half_life: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._exchanges = exchanges
         self._view = view
+        self._ema_half_life = ema_half_life
+        # Assets whose stored price was looked for since start-up (the EMA and the outlier
+        # reference continue from it across restarts).
+        self._looked_up: set[str] = set()
         self._cache = cache
         self._outbox = outbox
         self._tiers = tiers
@@ -137,8 +143,10 @@ class Refresher:
     async def _store(
         self, fetched: Sequence[tuple[str, FetchResult]]
     ) -> dict[str, Aggregate | NoValidQuotes]:
+        await self._recall_stored(asset for asset, _ in fetched)
         now = self._clock()
         results: dict[str, Aggregate | NoValidQuotes] = {}
+        made: list[CachedPrice] = []
         writes: list[tuple[str, bytes, int]] = []
         details: list[tuple[str, bytes, int]] = []
         records: list[HistoryRecord] = []
@@ -152,7 +160,10 @@ class Refresher:
                 self.outcomes[tier.name, "no_valid_quotes"] += 1
                 continue
             self.outcomes[tier.name, "ok"] += 1
-            cached = CachedPrice.of(outcome, updated_at=int(now), tier=tier.name)
+            cached = CachedPrice.of(
+                outcome, updated_at=int(now), tier=tier.name, ema_price=self._ema(outcome)
+            )
+            made.append(cached)
             writes.append((asset, cached.raw, tier.ttl))
             details.append(
                 (asset, orjson.dumps(breakdown(fetch.quotes, selection, fetch.rejected)), tier.ttl)
@@ -166,7 +177,7 @@ class Refresher:
                 )
         generation = self._view.generation
         try:
-            await self._cache.put_many(writes, sources=details, records=records)
+            seqs = await self._cache.put_many(writes, sources=details, records=records)
         except BackendUnavailable as exc:
             self._outbox.spill(records)
             self.redis_write_failures += 1
@@ -176,8 +187,40 @@ class Refresher:
                 )
             self._view.invalidate(asset for asset, _, _ in writes)
         else:
-            self._view.stored((asset for asset, _, _ in writes), generation=generation)
+            for cached, seq in zip(made, seqs, strict=True):
+                self._view.computed(cached.asset, cached.with_seq(seq))
+            self._view.stored((cached.asset for cached in made), generation=generation)
         return results
+
+    async def _recall_stored(self, assets: Iterable[str]) -> None:
+        """The stored price of each asset not known here yet (after a restart, say), so the EMA
+        and the outlier reference go on from it; looked for once per asset and process."""
+        view = self._view
+        unknown = [a for a in assets if a not in self._looked_up and view.last_known(a) is None]
+        if not unknown:
+            return
+        self._looked_up.update(unknown)
+        generation = view.generation
+        try:
+            values = await self._cache.get_many(unknown)
+        except BackendUnavailable:
+            return
+        for asset, raw in zip(unknown, values, strict=True):
+            if raw is not None:
+                view.read(asset, raw, generation=generation)
+
+    def _ema(self, aggregate: Aggregate) -> float:
+        """The asset's EMA with ``aggregate`` (``oracle.ema_step``), from the last price known."""
+        previous = self._view.last_known(aggregate.asset)
+        if previous is None:
+            return aggregate.price
+        at = (
+            aggregate.last_updated_ms / 1000
+            if aggregate.last_updated_ms is not None
+            else aggregate.last_updated
+        )
+        base = previous.ema_price if previous.ema_price is not None else previous.price
+        return ema_step(base, previous.exchange_time, aggregate.price, at, self._ema_half_life)
 
     def _aggregate(
         self, asset: str, fetch: FetchResult, now: float

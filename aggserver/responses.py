@@ -26,12 +26,14 @@ from aggserver.errors import (
     OverBudget,
     PriceNotFound,
     PriceTooOld,
+    QualityRejected,
     ThinCoverage,
     TooManyRefreshes,
     TooManyStreams,
     Unauthorized,
     UnknownSymbol,
 )
+from aggserver.reasons import quote_reason_code
 
 __all__ = [
     "ERROR_ANSWERS",
@@ -81,10 +83,25 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
         },
     ),
     NoValidQuotes: ErrorAnswer(
-        502, lambda exc: {"msg": "No valid quote from any exchange", "reasons": exc.reasons}
+        502,
+        lambda exc: {
+            "msg": "No valid quote from any exchange",
+            "reasons": exc.reasons,
+            "reason_codes": {name: quote_reason_code(why) for name, why in exc.reasons.items()},
+        },
     ),
     PriceTooOld: ErrorAnswer(
         503, lambda exc: {"msg": "Price is older than max_age", "age_seconds": exc.age_seconds}
+    ),
+    QualityRejected: ErrorAnswer(
+        503,
+        lambda exc: {
+            "msg": f"Price fails {exc.rejection.rule}: {exc.rejection.reason}",
+            "reason_code": exc.rejection.reason_code,
+            "rule": exc.rejection.rule,
+            "actual": exc.rejection.actual,
+            "required": exc.rejection.required,
+        },
     ),
     Unauthorized: ErrorAnswer(
         401,

@@ -160,6 +160,8 @@ class Settings:
     # STREAMING_HISTORY_DEVIATION when venues stream).
     history_deviation: float = 0.0
     history_heartbeat_seconds: float = 3_600.0
+    # The half-life of every price's EMA (``ema_price``): a price held this long moves it half-way.
+    ema_half_life_seconds: float = 300.0
     # How long shutdown waits for queued history to reach DynamoDB before giving up on it.
     history_flush_seconds: float = 20.0
     # History queries (pages, candle ranges) one process runs at once; more are refused (429).

@@ -16,11 +16,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import orjson
+
 from aggserver.announcements import Announcement
 from aggserver.cache import PriceCache
 from aggserver.errors import BackendUnavailable, TooManyStreams
 from aggserver.price import CachedPrice
 from aggserver.price_view import PriceView
+from aggserver.quality import QualityGuard
 
 __all__ = ["PriceEvent", "StreamHub", "Subscription"]
 
@@ -33,12 +36,22 @@ class PriceEvent:
     updated_at: int
     # The GET body of the price at the moment it was read (age_seconds and stale included).
     body: bytes
+    price: CachedPrice
+
+    def judged(self, guard: QualityGuard | None) -> tuple[str, bytes]:
+        """The event's kind and JSON for a subscriber with ``guard``: ``price`` and the body, or
+        ``rejected`` and why, when the price fails the guard."""
+        rejection = guard.check(self.price) if guard is not None else None
+        if rejection is None:
+            return "price", self.body
+        return "rejected", orjson.dumps({**rejection.answer(self.asset), "updated_at": self.updated_at})
 
 
 class Subscription:
     """One connection's assets and the newest event of each not yet sent to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: QualityGuard | None = None) -> None:
+        self.guard = guard
         self.assets: set[str] = set()
         self._unsent: dict[str, PriceEvent] = {}
         self._ready = asyncio.Event()
@@ -95,10 +108,10 @@ class StreamHub:
     def connections(self) -> int:
         return len(self._subscriptions)
 
-    def open(self) -> Subscription:
+    def open(self, guard: QualityGuard | None = None) -> Subscription:
         if len(self._subscriptions) >= self.max_connections:
             raise TooManyStreams()
-        subscription = Subscription()
+        subscription = Subscription(guard)
         self._subscriptions.add(subscription)
         return subscription
 
@@ -185,7 +198,7 @@ class StreamHub:
 
     def _event(self, price: CachedPrice) -> PriceEvent:
         body = self._view.render(price, int(time.time()))
-        return PriceEvent(asset=price.asset, updated_at=price.updated_at, body=body)
+        return PriceEvent(asset=price.asset, updated_at=price.updated_at, body=body, price=price)
 
     async def close_all(self) -> None:
         """End every stream (each handler then closes its connection) and pending reads."""

@@ -35,15 +35,17 @@ WS_CLOSE_SECONDS = 1.0
 
 @routes.get("/stream")
 async def stream(request: web.Request) -> web.StreamResponse:
-    """``?assets=a,b,c``: an ``event: price`` per new aggregate, ``id`` its updated_at."""
+    """``?assets=a,b,c``: an ``event: price`` per new aggregate, ``id`` its updated_at; with
+    ``min_sources``/``max_dispersion``, an ``event: rejected`` instead for a price failing them."""
     hub = request.app[STREAM_HUB]
-    params.only(request, ("assets",))
+    params.only(request, ("assets", *params.QUALITY))
     assets, invalid = params.listed_assets(request, limit=hub.max_assets)
     if invalid:
         raise InvalidParameter(f"not symbols: {', '.join(invalid[:10])}")
+    guard = params.quality(request)
     charge(request, len(assets), "/stream")
     since = _last_event_id(request)
-    subscription = hub.open()
+    subscription = hub.open(guard)
     try:
         hub.subscribe(subscription, assets)
         async with sse_response(
@@ -80,7 +82,8 @@ async def _send_events(
     since: int | None,
 ) -> None:
     async def send(event: PriceEvent) -> None:
-        await response.send(event.body.decode(), id=str(event.updated_at), event="price")
+        kind, data = event.judged(subscription.guard)
+        await response.send(data.decode(), id=str(event.updated_at), event=kind)
 
     try:
         for event in await _current(hub, assets):
@@ -106,9 +109,11 @@ async def _current(hub: StreamHub, assets: list[str]) -> list[PriceEvent]:
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.StreamResponse:
     """JSON messages: ``{"op": "subscribe" | "unsubscribe", "assets": [...]}`` in, and
-    ``subscribed`` / ``unsubscribed`` / ``price`` / ``error`` messages out."""
+    ``subscribed`` / ``unsubscribed`` / ``price`` / ``rejected`` / ``error`` messages out; the
+    quality guards are query parameters of the connection, as on ``/stream``."""
     hub = request.app[STREAM_HUB]
-    subscription = hub.open()
+    params.only(request, params.QUALITY)
+    subscription = hub.open(params.quality(request))
     socket = web.WebSocketResponse(
         heartbeat=request.app[SETTINGS].stream_heartbeat_seconds,
         max_msg_size=WS_MAX_MESSAGE,
@@ -176,7 +181,8 @@ async def _send_frames(socket: web.WebSocketResponse, subscription: Subscription
     try:
         while not subscription.ended:
             for event in await subscription.next_events():
-                await _send(socket, b'{"type":"price","data":%s}' % event.body)
+                kind, data = event.judged(subscription.guard)
+                await _send(socket, b'{"type":"%s","data":%s}' % (kind.encode(), data))
     except (ConnectionResetError, TimeoutError, RuntimeError):
         pass
     finally:

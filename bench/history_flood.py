@@ -39,12 +39,11 @@ TABLE = "prices_flood"
 LATENCY_SAMPLES = 20
 
 
-def seed(dynamo_url: str, count: int) -> float:
-    """``count`` records of ASSET, one a second up to now; returns the newest timestamp."""
-    client = local_dynamo_client(dynamo_url)
+def create_table(client: Any, table: str) -> None:
+    """The prices table (asset, timestamp), unless it exists."""
     with suppress(client.exceptions.ResourceInUseException):
         client.create_table(
-            TableName=TABLE,
+            TableName=table,
             KeySchema=[
                 {"AttributeName": "asset", "KeyType": "HASH"},
                 {"AttributeName": "timestamp", "KeyType": "RANGE"},
@@ -55,6 +54,12 @@ def seed(dynamo_url: str, count: int) -> float:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+
+
+def seed(dynamo_url: str, count: int) -> float:
+    """``count`` records of ASSET, one a second up to now; returns the newest timestamp."""
+    client = local_dynamo_client(dynamo_url)
+    create_table(client, TABLE)
     newest = int(time.time())
     oldest = newest - count + 1
     for start in range(oldest, newest + 1, 25):

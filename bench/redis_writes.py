@@ -58,7 +58,7 @@ async def _raw_commands(client: redis.Redis, values: Writes, sources: Writes) ->
 
 
 async def _timed_rounds(
-    ways: dict[str, Callable[[], Awaitable[None]]],
+    ways: dict[str, Callable[[], Awaitable[object]]],
 ) -> dict[str, list[tuple[float, float]]]:
     """(client CPU, wall) seconds of each way's batches, the ways interleaved round by round."""
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
@@ -84,7 +84,7 @@ async def measure(url: str) -> None:
     client = redis.Redis.from_url(url)
     cache = PriceCache(client, timeout=5, history_table="bench")
     values, sources = _batch()
-    ways: dict[str, Callable[[], Awaitable[None]]] = {
+    ways: dict[str, Callable[[], Awaitable[object]]] = {
         "pipeline (MULTI/EXEC)": partial(_pipelined, client, values, sources),
         "execute_command (MULTI/EXEC)": partial(_raw_commands, client, values, sources),
         "write script (PriceCache)": partial(cache.put_many, values, sources=sources),

@@ -106,6 +106,7 @@ async def test_detail_sources_shows_each_exchange_and_why_it_was_left_out(
     (outlier,) = [q for q in body["quotes"] if not q["accepted"]]
     assert outlier["price"] == 150.0
     assert outlier["reason"].startswith("outlier")
+    assert outlier["reason_code"] == "outlier"
     assert all(q["age_seconds"] >= (now - q["timestamp"]) for q in body["quotes"])
 
 

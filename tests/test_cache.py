@@ -13,7 +13,7 @@ from aggserver.aggregate import Aggregate
 from aggserver.app import create_app
 from aggserver.cache import PriceCache, price_key
 from aggserver.errors import BackendUnavailable
-from aggserver.price import encode_price
+from aggserver.price import encode_price, sequenced
 from aggserver.redis_client import create_redis
 from aggserver.settings import Settings
 from devstack.services import Service, start_redis
@@ -60,9 +60,15 @@ async def test_put_many_sets_value_and_ttl(redis_service: Service, redis_client:
     stored = encode_price(
         Aggregate(asset="ethusdt", price=1.5, last_updated=7, sources=2), updated_at=9, tier="hot"
     )
-    await cache.put_many([("ethusdt", stored, 42)])
-    assert await redis_client.get("price:ethusdt") == stored
+    await redis_client.delete("seq:ethusdt", "price:ethusdt")
+    assert await cache.put_many([("ethusdt", stored, 42)]) == [1]
+    assert await redis_client.get("price:ethusdt") == sequenced(stored, 1)
     assert 40 <= await redis_client.ttl("price:ethusdt") <= 42
+    # Every new price takes the next number; a restore (set only if missing) the current one.
+    assert await cache.put_many([("ethusdt", stored, 42), ("btcusdt", stored, 42)]) == [2, 1]
+    await redis_client.delete("price:ethusdt")
+    assert await cache.put_many([("ethusdt", stored, 42)], only_if_missing=True) == [2]
+    assert await redis_client.get("price:ethusdt") == sequenced(stored, 2)
     await cache.close()
 
 

@@ -200,8 +200,9 @@ async def test_websocket_subscription_limit(live_client: Client, settings: Setti
 def test_a_slow_subscriber_skips_ahead_instead_of_queueing() -> None:
     subscription = Subscription()
     subscription.assets = {"a", "b", "c"}
+    price = CachedPrice.decode(b'{"asset":"a","price":1.0,"last_updated":1}')
     for n in range(1000):
-        subscription.offer(PriceEvent(asset="abc"[n % 3], updated_at=n, body=b"{}"))
+        subscription.offer(PriceEvent(asset="abc"[n % 3], updated_at=n, body=b"{}", price=price))
     events = asyncio.run(subscription.next_events())
     assert sorted((e.asset, e.updated_at) for e in events) == [("a", 999), ("b", 997), ("c", 998)]
     assert subscription.skipped == 997

@@ -7,14 +7,16 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
 from aggserver.app import create_app
 from aggserver.rollups import backfill_asset
 from aggserver.settings import Settings
-from devstack.services import start_dynamo
-from tests.support import Exchanges, checked
+from devstack.services import free_port, start_dynamo
+from tests.support import Exchanges, answers, checked, child_server, poll, server_env
 from tests.test_history_api import record, store
 
 if TYPE_CHECKING:
@@ -146,10 +148,60 @@ async def test_oracle_answers_are_503_with_dynamodb_down(settings: Settings, aio
     dynamo = start_dynamo()
     client = await aiohttp_client(create_app(dataclasses.replace(settings, dynamodb_endpoint=dynamo.url)))
     dynamo.stop()
+    assert (await client.post("/refresh/btcusdt")).status == 200  # prices do not need DynamoDB
     now = int(time.time())
-    for path in (f"/prices/btcusdt/at?timestamp={now}", "/prices/btcusdt/twap?window=600"):
+    for path in (
+        f"/prices/btcusdt/at?timestamp={now}",
+        "/prices/btcusdt/twap?window=600",
+        "/prices/btcusdt/change?period=1h",
+    ):
         response = await client.get(path)
         assert response.status == 503, path
         assert (await checked(response))["msg"] == "History store unavailable, try again"
     batch = await client.get(f"/prices/at?assets=btcusdt,ethusdt&timestamp={now}")
     assert batch.status == 503
+
+
+async def test_ema_moves_half_way_in_one_half_life_and_survives_a_restart(
+    settings: Settings, exchanges: Exchanges, aiohttp_client: Any
+) -> None:
+    now = int(time.time())
+    fast = dataclasses.replace(settings, ema_half_life_seconds=10.0)
+    first = await aiohttp_client(create_app(fast))
+    for index in range(3):
+        await exchanges.pin(index, {"ltcusdt": {"price": 100.0, "volume": 1, "timestamp": now - 10}})
+    assert (await first.post("/refresh/ltcusdt")).status == 200
+    assert (await checked(await first.get("/prices/ltcusdt")))["ema_price"] == pytest.approx(100.0, rel=1e-9)
+    await first.close()
+    # A new process: the EMA goes on from the stored one instead of starting again at the price.
+    second = await aiohttp_client(create_app(fast))
+    for index in range(3):
+        await exchanges.pin(index, {"ltcusdt": {"price": 200.0, "volume": 1, "timestamp": now}})
+    assert (await second.post("/refresh/ltcusdt")).status == 200
+    body = await checked(await second.get("/prices/ltcusdt"))
+    assert (body["price"], body["ema_price"]) == (200.0, pytest.approx(150.0, rel=1e-9))
+
+
+async def test_seq_grows_by_one_per_aggregate_across_two_instances(
+    settings: Settings, exchanges: Exchanges, client: Client, redis_client: Any
+) -> None:
+    port = free_port()
+    other = f"http://127.0.0.1:{port}"
+    env = server_env(settings, settings.redis_url, port, AUTO_REFRESH="false")
+    seqs: list[int] = []
+    with child_server(env):
+        async with aiohttp.ClientSession() as session:
+            await poll(lambda: answers(session, f"{other}/health"), timeout=30)
+            for round_ in range(10):
+                if round_ % 2:
+                    assert (await client.post("/refresh/xrpusdt")).status == 200
+                else:
+                    async with session.post(f"{other}/refresh/xrpusdt") as response:
+                        assert response.status == 200
+                stored = orjson.loads(await redis_client.get("price:xrpusdt"))
+                seqs.append(stored["seq"])
+            async with session.get(f"{other}/prices/xrpusdt") as response:
+                there = await response.json()
+    assert seqs == list(range(seqs[0], seqs[0] + 10))
+    here = await checked(await client.get("/prices/xrpusdt"))
+    assert here["seq"] == there["seq"] == seqs[-1]

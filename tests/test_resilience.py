@@ -98,6 +98,7 @@ async def test_a_slow_exchange_is_left_out_once_the_refresh_budget_is_spent(
     assert body["sources"] == 2
     slow = client.app[EXCHANGES].exchanges[2].name
     assert {q["exchange"]: q.get("reason") for q in body["quotes"]}[slow] == "timed out (refresh budget)"
+    assert {q["exchange"]: q.get("reason_code") for q in body["quotes"]}[slow] == "timeout"
 
 
 async def test_requests_in_flight_to_an_exchange_stay_within_exchange_concurrency(

@@ -126,6 +126,7 @@ async def test_outliers_breakers_and_streams_work_with_venue_sources(
     await venues.set_faults(okx, mode="outlier", price_factor=2.0)
     assert (await client.post("/refresh/btcusdt")).status == 200
     assert (await sources(client, "btcusdt"))["okx"]["reason"].startswith("outlier")
+    assert (await sources(client, "btcusdt"))["okx"]["reason_code"] == "outlier"
 
     await venues.set_faults(coinbase, mode="down")
     for _ in range(5):  # BREAKER_FAILURES
@@ -134,6 +135,7 @@ async def test_outliers_breakers_and_streams_work_with_venue_sources(
     assert next(e for e in status["exchanges"] if e["name"] == "coinbase")["circuit"] == "open"
     assert (await client.post("/refresh/btcusdt")).status == 200
     assert (await sources(client, "btcusdt"))["coinbase"]["reason"] == "circuit open"
+    assert (await sources(client, "btcusdt"))["coinbase"]["reason_code"] == "breaker_open"
 
     await venues.set_faults(okx, mode="ok")
     response = await client.get("/stream?assets=xrpusdt")
@@ -183,6 +185,9 @@ async def test_each_venues_error_answer_is_a_rejected_quote(
     quotes = await sources(client, "btcusdt")
     assert not quotes[venue]["accepted"]
     assert ENVELOPE_REASONS[venue] in quotes[venue]["reason"]
+    # Binance and Coinbase answer an error status; the others an error inside a 200 envelope.
+    expected = "http_error" if venue in ("binance", "coinbase") else "venue_error"
+    assert quotes[venue]["reason_code"] == expected
     assert sum(q["accepted"] for q in quotes.values()) == 4
 
 

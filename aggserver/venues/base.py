@@ -93,6 +93,10 @@ class VenueError(Exception):
 class EnvelopeError(VenueError):
     """An error code inside the venue's JSON envelope (often on HTTP 200)."""
 
+    def __init__(self, reason: str) -> None:
+        # A fixed beginning, whatever the venue's wording: ``reasons.quote_reason_code``.
+        super().__init__(f"venue error: {reason}")
+
 
 class RateLimited(VenueError):
     """The venue asks us to slow down; ``retry_after`` in seconds when it says how long."""
