@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from aggserver import api, error_page
 from aggserver.aggregate import QuotePolicy
@@ -338,6 +338,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MetricsCollector([lambda: app_families(app)]))
+    # What operators expect of any Python service: process_* (CPU, memory, file descriptors),
+    # python_gc_* and python_info. Read at scrape time only.
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    PlatformCollector(registry=registry)
     app[METRICS_REGISTRY] = registry
     symbols = load_symbols(settings.symbols_file)
     app[SYMBOLS] = symbols

@@ -20,6 +20,7 @@ from aggserver.appkeys import (
     SCHEDULER,
     STREAM_HUB,
     SYMBOLS,
+    TIERS,
 )
 from aggserver.breaker import BreakerState
 from aggserver.metrics import counter, gauge, histogram
@@ -121,6 +122,26 @@ def app_families(app: web.Application) -> Iterator[Metric]:
         ["route"],
         {(route,): n for route, n in app[BUDGETS].refused.items()},
     )
+    hub = app[STREAM_HUB]
+    yield gauge(
+        "aggserver_stream_connections",
+        "Live streams (SSE and WebSocket) open now.",
+        [],
+        {(): hub.connections},
+    )
+    yield counter(
+        "aggserver_stream_events",
+        "Price events offered to stream subscribers.",
+        [],
+        {(): hub.delivered},
+    )
+    yield gauge(
+        "aggserver_price_updates_subscribed",
+        "1 while this process's subscription to price announcements in Redis is live (0: Redis "
+        "unreachable from here, or reconnecting).",
+        [],
+        {(): int(near.connected)},
+    )
     yield counter(
         "aggserver_ws_rate_closes",
         "WebSockets closed (1008) for sending control messages faster than WS_MESSAGES_PER_SECOND.",
@@ -179,6 +200,12 @@ def app_families(app: web.Application) -> Iterator[Metric]:
         {(): state.rollups_due},
     )
     scheduler = app[SCHEDULER]
+    yield gauge(
+        "aggserver_refresh_interval_seconds",
+        "Each tier's configured refresh interval: a round should not take longer.",
+        ["tier"],
+        {(tier.name,): tier.interval for tier in app[TIERS].by_name.values()},
+    )
     yield gauge(
         "aggserver_refresh_round_seconds",
         "How long the last round of each tier took to hand out its slots ('catch_up': the "

@@ -64,6 +64,10 @@ async def test_metrics_parse_and_count_what_happened(client: Client, exchanges: 
     assert {v for (name, _), v in samples.items() if name == "aggserver_exchange_circuit_state"} == {0.0}
     assert ("aggserver_history_queue_depth", ()) in samples
     assert all("asset" not in dict(labels) for _, labels in samples)
+    # The standard families of a Python service, beside ours.
+    names = {name for name, _ in samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"} <= names
+    assert {"python_gc_collections_total", "python_info"} <= names
 
 
 async def test_spec_is_served(client: Client) -> None:
