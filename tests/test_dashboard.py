@@ -54,6 +54,51 @@ async def test_status_reports_tiers_exchanges_and_refreshes(client: Client, exch
     assert body["streams"] == 0
 
 
+# Each chart and the element a screenshot of it shows.
+CHARTS = {
+    "sparklines": "#hot",
+    "candles": "#candle-panel",
+    "freshness": "#ages",
+    "exchanges": "#exchange-rates",
+}
+# How many pixels of a canvas are painted: a chart that drew nothing has none.
+PAINTED = """(selector) => {
+  const canvas = document.querySelector(selector);
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let painted = 0;
+  for (let i = 3; i < data.length; i += 4) if (data[i]) painted++;
+  return painted;
+}"""
+
+
+async def check_charts(page: Any) -> None:
+    """Every chart draws from live data, and the candle chart follows the interval switch."""
+    spark = "#hot tr[data-asset=btcusdt] canvas.spark"
+    # Hot prices come every second over the stream: the sparkline gains points.
+    await page.wait_for_function(
+        f"Number(document.querySelector('{spark}').dataset.points) >= 3", timeout=30_000
+    )
+    assert await page.evaluate(PAINTED, spark) > 0
+
+    # Candles of the asset looked up; its records reach DynamoDB within moments of each refresh.
+    async def candles_in(interval: str) -> bool:
+        await page.click(f"#intervals button[data-interval='{interval}']")
+        await page.wait_for_function(f"document.getElementById('candles').dataset.interval === '{interval}'")
+        return bool(await page.evaluate("Number(document.getElementById('candles').dataset.candles) >= 1"))
+
+    await poll(lambda: candles_in("1m"), timeout=30, interval=1)
+    assert await page.evaluate(PAINTED, "#candles") > 0
+    assert await candles_in("5m")
+    assert await page.get_attribute("#candles", "data-asset") == "ethusdt"
+    # The age of every tier, and each exchange's request rate (from two /status polls 5 s apart).
+    await page.wait_for_function("Number(document.getElementById('ages').dataset.tiers) >= 1", timeout=30_000)
+    assert await page.evaluate(PAINTED, "#ages") > 0
+    await page.wait_for_function(
+        "Number(document.getElementById('exchange-rates').dataset.points) >= 6", timeout=30_000
+    )
+    assert await page.evaluate(PAINTED, "#exchange-rates") > 0
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -98,8 +143,11 @@ async def test_dashboard_shows_live_prices_in_a_real_browser(
                 await page.click("#search button")
                 await page.wait_for_selector("#result p[data-price]", timeout=10_000)
                 assert await page.locator("#result tr").count() == 4  # a header and three exchanges
+                await check_charts(page)
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+                for name, selector in CHARTS.items():
+                    await page.locator(selector).screenshot(path=str(ARTIFACTS / f"chart-{name}.png"))
                 phone = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
                 await phone.goto(f"{base}/")
                 await phone.wait_for_function(
@@ -111,3 +159,5 @@ async def test_dashboard_shows_live_prices_in_a_real_browser(
             finally:
                 await browser.close()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+    for name in CHARTS:
+        assert (ARTIFACTS / f"chart-{name}.png").stat().st_size > 0, name
