@@ -80,12 +80,12 @@ def seed(dynamo_url: str, count: int) -> float:
     return newest
 
 
-def latency_ms(url: str) -> tuple[float, float, int]:
-    """Median and worst of LATENCY_SAMPLES sequential GETs, and the answer's size; a 429 is
-    waited out (its Retry-After) and asked again, uncounted."""
+def timed_gets(url: str, samples: int) -> tuple[list[float], int, int]:
+    """``samples`` sequential GETs of ``url``: their latencies in ms, the 429s waited out on the
+    way (their Retry-After; asked again, uncounted) and the answer's size."""
     times: list[float] = []
-    size = 0
-    while len(times) < LATENCY_SAMPLES:
+    refused = size = 0
+    while len(times) < samples:
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our loopback
@@ -93,9 +93,16 @@ def latency_ms(url: str) -> tuple[float, float, int]:
         except urllib.error.HTTPError as exc:
             if exc.code != 429:
                 raise
+            refused += 1
             time.sleep(float(exc.headers.get("Retry-After", "1")))
             continue
         times.append((time.perf_counter() - started) * 1000)
+    return times, refused, size
+
+
+def latency_ms(url: str) -> tuple[float, float, int]:
+    """Median and worst of LATENCY_SAMPLES sequential GETs, and the answer's size."""
+    times, _, size = timed_gets(url, LATENCY_SAMPLES)
     return statistics.median(times), max(times), size
 
 

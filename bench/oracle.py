@@ -27,7 +27,7 @@ from contextlib import ExitStack
 
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from aggserver.symbols import load_symbols
-from bench.history_flood import create_table
+from bench.history_flood import create_table, timed_gets
 from bench.runner import _running, server_env, start_server
 from devstack.services import free_port, local_dynamo_client, start_dynamo, start_mockex, start_redis
 
@@ -68,26 +68,6 @@ def seed(dynamo_url: str) -> tuple[int, list[str]]:
     return newest, batch
 
 
-def latencies_ms(url: str, samples: int) -> tuple[list[float], int]:
-    """The latency of ``samples`` answers, and how many 429s were waited out (uncounted): the
-    history read budget (HISTORY_RECORDS_PER_SECOND) refuses what would decode too much."""
-    times: list[float] = []
-    refused = 0
-    while len(times) < samples:
-        started = time.perf_counter()
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our loopback
-                response.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code != 429:
-                raise SystemExit(f"{url}: {exc.code} {exc.read()[:300]!r}") from None
-            refused += 1
-            time.sleep(float(exc.headers.get("Retry-After", "1")))
-            continue
-        times.append((time.perf_counter() - started) * 1000)
-    return times, refused
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.oracle", description=__doc__)
     parser.add_argument("--samples", type=int, default=50, help="requests per answer (default %(default)s)")
@@ -118,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         heading = f"{'answer':<24} {'median':>8} {'p90':>8} {'worst':>8} {'429s':>6}"
         print(f"{heading}  (ms, {args.samples} sequential requests)")
         for name, path in answers.items():
-            times, refused = latencies_ms(server.url + path, args.samples)
+            times, refused, _ = timed_gets(server.url + path, args.samples)
             times.sort()
             p90 = times[int(len(times) * 0.9) - 1]
             figures = f"{statistics.median(times):8.1f} {p90:8.1f} {times[-1]:8.1f} {refused:6d}"
