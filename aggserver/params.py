@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable
 
 from aiohttp import web
@@ -20,23 +21,29 @@ __all__ = [
     "known_asset",
     "listed_assets",
     "max_age",
+    "number",
     "only",
     "quality",
     "whole_number",
 ]
 
 
-def max_age(request: web.Request) -> float | None:
-    raw = request.query.get("max_age")
+def number(request: web.Request, name: str, *, most: float = math.inf, why: str) -> float | None:
+    """The finite number ``name`` from 0 to ``most``, or None when absent; else 400 with ``why``."""
+    raw = request.query.get(name)
     if raw is None:
         return None
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not 0 <= value < float("inf"):
-        raise InvalidParameter("max_age must be a number of seconds, 0 or more")
+    if not (0 <= value <= most and value < math.inf):
+        raise InvalidParameter(why)
     return value
+
+
+def max_age(request: web.Request) -> float | None:
+    return number(request, "max_age", why="max_age must be a number of seconds, 0 or more")
 
 
 def detail(request: web.Request) -> bool:
@@ -59,16 +66,8 @@ def whole_number(
 
 def fraction(request: web.Request, name: str, default: float) -> float:
     """A number from 0 to 1."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise InvalidParameter(f"{name} must be a number from 0 to 1")
-    return value
+    value = number(request, name, most=1.0, why=f"{name} must be a number from 0 to 1")
+    return default if value is None else value
 
 
 # The quality guards a price read takes (``quality.py``).
@@ -86,14 +85,8 @@ def quality(request: web.Request) -> QualityGuard | None:
         min_sources = whole_number(request, "min_sources", 0, "a number of sources")
         if not 1 <= min_sources <= MAX_MIN_SOURCES:
             raise InvalidParameter(f"min_sources must be between 1 and {MAX_MIN_SOURCES}")
-    max_dispersion = None
-    if "max_dispersion" in query:
-        try:
-            max_dispersion = float(query["max_dispersion"])
-        except ValueError:
-            max_dispersion = -1.0
-        if not 0 <= max_dispersion < float("inf"):
-            raise InvalidParameter("max_dispersion must be a number, 0 or more (0.01 is 1%)")
+    why = "max_dispersion must be a number, 0 or more (0.01 is 1%)"
+    max_dispersion = number(request, "max_dispersion", why=why)
     return QualityGuard(min_sources=min_sources, max_dispersion=max_dispersion)
 
 

@@ -173,15 +173,16 @@ class PriceView:
         return copy.price if known is None or copy.price.updated_at >= known.updated_at else known
 
     def computed(self, asset: str, price: CachedPrice) -> None:
-        """The refresh path made ``price``; it becomes the copy once ``stored`` says so."""
+        """The refresh path made ``price``; it becomes the copy once ``stored``."""
         self._last_known[asset] = price
 
-    def stored(self, assets: Iterable[str], *, generation: int) -> None:
-        """The computed prices of ``assets`` reached Redis in a write begun at ``generation``:
-        kept at once, so a GET right after a POST /refresh here sees the new price (other
-        processes take it when the announcement reaches them)."""
-        for asset in assets:
-            self.put(asset, self._last_known[asset], generation=generation)
+    def stored(self, prices: Iterable[CachedPrice], *, generation: int) -> None:
+        """``prices`` (as Redis stored them) were written by a write begun at ``generation``:
+        the last known, and kept at once, so a GET right after a POST /refresh here sees the new
+        price (other processes take it when the announcement reaches them)."""
+        for price in prices:
+            self._last_known[price.asset] = price
+            self.put(price.asset, price, generation=generation)
 
     def read(self, asset: str, raw: bytes, *, generation: int) -> CachedPrice:
         """``raw`` was read from Redis by a read begun at ``generation``: decoded once (unless it

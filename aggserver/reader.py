@@ -87,12 +87,10 @@ class PriceReader:
         ``max_age``, QualityRejected when it fails ``guard``, BackendUnavailable when Redis is
         down and nothing else has a price.
         """
+        self._popularity.hit(asset)
         cached = self._view.get(asset)
         if cached is None:
-            self._popularity.hit(asset)
             cached = await self._read(asset, self._view.generation)
-        else:
-            self._popularity.hit(asset)
         rejection = guard.check(cached) if guard is not None else None
         if rejection is not None:
             raise QualityRejected(rejection)

@@ -187,9 +187,8 @@ class Refresher:
                 )
             self._view.invalidate(asset for asset, _, _ in writes)
         else:
-            for cached, seq in zip(made, seqs, strict=True):
-                self._view.computed(cached.asset, cached.with_seq(seq))
-            self._view.stored((cached.asset for cached in made), generation=generation)
+            stored = (cached.with_seq(seq) for cached, seq in zip(made, seqs, strict=True))
+            self._view.stored(stored, generation=generation)
         return results
 
     async def _recall_stored(self, assets: Iterable[str]) -> None:

@@ -90,6 +90,11 @@ class Exchanges:
     async def pin(self, index: int, quotes: dict[str, dict[str, float]]) -> None:
         await self._call("POST", index, "/mock/admin/quotes", quotes)
 
+    async def pin_prices(self, asset: str, prices: list[float], *, timestamp: int) -> None:
+        """Exchange ``i`` quotes ``asset`` at ``prices[i]`` (volume 1) as of ``timestamp``."""
+        for index, price in enumerate(prices):
+            await self.pin(index, {asset: {"price": price, "volume": 1.0, "timestamp": timestamp}})
+
     async def total_served(self, index: int) -> int:
         """Quotes exchange ``index`` served since the last reset, all symbols together."""
         stats = await self._call("GET", index, "/mock/admin/stats")

@@ -128,8 +128,7 @@ async def test_change_compares_now_with_the_record_in_force_one_period_before(
     client: Client, dynamo: DynamoDBClient, settings: Settings, exchanges: Exchanges
 ) -> None:
     now = int(time.time())
-    for index in range(3):
-        await exchanges.pin(index, {"btcusdt": {"price": 150.0, "volume": 1, "timestamp": now}})
+    await exchanges.pin_prices("btcusdt", [150.0] * 3, timestamp=now)
     assert (await client.post("/refresh/btcusdt")).status == 200
     await store(dynamo, settings.prices_table, [record(now - 3600 - 100, 100.0)])
     body = await checked(await client.get("/prices/btcusdt/change?period=1h"))
@@ -168,15 +167,13 @@ async def test_ema_moves_half_way_in_one_half_life_and_survives_a_restart(
     now = int(time.time())
     fast = dataclasses.replace(settings, ema_half_life_seconds=10.0)
     first = await aiohttp_client(create_app(fast))
-    for index in range(3):
-        await exchanges.pin(index, {"ltcusdt": {"price": 100.0, "volume": 1, "timestamp": now - 10}})
+    await exchanges.pin_prices("ltcusdt", [100.0] * 3, timestamp=now - 10)
     assert (await first.post("/refresh/ltcusdt")).status == 200
     assert (await checked(await first.get("/prices/ltcusdt")))["ema_price"] == pytest.approx(100.0, rel=1e-9)
     await first.close()
     # A new process: the EMA goes on from the stored one instead of starting again at the price.
     second = await aiohttp_client(create_app(fast))
-    for index in range(3):
-        await exchanges.pin(index, {"ltcusdt": {"price": 200.0, "volume": 1, "timestamp": now}})
+    await exchanges.pin_prices("ltcusdt", [200.0] * 3, timestamp=now)
     assert (await second.post("/refresh/ltcusdt")).status == 200
     body = await checked(await second.get("/prices/ltcusdt"))
     assert (body["price"], body["ema_price"]) == (200.0, pytest.approx(150.0, rel=1e-9))

@@ -194,7 +194,7 @@ def test_the_last_known_price_outlives_the_copy() -> None:
     near = connected_cache(Clock())
     near.computed("btcusdt", price(1.0))
     assert near.get("btcusdt") is None  # computed, not yet stored
-    near.stored(["btcusdt"], generation=near.generation)
+    near.stored([price(1.0)], generation=near.generation)
     assert near.get("btcusdt") == price(1.0)
     near.invalidate(["btcusdt"])
     near.gap(connected=False)

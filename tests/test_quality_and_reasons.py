@@ -77,17 +77,11 @@ def _answered_codes(node: object) -> Iterator[str]:
         yield from _answered_codes(value)
 
 
-async def pin(exchanges: Exchanges, asset: str, prices: list[float]) -> None:
-    now = int(time.time())
-    for index, price in enumerate(prices):
-        await exchanges.pin(index, {asset: {"price": price, "volume": 1.0, "timestamp": now}})
-
-
 async def test_each_guard_refuses_a_price_alone_naming_the_rule_and_both_values(
     client: Client, exchanges: Exchanges
 ) -> None:
     # Three venues 2% apart: three sources, dispersion 0.02.
-    await pin(exchanges, "bnbusdt", [100.0, 101.0, 102.0])
+    await exchanges.pin_prices("bnbusdt", [100.0, 101.0, 102.0], timestamp=int(time.time()))
     assert (await client.post("/refresh/bnbusdt")).status == 200
     passing = await checked(await client.get("/prices/bnbusdt?min_sources=3&max_dispersion=0.05"))
     assert (passing["sources"], passing["dispersion"]) == (3, pytest.approx(0.02, rel=0.01))
@@ -114,8 +108,8 @@ async def test_each_guard_refuses_a_price_alone_naming_the_rule_and_both_values(
 async def test_batches_list_rejected_prices_and_the_reason_each_asset_is_missing(
     client: Client, exchanges: Exchanges
 ) -> None:
-    await pin(exchanges, "bnbusdt", [100.0, 101.0, 102.0])
-    await pin(exchanges, "trxusdt", [0.1, 0.1, 0.1])
+    await exchanges.pin_prices("bnbusdt", [100.0, 101.0, 102.0], timestamp=int(time.time()))
+    await exchanges.pin_prices("trxusdt", [0.1, 0.1, 0.1], timestamp=int(time.time()))
     for asset in ("bnbusdt", "trxusdt"):
         assert (await client.post(f"/refresh/{asset}")).status == 200
     body = await checked(
@@ -147,7 +141,7 @@ async def test_excluded_quotes_carry_reason_codes(client: Client, exchanges: Exc
 
 
 async def test_streams_say_when_a_price_fails_the_guard(client: Client, exchanges: Exchanges) -> None:
-    await pin(exchanges, "bnbusdt", [100.0, 101.0, 102.0])
+    await exchanges.pin_prices("bnbusdt", [100.0, 101.0, 102.0], timestamp=int(time.time()))
     assert (await client.post("/refresh/bnbusdt")).status == 200
     async with client.get("/stream?assets=bnbusdt&max_dispersion=0.01") as response:
         async for event in sse_events(response):
