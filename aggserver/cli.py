@@ -12,15 +12,15 @@ from collections.abc import Mapping
 import uvloop
 
 from aggserver import __version__
+from aggserver.domain.symbols import load_symbols
 from aggserver.errors import ConfigError
-from aggserver.logs import setup_logging
-from aggserver.rollups import backfill_candles
-from aggserver.serving import run
+from aggserver.exchanges.probe import probe_venues
+from aggserver.history.rollups import backfill_candles
+from aggserver.history.writer_process import serve_writer
+from aggserver.process.logs import setup_logging
+from aggserver.process.serving import run
+from aggserver.process.supervisor import supervise
 from aggserver.settings import Settings
-from aggserver.supervisor import supervise
-from aggserver.symbols import load_symbols
-from aggserver.venue_probe import probe_venues
-from aggserver.writer_process import serve_writer
 
 __all__ = ["add_listen_arguments", "main", "settings_from"]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aggserver.quality import Rejection
+    from aggserver.domain.quality import Rejection
 
 __all__ = [
     "AggError",

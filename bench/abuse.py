@@ -25,8 +25,8 @@ from typing import Any
 import aiohttp
 import uvloop
 
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
 
 BATCH_CONNECTIONS = 8
 BATCH_ASSETS = 1_000

@@ -19,11 +19,11 @@ import bisect
 import math
 from collections.abc import Sequence
 
-from aggserver.candles import INTERVALS, LEVELS
-from aggserver.rollups import PASS_SECONDS, ROLLUP_LEVELS, block_start
+from aggserver.domain.candles import INTERVALS, LEVELS
+from aggserver.domain.symbols import load_symbols
+from aggserver.domain.tiers import HistoryGate
+from aggserver.history.rollups import PASS_SECONDS, ROLLUP_LEVELS, block_start
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
-from aggserver.symbols import load_symbols
-from aggserver.tiers import HistoryGate
 from mockex.market import Market
 
 DAY = 86_400

@@ -18,10 +18,10 @@ import uvloop
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from aggserver.history import ensure_table
-from aggserver.history_writer import HistoryWriter
-from aggserver.outbox import OutboxKeys, stage_records
-from aggserver.records import HistoryRecord
+from aggserver.history.dynamo import ensure_table
+from aggserver.history.outbox import OutboxKeys, stage_records
+from aggserver.history.records import HistoryRecord
+from aggserver.history.writer import HistoryWriter
 from devstack.services import DUMMY_AWS_ENV, start_dynamo, start_redis
 
 RECORDS = 10_000

@@ -2,7 +2,7 @@
 
 Seeds one asset with 10,000 records in a local DynamoDB-compatible server, then reads them back
 in pages of 100, 1,000 and 10,000 records, through botocore's parser and through the lean client
-(``aggserver/lean_query.py``), ``--rounds`` times alternately; prints the median CPU per record of
+(``aggserver/history/lean_query.py``), ``--rounds`` times alternately; prints the median CPU per record of
 the query and of encoding the API's answer, and the answer's bytes per record. The CPU is this
 process's (``time.process_time``): the server's loop would spend the same.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from aggserver.history import dynamo_client, ensure_table, lean_dynamo_client
-from aggserver.lean_query import query_answer
-from aggserver.records import HistoryRecord
+from aggserver.history.dynamo import dynamo_client, ensure_table, lean_dynamo_client
+from aggserver.history.lean_query import query_answer
+from aggserver.history.records import HistoryRecord
 from aggserver.settings import Settings
 from devstack.services import DUMMY_AWS_ENV, start_dynamo
 

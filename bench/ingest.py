@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
 from bench.runner import (
     HOT_PATH,
     _running,

@@ -25,8 +25,8 @@ import urllib.error
 import urllib.request
 from contextlib import ExitStack
 
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
 from bench.history_flood import create_table, timed_gets
 from bench.runner import _running, server_env, start_server
 from devstack.services import free_port, local_dynamo_client, start_dynamo, start_mockex, start_redis

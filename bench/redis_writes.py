@@ -15,8 +15,8 @@ from functools import partial
 
 import redis.asyncio as redis
 
-from aggserver.announcements import UPDATES_CHANNEL
-from aggserver.cache import PriceCache
+from aggserver.store.announcements import UPDATES_CHANNEL
+from aggserver.store.prices import PriceCache
 from devstack.services import start_redis
 
 ASSETS = 1000

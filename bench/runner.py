@@ -27,8 +27,8 @@ from pathlib import Path
 import redis as redis_sync
 
 from aggserver import __version__
+from aggserver.domain.symbols import SymbolSet, load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import SymbolSet, load_symbols
 from bench.streams import measure_streams
 from devstack.services import (
     DUMMY_AWS_ENV,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from aggserver.cli import add_listen_arguments, settings_from
 from aggserver.errors import ConfigError
-from aggserver.logs import setup_logging
-from aggserver.serving import run
+from aggserver.process.logs import setup_logging
+from aggserver.process.serving import run
 from aggserver.settings import Settings
 from aggserver.venues import VENUES
 from devstack.progress import warm_up_progress

@@ -9,8 +9,8 @@ from typing import TextIO
 
 from aiohttp import web
 
-from aggserver.appkeys import SCHEDULER
-from aggserver.scheduler import Scheduler
+from aggserver.engine.scheduler import Scheduler
+from aggserver.web.keys import SCHEDULER
 
 __all__ = ["warm_up_progress"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aggserver.children import die_with_parent
+from aggserver.process.children import die_with_parent
 
 __all__ = [
     "DUMMY_AWS_ENV",

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from types_aiobotocore_dynamodb import DynamoDBClient
 
-from aggserver.app import create_app
 from aggserver.settings import Settings
+from aggserver.web.app import create_app
 from devstack.services import DUMMY_AWS_ENV, Service, start_dynamo, start_mockex, start_redis
 from tests.support import Exchanges
 

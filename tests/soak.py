@@ -31,8 +31,8 @@ from typing import Any
 import aiohttp
 import uvloop
 
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
 from devstack.services import (
     DUMMY_AWS_ENV,
     Service,

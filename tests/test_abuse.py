@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from aggserver.app import create_app
 from aggserver.settings import Settings, redact_url
+from aggserver.web.app import create_app
 from devstack.services import Service, free_port
 from tests.support import Exchanges, checked, child_server, poll, server_env, stop_with
 

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggserver.aggregate import InvalidQuote, Quote, aggregate, dispersion, parse_quote, volume_weighted_price
+from aggserver.domain.aggregate import (
+    InvalidQuote,
+    Quote,
+    aggregate,
+    dispersion,
+    parse_quote,
+    volume_weighted_price,
+)
 
 
 def quote(price: float, volume: float, timestamp: int = 1_700_000_000, source: str = "x") -> Quote:

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from aggserver.appkeys import REFRESHER
+from aggserver.web.keys import REFRESHER
 from tests.support import Exchanges, checked
 
 Client = TestClient[Any, Any]

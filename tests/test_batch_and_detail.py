@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from aggserver.app import create_app
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import Settings
-from aggserver.symbols import load_symbols
+from aggserver.web.app import create_app
 from tests.support import Exchanges, checked, command_calls
 
 Client = TestClient[Any, Any]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from aggserver.api import routes
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import load_symbols
+from aggserver.web.routes.api import routes
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 

@@ -12,11 +12,11 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
-from aggserver.app import create_app
-from aggserver.appkeys import UPDATE_FEED
-from aggserver.budget import TokenBucket
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
-from aggserver.symbols import load_symbols
+from aggserver.web.app import create_app
+from aggserver.web.budget import TokenBucket
+from aggserver.web.keys import UPDATE_FEED
 from tests.support import Exchanges, checked, poll
 
 Client = TestClient[Any, Application]

@@ -9,13 +9,13 @@ from typing import Any
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from aggserver.aggregate import Aggregate
-from aggserver.app import create_app
-from aggserver.cache import PriceCache, price_key
+from aggserver.domain.aggregate import Aggregate
+from aggserver.domain.price import encode_price, sequenced
 from aggserver.errors import BackendUnavailable
-from aggserver.price import encode_price, sequenced
-from aggserver.redis_client import create_redis
 from aggserver.settings import Settings
+from aggserver.store.connection import create_redis
+from aggserver.store.prices import PriceCache, price_key
+from aggserver.web.app import create_app
 from devstack.services import Service, start_redis
 from tests.support import checked, command_calls
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from types_aiobotocore_dynamodb import DynamoDBClient
 
-from aggserver.outbox import OutboxKeys, read_state
+from aggserver.history.outbox import OutboxKeys, read_state
 from aggserver.settings import Settings
 from devstack.services import Service, free_port, start_mockex
 from tests.support import child_server, poll, server_env, stop_with

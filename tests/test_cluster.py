@@ -13,14 +13,14 @@ import pytest
 import redis.asyncio as redis
 from types_aiobotocore_dynamodb import DynamoDBClient
 
-from aggserver.app import create_app
-from aggserver.appkeys import PRICE_VIEW
-from aggserver.cache import price_key
-from aggserver.lease import Lease
-from aggserver.outbox import OutboxKeys
-from aggserver.redis_client import CLUSTER_BUCKETS, create_redis
+from aggserver.domain.symbols import load_symbols
+from aggserver.history.outbox import OutboxKeys
 from aggserver.settings import Settings
-from aggserver.symbols import load_symbols
+from aggserver.store.connection import CLUSTER_BUCKETS, create_redis
+from aggserver.store.lease import Lease
+from aggserver.store.prices import price_key
+from aggserver.web.app import create_app
+from aggserver.web.keys import PRICE_VIEW
 from devstack.services import Service, free_port, start_redis_cluster
 from tests.support import Exchanges, answers, checked, child_server, poll, server_env
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from aggserver.api import routes
 from aggserver.settings import Settings
+from aggserver.web.routes.api import routes
 from tests.support import setting_variables
 
 ROOT = Path(__file__).resolve().parent.parent

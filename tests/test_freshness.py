@@ -12,10 +12,10 @@ from typing import Any
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from aggserver.app import create_app
-from aggserver.appkeys import SCHEDULER, TIERS
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
-from aggserver.symbols import load_symbols
+from aggserver.web.app import create_app
+from aggserver.web.keys import SCHEDULER, TIERS
 from tests.support import Exchanges, cached_prices, checked, poll
 
 Client = TestClient[Any, Any]

@@ -7,9 +7,9 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggserver.aggregate import Aggregate
-from aggserver.freshness import price_age, summarize
-from aggserver.price import encode_price
+from aggserver.domain.aggregate import Aggregate
+from aggserver.domain.price import encode_price
+from aggserver.engine.freshness import price_age, summarize
 
 
 @given(st.lists(st.floats(0, 1e6), min_size=1), st.integers(0, 100))

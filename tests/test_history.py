@@ -13,11 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from botocore.exceptions import EndpointConnectionError
 from types_aiobotocore_dynamodb import DynamoDBClient
 
-from aggserver.app import create_app
-from aggserver.history_writer import HistoryWriter
-from aggserver.outbox import OutboxKeys, read_state, stage_records
-from aggserver.records import HistoryRecord, format_number
+from aggserver.history.outbox import OutboxKeys, read_state, stage_records
+from aggserver.history.records import HistoryRecord, format_number
+from aggserver.history.writer import HistoryWriter
 from aggserver.settings import Settings
+from aggserver.web.app import create_app
 from devstack.services import start_dynamo
 from tests.support import Exchanges, poll
 

@@ -13,14 +13,14 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggserver.app import create_app
-from aggserver.appkeys import HISTORY_QUERIES
-from aggserver.candles import Candle, build_candles
-from aggserver.history import ensure_table
-from aggserver.params import decode_cursor, encode_cursor
-from aggserver.records import HistoryRecord
-from aggserver.rollups import backfill_asset, ensure_rollup_table
+from aggserver.domain.candles import Candle, build_candles
+from aggserver.history.dynamo import ensure_table
+from aggserver.history.records import HistoryRecord
+from aggserver.history.rollups import backfill_asset, ensure_rollup_table
 from aggserver.settings import Settings
+from aggserver.web.app import create_app
+from aggserver.web.keys import HISTORY_QUERIES
+from aggserver.web.params import decode_cursor, encode_cursor
 from devstack.services import free_port, start_dynamo
 from tests.support import checked, poll
 

@@ -15,10 +15,10 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
-from aggserver.app import create_app
-from aggserver.appkeys import INGESTOR, SCHEDULER
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
-from aggserver.symbols import load_symbols
+from aggserver.web.app import create_app
+from aggserver.web.keys import INGESTOR, SCHEDULER
 from devstack.services import Service, free_port
 from tests.support import (
     Exchanges,

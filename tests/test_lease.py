@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggserver.lease import lease_key, plan, shard_of
+from aggserver.store.lease import lease_key, plan, shard_of
 
 MEMBERS = ["a", "b", "c", "d", "e"]
 

@@ -15,12 +15,12 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from aggserver.app import create_app
-from aggserver.appkeys import UPDATE_FEED
-from aggserver.price import CachedPrice
+from aggserver.domain.price import CachedPrice
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import Settings
-from aggserver.stream_hub import PriceEvent, Subscription
-from aggserver.symbols import load_symbols
+from aggserver.web.app import create_app
+from aggserver.web.keys import UPDATE_FEED
+from aggserver.web.stream_hub import PriceEvent, Subscription
 from devstack.services import Service, free_port
 from tests.support import Exchanges, answers, checked, child_server, poll, server_env, sse_events, valid_price
 

@@ -10,8 +10,8 @@ import yaml
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from aggserver.app import create_app
 from aggserver.settings import Settings
+from aggserver.web.app import create_app
 from devstack.services import start_redis
 from tests.support import Exchanges, checked
 

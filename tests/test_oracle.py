@@ -1,4 +1,4 @@
-"""The oracle rules (``aggserver/oracle.py``): property tests of TWAP, EMA and the record in force."""
+"""The oracle rules (``aggserver/domain/oracle.py``): property tests of TWAP, EMA and the record in force."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from aggserver.oracle import Point, ema_step, in_force, relative_change, time_weighted_average
+from aggserver.domain.oracle import Point, ema_step, in_force, relative_change, time_weighted_average
 
 prices = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False)
 

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from aggserver.app import create_app
-from aggserver.rollups import backfill_asset
+from aggserver.history.rollups import backfill_asset
 from aggserver.settings import Settings
+from aggserver.web.app import create_app
 from devstack.services import free_port, start_dynamo
 from tests.support import Exchanges, answers, checked, child_server, poll, server_env
 from tests.test_history_api import record, store

@@ -28,11 +28,11 @@ import redis.asyncio as redis
 from aiobotocore.session import get_session
 from types_aiobotocore_dynamodb import DynamoDBClient
 
-from aggserver.app import create_app
-from aggserver.history_writer import HistoryWriter
-from aggserver.outbox import GROUP, OutboxKeys, read_state, stage_records
-from aggserver.records import HistoryRecord
+from aggserver.history.outbox import GROUP, OutboxKeys, read_state, stage_records
+from aggserver.history.records import HistoryRecord
+from aggserver.history.writer import HistoryWriter
 from aggserver.settings import Settings
+from aggserver.web.app import create_app
 from devstack.services import Service, free_port, start_dynamo, start_redis
 from tests.support import answers, checked, poll, server_env
 

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from aggserver.aggregate import Quote, QuotePolicy, select_quotes, volume_weighted_price
-from aggserver.breaker import BreakerState, CircuitBreaker
+from aggserver.domain.aggregate import Quote, QuotePolicy, select_quotes, volume_weighted_price
+from aggserver.domain.tiers import HistoryGate, Popularity, TierMap
+from aggserver.exchanges.breaker import BreakerState, CircuitBreaker
 from aggserver.settings import Settings
-from aggserver.tiers import HistoryGate, Popularity, TierMap
 
 NOW = 1_800_000_000
 POLICY = QuotePolicy(outlier_threshold=0.05)

@@ -18,16 +18,16 @@ from hypothesis import given
 from hypothesis import settings as settings_profile
 from hypothesis import strategies as st
 
-from aggserver.aggregate import Aggregate
-from aggserver.announcements import Announcement, decode_announcement, encode_announcement
-from aggserver.app import create_app
-from aggserver.appkeys import PRICE_VIEW
-from aggserver.price import CachedPrice, encode_price
-from aggserver.price_view import PriceView
-from aggserver.reader import PriceReader
+from aggserver.domain.aggregate import Aggregate
+from aggserver.domain.price import CachedPrice, encode_price
+from aggserver.domain.symbols import load_symbols
+from aggserver.domain.tiers import Popularity, TierMap
+from aggserver.engine.price_view import PriceView
+from aggserver.engine.reader import PriceReader
 from aggserver.settings import Settings
-from aggserver.symbols import load_symbols
-from aggserver.tiers import Popularity, TierMap
+from aggserver.store.announcements import Announcement, decode_announcement, encode_announcement
+from aggserver.web.app import create_app
+from aggserver.web.keys import PRICE_VIEW
 from devstack.services import Service, free_port
 from tests.support import Exchanges, answers, checked, poll, server_env
 

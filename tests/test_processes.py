@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from aggserver.lease import LEASE_KEY
+from aggserver.domain.symbols import load_symbols
 from aggserver.settings import Settings
-from aggserver.symbols import load_symbols
+from aggserver.store.lease import LEASE_KEY
 from devstack.services import Service, free_port
 from tests.support import Exchanges, answers, cached_prices, poll, server_env
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from aggserver.reasons import REASON_CODES, quote_reason_code
+from aggserver.domain.reasons import REASON_CODES, quote_reason_code
 from tests.support import Exchanges, checked, sse_events
 
 Client = TestClient[Any, Any]

@@ -19,10 +19,10 @@ from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient
 from types_aiobotocore_dynamodb import DynamoDBClient
 
-from aggserver.app import create_app
-from aggserver.appkeys import EXCHANGES, PRICE_VIEW, REFRESHER
-from aggserver.breaker import BreakerState, CircuitBreaker
+from aggserver.exchanges.breaker import BreakerState, CircuitBreaker
 from aggserver.settings import Settings
+from aggserver.web.app import create_app
+from aggserver.web.keys import EXCHANGES, PRICE_VIEW, REFRESHER
 from devstack.services import Service, start_dynamo, start_redis
 from tests.support import Exchanges, checked, poll
 

@@ -17,13 +17,13 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggserver.candles import INTERVALS, LEVELS, Candle, build_candles, merge_candles
+from aggserver.domain.candles import INTERVALS, LEVELS, Candle, build_candles, merge_candles
 from aggserver.errors import HistoryBusy
-from aggserver.history import ensure_table
-from aggserver.history_reads import HistoryQueries
-from aggserver.outbox import OutboxKeys
-from aggserver.records import HistoryRecord
-from aggserver.rollups import (
+from aggserver.history.dynamo import ensure_table
+from aggserver.history.outbox import OutboxKeys
+from aggserver.history.reads import HistoryQueries
+from aggserver.history.records import HistoryRecord
+from aggserver.history.rollups import (
     PASS_SECONDS,
     RECORD_LAG_SECONDS,
     ROLLUP_LEVELS,

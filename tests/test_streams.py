@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggserver.domain.symbols import load_symbols
 from aggserver.errors import ConfigError
-from aggserver.ingest import stream_urls
+from aggserver.exchanges.ingest import stream_urls
+from aggserver.exchanges.stream_client import StreamClient
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
-from aggserver.stream_ingest import StreamClient
-from aggserver.symbols import load_symbols
 from aggserver.venues.base import Ticker, VenueError
 from aggserver.venues.streams import STREAMS, BinanceStream, BybitStream, OkxStream
 from devstack.services import Service, start_mockex

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from aggserver.domain.symbols import SymbolSet, load_symbols, parse_symbols
 from aggserver.errors import ConfigError, InvalidSymbol, UnknownSymbol
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.symbols import SymbolSet, load_symbols, parse_symbols
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,12 +17,12 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
-from aggserver.app import create_app
-from aggserver.appkeys import SCHEDULER
-from aggserver.exchanges import ExchangeClient, create_session
+from aggserver.exchanges.client import ExchangeClient, create_session
 from aggserver.settings import Settings
 from aggserver.venues import parse_exchanges
 from aggserver.venues.base import Bulk
+from aggserver.web.app import create_app
+from aggserver.web.keys import SCHEDULER
 from devstack.services import Service
 from tests import support
 from tests.support import Exchanges, checked, poll, sse_events, start_venue_mocks, valid_price

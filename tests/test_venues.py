@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggserver.errors import ConfigError
-from aggserver.throttle import Held, Throttle
+from aggserver.exchanges.throttle import Held, Throttle
 from aggserver.venues import VENUES, parse_exchanges, venue_for
 from aggserver.venues.base import EnvelopeError, RateLimited, RatePolicy, Ticker, Venue, VenueError
 from aggserver.venues.binance import Binance

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from aggserver.aggregate import InvalidQuote, parse_quote
+from aggserver.domain.aggregate import InvalidQuote, parse_quote
 from aggserver.venues.base import Bulk, Instrument, RatePolicy, Ticker, Venue, VenueError, VenueRequest
 
 __all__ = ["BULK_CHUNK", "Mockex"]

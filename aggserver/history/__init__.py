@@ -1,0 +1,2 @@
+"""DynamoDB and the outbox: records, the client helpers, the writer and its process, reads and
+rollups."""

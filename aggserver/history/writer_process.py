@@ -1,0 +1,219 @@
+"""The history writer as a process of its own: ``aggserver history-writer``, and the child that
+the server starts by default (HISTORY_WRITER=process) so no DynamoDB write runs on its loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from aggserver.history.dynamo import describe_error, ensure_table, lean_dynamo_client
+from aggserver.history.writer import HistoryWriter
+from aggserver.process.children import die_with_parent
+from aggserver.settings import Settings
+from aggserver.store.connection import RedisClient, create_redis
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+__all__ = [
+    "HistoryWriterView",
+    "WriterChild",
+    "configured_writer",
+    "run_writer",
+    "serve_writer",
+    "writer_env",
+]
+
+log = logging.getLogger(__name__)
+
+# A child that keeps exiting is started again after this long, doubling up to a minute.
+RESTART_BACKOFF_START = 1.0
+RESTART_BACKOFF_MAX = 60.0
+READY_LINE = "history writer ready"
+# How long a stopping server waits for a child still starting before it signals it.
+START_WAIT_SECONDS = 15.0
+
+
+def configured_writer(
+    settings: Settings, redis: RedisClient, dynamo: DynamoDBClient, *, table_ready: bool
+) -> HistoryWriter:
+    """A writer as the settings describe it, in a process of its own or inline in the server."""
+    return HistoryWriter(
+        redis,
+        dynamo,
+        settings.prices_table,
+        batch_size=settings.history_batch_size,
+        claim_idle_seconds=settings.history_claim_idle_seconds,
+        # A blocking read holds its connection: shorter than the client's socket timeout.
+        block_ms=max(1, int(min(1.0, settings.redis_timeout_seconds / 2) * 1000)),
+        table_ready=table_ready,
+    )
+
+
+async def run_writer(settings: Settings, stop: asyncio.Event) -> HistoryWriter:
+    """Write the outbox into DynamoDB until ``stop`` is set, then drain within HISTORY_FLUSH_SECONDS."""
+    redis = create_redis(
+        settings.redis_url,
+        max_connections=8,
+        timeout=settings.redis_timeout_seconds,
+        cluster=settings.redis_cluster,
+    )
+    try:
+        async with lean_dynamo_client(settings) as dynamo:
+            table_ready = False
+            try:
+                async with asyncio.timeout(10):
+                    await ensure_table(dynamo, settings.prices_table)
+                table_ready = True
+            except (BotoCoreError, ClientError, TimeoutError) as exc:
+                log.warning(
+                    "DynamoDB table %s not ready yet (%s); will retry",
+                    settings.prices_table,
+                    describe_error(exc),
+                )
+            writer = configured_writer(settings, redis, dynamo, table_ready=table_ready)
+            task = asyncio.create_task(writer.run(), name="history-writer")
+            log.info("history writer %s started (table %s)", writer.consumer, settings.prices_table)
+            await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+            await writer.drain(task, timeout=settings.history_flush_seconds)
+            log.info(
+                "history writer %s stopped: %d written, %d retried, %d taken over",
+                writer.consumer,
+                writer.written,
+                writer.retried,
+                writer.reclaimed,
+            )
+            return writer
+    finally:
+        await redis.aclose()
+
+
+async def serve_writer(settings: Settings) -> None:
+    """The ``history-writer`` command: run until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    main = sys.modules.get("__main__")
+    if getattr(main, "STOPPED_EARLY", None):
+        stop.set()  # told to stop while starting: drain what is there, then exit
+    # A parent waits for this line before it may ask us to stop (WriterChild.stop).
+    print(READY_LINE, flush=True)
+    await run_writer(settings, stop)
+
+
+# What a writer needs to know, from the server's settings (which tests may have replaced).
+def writer_env(settings: Settings) -> dict[str, str]:
+    # This process's environment first: settings may have been read from a mapping of their own
+    # that lacks PATH, HOME or the AWS credentials.
+    env = {**os.environ, **settings.environ}
+    env.update(
+        REDIS_URL=settings.redis_url,
+        REDIS_CLUSTER=str(settings.redis_cluster).lower(),
+        REDIS_TIMEOUT_SECONDS=str(settings.redis_timeout_seconds),
+        PRICES_TABLE=settings.prices_table,
+        AWS_REGION=settings.aws_region,
+        HISTORY_BATCH_SIZE=str(settings.history_batch_size),
+        HISTORY_CLAIM_IDLE_SECONDS=str(settings.history_claim_idle_seconds),
+        HISTORY_FLUSH_SECONDS=str(settings.history_flush_seconds),
+        LOG_LEVEL=settings.log_level,
+        LOG_FORMAT=settings.log_format,
+    )
+    if settings.dynamodb_endpoint:
+        env["AWS_ENDPOINT_URL_DYNAMODB"] = settings.dynamodb_endpoint
+    return env
+
+
+class WriterChild:
+    """One ``aggserver history-writer`` child, started again whenever it exits unasked."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._process: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._ready = asyncio.Event()
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="history-writer-child")
+
+    async def stop(self) -> None:
+        """SIGTERM the child and wait while it drains (HISTORY_FLUSH_SECONDS, plus its start-up).
+        A child still starting is first let finish: a signal during its imports would kill it
+        before it could drain."""
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(START_WAIT_SECONDS):
+                await self._ready.wait()
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(self._settings.history_flush_seconds + 10):
+                    await process.wait()
+            except TimeoutError:
+                log.error(
+                    "history writer %d did not stop in time; killed (the outbox keeps its work)", process.pid
+                )
+                process.kill()
+                await process.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _supervise(self) -> None:
+        backoff = RESTART_BACKOFF_START
+        while True:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "aggserver",
+                "history-writer",
+                env=writer_env(self._settings),
+                stdout=asyncio.subprocess.PIPE,
+                preexec_fn=die_with_parent,
+            )
+            self.starts += 1
+            log.info("started history writer (pid %d)", self._process.pid)
+            assert self._process.stdout is not None
+            # Its only line on stdout; EOF (an early exit) also ends the wait.
+            await self._process.stdout.readline()
+            self._ready.set()
+            code = await self._process.wait()
+            self._ready.clear()
+            if self._stopping:
+                return
+            log.error(
+                "history writer (pid %d) exited with %s; starting another in %.0f s",
+                self._process.pid,
+                code,
+                backoff,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryWriterView:
+    """Which writer this process runs, if any: an inline task's writer or a child process."""
+
+    writer: HistoryWriter | None
+    child: WriterChild | None
+
+    @property
+    def mode(self) -> str:
+        return "inline" if self.writer is not None else "process" if self.child is not None else "external"

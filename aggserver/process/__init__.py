@@ -1,0 +1,1 @@
+"""Running processes: serving, supervision, children that die with their parent, log lines."""

@@ -1,0 +1,1 @@
+"""Redis: the connection, the price store and its write script, announcements and leases."""

@@ -1,0 +1,208 @@
+"""Turning handler outcomes into answers: JSON bodies, the error mapping, request metrics."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from aggserver.domain.reasons import quote_reason_code
+from aggserver.errors import (
+    BackendUnavailable,
+    HistoryBusy,
+    HistoryUnavailable,
+    InvalidParameter,
+    InvalidSymbol,
+    NoRecordInRange,
+    NotListed,
+    NoValidQuotes,
+    OverBudget,
+    PriceNotFound,
+    PriceTooOld,
+    QualityRejected,
+    ThinCoverage,
+    TooManyRefreshes,
+    TooManyStreams,
+    Unauthorized,
+    UnknownSymbol,
+)
+from aggserver.web.keys import BUDGETS, REQUEST_STATS
+
+__all__ = [
+    "ERROR_ANSWERS",
+    "ErrorAnswer",
+    "GuardedRoutes",
+    "charge",
+    "error_response",
+    "guarded",
+    "json_response",
+]
+
+log = logging.getLogger(__name__)
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """How one kind of failure is answered: status, JSON body and headers, from the exception."""
+
+    status: int
+    body: Callable[[Any], dict[str, object]]
+    headers: Callable[[Any], dict[str, str]] = lambda _: {}
+
+
+def _retry_after(seconds: Callable[[Any], object]) -> Callable[[Any], dict[str, str]]:
+    return lambda exc: {"Retry-After": str(seconds(exc))}
+
+
+# Looked up along the exception's class hierarchy, most specific first.
+ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
+    InvalidSymbol: ErrorAnswer(400, lambda _: {"msg": "Invalid asset symbol"}),
+    InvalidParameter: ErrorAnswer(400, lambda exc: {"msg": str(exc)}),
+    UnknownSymbol: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
+    PriceNotFound: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
+    NotListed: ErrorAnswer(404, lambda _: {"msg": "No configured exchange lists this asset"}),
+    NoRecordInRange: ErrorAnswer(404, lambda exc: {"msg": str(exc), "reason_code": "no_record_in_range"}),
+    ThinCoverage: ErrorAnswer(
+        422,
+        lambda exc: {
+            "msg": str(exc),
+            "reason_code": "thin_coverage",
+            "coverage": exc.coverage,
+            "min_coverage": exc.required,
+        },
+    ),
+    NoValidQuotes: ErrorAnswer(
+        502,
+        lambda exc: {
+            "msg": "No valid quote from any exchange",
+            "reasons": exc.reasons,
+            "reason_codes": {name: quote_reason_code(why) for name, why in exc.reasons.items()},
+        },
+    ),
+    PriceTooOld: ErrorAnswer(
+        503, lambda exc: {"msg": "Price is older than max_age", "age_seconds": exc.age_seconds}
+    ),
+    QualityRejected: ErrorAnswer(
+        503,
+        lambda exc: {
+            "msg": f"Price fails {exc.rejection.rule}: {exc.rejection.reason}",
+            "reason_code": exc.rejection.reason_code,
+            "rule": exc.rejection.rule,
+            "actual": exc.rejection.actual,
+            "required": exc.rejection.required,
+        },
+    ),
+    Unauthorized: ErrorAnswer(
+        401,
+        lambda _: {"msg": "Missing or wrong bearer token"},
+        lambda _: {"WWW-Authenticate": 'Bearer realm="aggserver"'},
+    ),
+    OverBudget: ErrorAnswer(
+        429,
+        lambda exc: {"msg": "Request budget spent, slow down", "retry_after": exc.retry_after},
+        _retry_after(lambda exc: exc.retry_after),
+    ),
+    HistoryBusy: ErrorAnswer(
+        429,
+        lambda exc: {"msg": exc.answer, "retry_after": exc.retry_after},
+        _retry_after(lambda exc: exc.retry_after),
+    ),
+    TooManyRefreshes: ErrorAnswer(
+        429, lambda _: {"msg": "Too many refreshes, try again shortly"}, _retry_after(lambda _: 1)
+    ),
+    TooManyStreams: ErrorAnswer(
+        503,
+        lambda _: {"msg": "Too many live streams on this server, try again later"},
+        _retry_after(lambda _: 5),
+    ),
+    HistoryUnavailable: ErrorAnswer(503, lambda _: {"msg": "History store unavailable, try again"}),
+    BackendUnavailable: ErrorAnswer(503, lambda _: {"msg": "Price store unavailable, try again"}),
+}
+
+
+def error_response(exc: Exception) -> web.Response:
+    """The one place where a failure is turned into a status and a JSON body."""
+    for kind in type(exc).__mro__:
+        answer = ERROR_ANSWERS.get(kind)
+        if answer is not None:
+            response = json_response(answer.body(exc), answer.status)
+            response.headers.update(answer.headers(exc))
+            return response
+    if isinstance(exc, web.HTTPException):
+        body: dict[str, object] = {"msg": exc.reason}
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            body["allowed"] = sorted(exc.allowed_methods)
+        response = json_response(body, exc.status)
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    log.exception("unhandled error", exc_info=exc)
+    return json_response({"msg": "Internal server error"}, 500)
+
+
+def guarded(route: str, *, free: bool = False) -> Callable[[Handler], Handler]:
+    """Wrap a handler so that any failure leaves as JSON (via ``error_response``), the request
+    spends 1 from its client's budget (unless ``free``: the health probes), and, when request
+    metrics are on, the answer is counted and timed under ``route``.
+
+    A wrapper per handler instead of middlewares: aiohttp adds a layer of its own per request
+    once any middleware exists, and the price route is measured to the percent.
+    """
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded_handler(request: web.Request) -> web.StreamResponse:
+            stats = request.app[REQUEST_STATS]
+            started = time.perf_counter() if stats.enabled else 0.0
+            try:
+                budgets = request.app[BUDGETS]
+                if budgets.enabled and not free:
+                    budgets.spend(request, 1, route)
+                if request.body_exists and request.method in ("GET", "HEAD"):
+                    raise InvalidParameter("a GET request takes no body")
+                response = await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every failure leaves as JSON, never as HTML
+                response = error_response(exc)
+            if stats.enabled:
+                stats.record(route, response.status, time.perf_counter() - started)
+            return response
+
+        return guarded_handler
+
+    return wrap
+
+
+def charge(request: web.Request, cost: float, route: str) -> None:
+    """Spend what a request costs beyond the 1 its route already took (a batch's assets, a
+    history page's records...); OverBudget when the client cannot afford it."""
+    budgets = request.app[BUDGETS]
+    if budgets.enabled and cost > 1:
+        budgets.spend(request, cost - 1, route)
+
+
+class GuardedRoutes(web.RouteTableDef):
+    """A route table whose routes are registered and ``guarded`` from one path:
+    ``@routes.get("/status")``, ``@routes.get("/health", free=True)``."""
+
+    def route(
+        self, method: str, path: str, *, free: bool = False, **kwargs: Any
+    ) -> Callable[[Handler], Handler]:
+        register = super().route(method, path, **kwargs)
+
+        def decorate(handler: Handler) -> Handler:
+            register(guarded(path, free=free)(handler))
+            return handler
+
+        return decorate
