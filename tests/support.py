@@ -12,7 +12,6 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 import yaml
@@ -21,12 +20,17 @@ from openapi_core import OpenAPI
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS31Validator
+from types_aiobotocore_dynamodb import DynamoDBClient
 
 import bench.runner
+from aggserver.history.dynamo import ensure_table
+from aggserver.history.records import HistoryRecord
+from aggserver.history.rollups import ensure_rollup_table
 from aggserver.settings import READ_BY_HAND, Settings
 from devstack.services import Service, start_mockex
+from tests.paths import REPO_ROOT
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+SPEC_PATH = REPO_ROOT / "openapi.yaml"
 SPEC = OpenAPI.from_file_path(str(SPEC_PATH))
 _COMPONENTS = yaml.safe_load(SPEC_PATH.read_text())["components"]
 
@@ -253,7 +257,7 @@ async def checked(response: ClientResponse) -> Any:
 def setting_variables() -> set[str]:
     """Every environment variable Settings reads: each declared field's name in capitals, and
     the names the fields read by hand (``READ_BY_HAND``) look up in settings.py."""
-    source = (Path(__file__).resolve().parent.parent / "aggserver" / "settings.py").read_text()
+    source = (REPO_ROOT / "aggserver" / "settings.py").read_text()
     declared = {f.name.upper() for f in dataclasses.fields(Settings) if f.name not in READ_BY_HAND}
     return declared | set(re.findall(r'env(?:\.get\(|\[|, )"([A-Z][A-Z0-9_]+)"', source))
 
@@ -270,3 +274,18 @@ def start_venue_mocks(listed: Mapping[str, int | Sequence[str]]) -> list[Service
             service.stop()
         raise
     return services
+
+
+def record(timestamp: int, price: float, asset: str = "btcusdt") -> HistoryRecord:
+    """A history record as aggserver's writer stores it, a second after its price."""
+    return HistoryRecord(asset=asset, timestamp=timestamp, price=price, updated_at=timestamp + 1)
+
+
+async def store(dynamo: DynamoDBClient, table: str, records: list[HistoryRecord]) -> None:
+    """Write ``records`` straight into ``table`` (and make it and its rollup table first)."""
+    await ensure_table(dynamo, table)
+    await ensure_rollup_table(dynamo, table)
+    for start in range(0, len(records), 25):
+        await dynamo.batch_write_item(
+            RequestItems={table: [{"PutRequest": {"Item": r.to_item()}} for r in records[start : start + 25]]}
+        )

@@ -7,7 +7,7 @@ Intervals without a record are left out, not filled: a gap in the answer is a ga
 
 Each interval but the shortest is made of whole candles of the one below it (``LEVELS``), so a
 candle can be computed from its records or, equally, from the candles of the level below
-(:func:`merge_candles`): that is how the stored rollups (``rollups.py``) stay equal to candles
+(:func:`merge_candles`): that is how the stored rollups (``history/rollups.py``) stay equal to candles
 computed from the raw records.
 """
 

@@ -37,7 +37,7 @@ class CachedPrice:
     sources: int = 0
     dispersion: float | None = None
     ema_price: float | None = None
-    # Assigned by Redis as the value is stored (``cache.py``); None until then.
+    # Assigned by Redis as the value is stored (``store/prices.py``); None until then.
     seq: int | None = None
 
     @classmethod

@@ -4,7 +4,7 @@ Quotes are left out, assets go missing and answers are refused for reasons writt
 ("quote is 42 s old", "HTTP 503: busy"). Integrators need a code they can branch on, so every
 such place answers ``reason_code`` too. The reasons of excluded quotes come from the exchanges
 and the aggregation in many forms; :func:`quote_reason_code` maps each form (by its fixed
-beginning) to its code, and ``tests/test_reasons.py`` holds an example of every form.
+beginning) to its code, and ``tests/unit/domain/test_quality_and_reasons.py`` holds an example of every form.
 """
 
 from __future__ import annotations

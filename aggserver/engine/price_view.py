@@ -12,7 +12,7 @@ Redis stays the source of truth. The view holds, per asset:
 - the **value last offered to streams**, so each value reaches subscribers once and never one
   older than what they saw.
 
-Every write of prices publishes the stored values themselves (``announcements.py``) in the same
+Every write of prices publishes the stored values themselves (``store/announcements.py``) in the same
 transaction, and every process listens (``UpdateFeed``): an announced value replaces the copy here,
 so at push rates reads keep hitting instead of missing after each invalidation. Reads from Redis
 and this process's own writes fill in the rest. The coherence rules:

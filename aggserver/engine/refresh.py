@@ -2,7 +2,7 @@
 
 One refresh per asset is in flight at a time (single-flight): a POST storm, the scheduler and
 cache-miss fallbacks asking for the same asset share one fetch. A price and its history record
-are stored together (the record in the outbox, see ``outbox.py``). Redis being down does not
+are stored together (the record in the outbox, see ``history/outbox.py``). Redis being down does not
 stop refreshes: the price is kept in this process (served from there) and the record waits here
 until Redis is back.
 """

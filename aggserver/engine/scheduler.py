@@ -4,7 +4,7 @@ Start-up: every asset missing from Redis is refreshed in one catch-up round, as 
 exchange bounds allow (about a second for 10,000 assets with bulk requests); whatever that
 round could not price is restored from DynamoDB's latest records, so a restart with the
 exchanges down does not answer 404s. Until the round reaches an asset, a GET falls back to
-its DynamoDB record by itself (see reader.py). After that each tier runs its own
+its DynamoDB record by itself (see engine/reader.py). After that each tier runs its own
 loop: an interval is cut into slots and each slot refreshes its share of the tier with bulk
 requests, so 9,800 cold assets become ~33 symbols a second, not 9,800 fetches at once. Once a
 second, GET traffic decides which assets are promoted to the hot tier; a promoted asset is

@@ -94,7 +94,7 @@ def create_session(*, connections: int, timeout: float) -> aiohttp.ClientSession
 
 @dataclass(kw_only=True)
 class StreamBook:
-    """A venue's streamed tickers (``stream_ingest.py``): the latest of each of our symbols as a
+    """A venue's streamed tickers (``exchanges/stream_client.py``): the latest of each of our symbols as a
     quote (or why it cannot be one), made once as it arrives rather than at every aggregation,
     and whether the stream is up (its quotes replace polling while it is)."""
 
@@ -259,7 +259,7 @@ class ExchangeClient:
 
     def streamed(self, symbol: str) -> bool:
         """Listed, and every venue listing it streams it now: its aggregation follows the
-        streams (``ingest.py``), and a scheduled refresh would only repeat it."""
+        streams (``exchanges/ingest.py``), and a scheduled refresh would only repeat it."""
         listing = self.listing_exchanges(symbol)
         return bool(listing) and all(_streams(e, symbol) for e in listing)
 

@@ -1,6 +1,6 @@
-"""DynamoDB history: the client, table set-up and reading records back (their format: ``records.py``).
+"""DynamoDB history: the client, table set-up and reading records back (their format: ``history/records.py``).
 
-Records reach DynamoDB through the outbox (``outbox.py``) and its writers (``history_writer.py``).
+Records reach DynamoDB through the outbox (``history/outbox.py``) and its writers (``history/writer.py``).
 A record's key is (asset, timestamp), so writing one again overwrites it with the same item.
 """
 
@@ -75,7 +75,7 @@ def dynamo_client(settings: Settings) -> ClientCreatorContext[DynamoDBClient]:
 
 @contextlib.asynccontextmanager
 async def lean_dynamo_client(settings: Settings) -> AsyncIterator[DynamoDBClient]:
-    """A DynamoDB client whose Query answers skip botocore's parser (``lean_query.py``)."""
+    """A DynamoDB client whose Query answers skip botocore's parser (``history/lean_query.py``)."""
     async with dynamo_client(settings) as client:
         yield make_lean(client)
 

@@ -3,7 +3,7 @@
 The refresh path appends a price's record in the same MULTI/EXEC as the price itself, so a price
 is never visible without its record, and a record outlives any aggserver process (Redis keeps
 it: with AOF, across Redis restarts too). Keys are per table (:class:`OutboxKeys`). Writers
-(``history_writer.py``) read the stream as one consumer group and delete each entry once
+(``history/writer.py``) read the stream as one consumer group and delete each entry once
 DynamoDB has accepted it, so the stream's length is the backlog. On a Redis Cluster there is one
 stream per price-key bucket, hash-tagged like the price keys, so a record shares its price's slot
 (and node) and the streams spread over the nodes; there the record goes ahead of its price in
@@ -85,7 +85,7 @@ class OutboxKeys:
         return f"history:{self.table}:writers"
 
     def rollup_marks(self, interval: str) -> str:
-        """Candles of ``interval`` to recompute (``rollups.py``): ``asset|start`` by due time."""
+        """Candles of ``interval`` to recompute (``history/rollups.py``): ``asset|start`` by due time."""
         return f"history:{self.table}:rollups:{interval}"
 
 
@@ -145,7 +145,7 @@ class OutboxState:
     retried: int = 0
     reclaimed: int = 0
     dropped: int = 0
-    # Candle blocks past their due time and not claimed by a writer (rollups.py).
+    # Candle blocks past their due time and not claimed by a writer (history/rollups.py).
     rollups_due: int = 0
     error: str | None = None
 

@@ -5,7 +5,7 @@ at most ``max_in_flight`` history queries run at once and decodes at most ``reco
 rows a second (records, or candles of rollup blocks): a token bucket in which each query reserves
 what it may return and settles afterwards for what it read. Past either bound requests are
 refused with 429 and ``Retry-After`` instead of queueing. Each client's own share is its request
-budget (``budget.py``).
+budget (``web/budget.py``).
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ class HistoryWriter:
         self._sleep = sleep
         self._stopping = False
         self._claim_cursors: dict[str, str] = dict.fromkeys(self._streams, "0-0")
-        # Candle rollups follow the records this writer writes (rollups.py).
+        # Candle rollups follow the records this writer writes (history/rollups.py).
         self.rollups = RollupMaintainer(redis, dynamo, table, cluster=self._cluster) if rollups else None
         # This writer's own figures; the shared ones are in Redis (OutboxKeys.stats).
         self.written = 0

@@ -1,6 +1,6 @@
 """The Redis side: key scheme, reads batched per loop iteration, the write script.
 
-Each asset has one key holding the JSON of its latest aggregate (its format: ``price.py``).
+Each asset has one key holding the JSON of its latest aggregate (its format: ``domain/price.py``).
 Reads issued in the same event-loop iteration are sent together as one MGET: a thousand
 concurrent GETs cost one round trip.
 
@@ -181,7 +181,7 @@ class PriceCache:
         records: Sequence[HistoryRecord] = (),
     ) -> list[int]:
         """Store (asset, value, ttl) triples, the breakdowns in ``sources`` and the history
-        ``records`` (appended to the outbox), and announce them (``announcements.py``): one
+        ``records`` (appended to the outbox), and announce them (``store/announcements.py``): one
         transaction, so a price is never visible without its record. Each value is stored with
         its asset's ``seq`` appended (the next one; the current one when ``only_if_missing``);
         returns the seqs in the order of ``values``."""
@@ -245,7 +245,7 @@ class PriceCache:
         (redis-py's cluster transactions cost ~20 ms each, one per slot: 0.7 s for a 500-asset
         chunk over 16 slots.) Taking the seqs in a round trip of their own, two writers of one
         asset can store in the opposite order of their seqs (the near-caches keep the later-computed
-        value, ``price_view.py``).
+        value, ``engine/price_view.py``).
         The announcement follows: a cluster pipeline refuses PUBLISH, and announcing before
         storing could let a near-cache reread and keep the old value. Returns each stream's length."""
         async with self._client.pipeline(transaction=False) as pipe:

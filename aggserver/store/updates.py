@@ -1,6 +1,6 @@
 """This process's subscription to the price announcements: who else needs to know a price changed.
 
-Whoever stores new prices publishes them (``announcements.py``) in the same round trip. One
+Whoever stores new prices publishes them (``store/announcements.py``) in the same round trip. One
 subscription per process hands each announcement to its listeners (the near-cache, live
 streams). Messages sent while the subscription is down are lost, so listeners are also told
 whenever it goes down or comes back: anything they derived from earlier messages may be behind.

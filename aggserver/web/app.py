@@ -304,7 +304,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LEASE] = lease
     if settings.auto_refresh:
         # The refresh work of all workers and instances sharing this Redis is done once, cut into
-        # REFRESH_SHARDS shards shared out among them (``lease.py``).
+        # REFRESH_SHARDS shards shared out among them (``store/lease.py``).
         lease.start()
     yield
     await lease.stop()

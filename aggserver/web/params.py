@@ -70,7 +70,7 @@ def fraction(request: web.Request, name: str, default: float) -> float:
     return default if value is None else value
 
 
-# The quality guards a price read takes (``quality.py``).
+# The quality guards a price read takes (``domain/quality.py``).
 QUALITY = ("min_sources", "max_dispersion")
 MAX_MIN_SOURCES = 100
 

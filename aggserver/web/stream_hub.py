@@ -1,6 +1,6 @@
 """Live price streams: which client follows which assets, and what each still has to be sent.
 
-Announcements (``announcements.py``, from any instance) carry the prices that changed; the hub
+Announcements (``store/announcements.py``, from any instance) carry the prices that changed; the hub
 turns each followed one into its event once (reading it back from Redis only where the
 announcement names the asset without its value) and offers it to every subscription of that
 asset. A subscription keeps only the newest unsent event

@@ -1,6 +1,6 @@
 """The oracle answers over HTTP: the price in force at a time (one asset or many), TWAP and change.
 
-The rules are ``oracle.py``'s; the records come through ``HistoryQueries``, so these reads share
+The rules are ``domain/oracle.py``'s; the records come through ``HistoryQueries``, so these reads share
 the history bounds that keep price reads from starving.
 """
 
