@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aggserver.domain.quality import Rejection
+    from aggserver.domain.reasons import QuoteRejected
 
 __all__ = [
     "AggError",
@@ -107,7 +108,7 @@ class QualityRejected(AggError):
 class NoValidQuotes(AggError):
     """A refresh got no usable quote; ``reasons`` says why per exchange."""
 
-    def __init__(self, reasons: dict[str, str]) -> None:
+    def __init__(self, reasons: dict[str, QuoteRejected]) -> None:
         super().__init__("no valid quote from any exchange")
         self.reasons = reasons
 

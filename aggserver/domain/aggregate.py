@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aggserver.domain.reasons import quote_reason_code
+from aggserver.domain.reasons import QuoteRejected, ReasonCode
 
 __all__ = [
     "Aggregate",
@@ -152,7 +152,7 @@ class QuotePolicy:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Selection:
     accepted: list[Quote]
-    rejected: dict[str, str]
+    rejected: dict[str, QuoteRejected]
 
 
 def _median(values: Sequence[float]) -> float:
@@ -178,13 +178,17 @@ def select_quotes(
     ``readmit_fraction`` of the threshold to count again, so a flapping venue cannot make the
     price jump back and forth.
     """
-    rejected: dict[str, str] = {}
+    rejected: dict[str, QuoteRejected] = {}
     fresh: list[Quote] = []
     for quote in quotes:
         if quote.timestamp < now - policy.max_age_seconds:
-            rejected[quote.source] = f"quote is {now - quote.timestamp:.0f} s old"
+            rejected[quote.source] = QuoteRejected(
+                ReasonCode.STALE_QUOTE, f"quote is {now - quote.timestamp:.0f} s old"
+            )
         elif quote.timestamp > now + policy.max_future_seconds:
-            rejected[quote.source] = "quote timestamp is in the future"
+            rejected[quote.source] = QuoteRejected(
+                ReasonCode.FUTURE_QUOTE, "quote timestamp is in the future"
+            )
         else:
             fresh.append(quote)
     if not fresh:
@@ -203,12 +207,14 @@ def select_quotes(
         accepted = [q for q in fresh if within(centre, q)]
     for quote in fresh:
         if quote not in accepted:
-            rejected[quote.source] = f"outlier: {quote.price / centre - 1:+.1%} from the median"
+            rejected[quote.source] = QuoteRejected(
+                ReasonCode.OUTLIER, f"outlier: {quote.price / centre - 1:+.1%} from the median"
+            )
     return Selection(accepted=accepted, rejected=rejected)
 
 
 def breakdown(
-    quotes: Sequence[Quote], selection: Selection, unusable: Mapping[str, str]
+    quotes: Sequence[Quote], selection: Selection, unusable: Mapping[str, QuoteRejected]
 ) -> list[dict[str, object]]:
     """Each exchange's part in a price, by exchange name: its quote and whether it was used, or
     why not (``unusable``: exchanges that gave no valid quote at all, with the reason)."""
@@ -226,11 +232,11 @@ def breakdown(
             entry["timestamp_from"] = "received"
         if quote.source in selection.rejected:
             why = selection.rejected[quote.source]
-            entry["reason"] = why
-            entry["reason_code"] = quote_reason_code(why)
+            entry["reason"] = why.detail
+            entry["reason_code"] = why.code
         entries.append(entry)
     entries.extend(
-        {"exchange": source, "accepted": False, "reason": why, "reason_code": quote_reason_code(why)}
+        {"exchange": source, "accepted": False, "reason": why.detail, "reason_code": why.code}
         for source, why in unusable.items()
     )
     return sorted(entries, key=lambda entry: str(entry["exchange"]))

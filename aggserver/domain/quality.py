@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aggserver.domain.price import CachedPrice
+from aggserver.domain.reasons import ReasonCode
 
 __all__ = ["QualityGuard", "Rejection"]
 
@@ -18,7 +19,7 @@ __all__ = ["QualityGuard", "Rejection"]
 class Rejection:
     """Why a price failed a guard: the rule, the price's value and the client's limit."""
 
-    reason_code: str
+    reason_code: ReasonCode
     rule: str
     actual: float | None
     required: float
@@ -50,9 +51,11 @@ class QualityGuard:
         """The first rule ``price`` fails, or None. A price restored from history has no
         sources and no known dispersion: it fails either rule."""
         if self.min_sources is not None and price.sources < self.min_sources:
-            return Rejection("too_few_sources", "min_sources", price.sources, self.min_sources)
+            return Rejection(ReasonCode.TOO_FEW_SOURCES, "min_sources", price.sources, self.min_sources)
         if self.max_dispersion is not None and (
             price.dispersion is None or price.dispersion > self.max_dispersion
         ):
-            return Rejection("too_dispersed", "max_dispersion", price.dispersion, self.max_dispersion)
+            return Rejection(
+                ReasonCode.TOO_DISPERSED, "max_dispersion", price.dispersion, self.max_dispersion
+            )
         return None

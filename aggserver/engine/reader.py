@@ -19,6 +19,7 @@ import orjson
 
 from aggserver.domain.price import CachedPrice
 from aggserver.domain.quality import QualityGuard
+from aggserver.domain.reasons import ReasonCode
 from aggserver.domain.tiers import Popularity, TierMap
 from aggserver.engine.price_view import PriceView, render_answer
 from aggserver.engine.refresh import Refresher
@@ -41,7 +42,7 @@ class BatchAnswer:
 
     bodies: list[bytes] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-    reasons: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, ReasonCode] = field(default_factory=dict)
     rejected: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -157,7 +158,7 @@ class PriceReader:
                 answer.bodies.append(self.render(cached, now))
         return answer
 
-    async def _find_many(self, assets: Sequence[str]) -> tuple[dict[str, CachedPrice], str]:
+    async def _find_many(self, assets: Sequence[str]) -> tuple[dict[str, CachedPrice], ReasonCode]:
         """The prices of ``assets`` found (near-cache, then one MGET), and the reason code of
         those not found; with Redis unreachable, what this process last saw of them."""
         view = self._view
@@ -171,7 +172,7 @@ class PriceReader:
             else:
                 found[asset] = cached
         if not wanted:
-            return found, "no_price"
+            return found, ReasonCode.NO_PRICE
         generation = view.generation
         try:
             values = await self._cache.get_list(wanted)
@@ -180,14 +181,14 @@ class PriceReader:
             if not remembered and not found:
                 raise
             found.update(remembered)
-            return found, "store_unavailable"
+            return found, ReasonCode.STORE_UNAVAILABLE
         for asset, raw in zip(wanted, values, strict=True):
             if raw is None:
                 self.misses += 1
             else:
                 self.hits += 1
                 found[asset] = view.read(asset, raw, generation=generation)
-        return found, "no_price"
+        return found, ReasonCode.NO_PRICE
 
     async def _read(self, asset: str, generation: int) -> CachedPrice:
         try:

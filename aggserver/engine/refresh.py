@@ -20,6 +20,7 @@ import orjson
 from aggserver.domain.aggregate import Aggregate, QuotePolicy, Selection, aggregate, breakdown, select_quotes
 from aggserver.domain.oracle import ema_step
 from aggserver.domain.price import CachedPrice
+from aggserver.domain.reasons import ReasonCode
 from aggserver.domain.tiers import HistoryGate, TierMap
 from aggserver.engine.price_view import PriceView
 from aggserver.errors import BackendUnavailable, NoValidQuotes
@@ -230,7 +231,7 @@ class Refresher:
         selection = select_quotes(
             fetch.quotes, now=now, policy=self._policy, distrusted=distrusted, reference=reference
         )
-        outliers = {s for s, reason in selection.rejected.items() if reason.startswith("outlier")}
+        outliers = {s for s, reason in selection.rejected.items() if reason.code is ReasonCode.OUTLIER}
         still_distrusted = (distrusted - {q.source for q in selection.accepted}) | outliers
         if still_distrusted:
             self._distrusted[asset] = still_distrusted

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from aggserver.domain.aggregate import Quote
+from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.errors import NotListed
 from aggserver.exchanges.breaker import CircuitBreaker
 from aggserver.exchanges.throttle import Held, Throttle
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 Parsed = TypeVar("Parsed")
 # A bulk answer: tickers (or why each is unusable) by the venue's names, and when it arrived.
-Tickers = tuple[dict[str, Ticker | str], float]
+Tickers = tuple[dict[str, Ticker | QuoteRejected], float]
 
 # A ticker is a few hundred bytes; a venue's whole listing or all-tickers answer a few MB.
 MAX_BODY_BYTES = 64 * 1024
@@ -57,13 +58,25 @@ SNAPSHOT_SECONDS = 2.0
 # Where a venue reports the budget used this minute (Binance), pause at this share of it.
 USED_SHARE_PAUSE = 0.9
 
+# Why an exchange has no quote of a symbol when nothing failed.
+NOT_LISTED = QuoteRejected(ReasonCode.NOT_LISTED, "not listed")
+MISSING_FROM_BULK = QuoteRejected(ReasonCode.NO_QUOTES, "missing from bulk answer")
+NOT_STREAMED_YET = QuoteRejected(ReasonCode.NO_QUOTES, "no streamed ticker yet")
+NOT_POLLED_YET = QuoteRejected(ReasonCode.NO_QUOTES, "not polled yet")
+BUDGET_SPENT = QuoteRejected(ReasonCode.TIMEOUT, "timed out (refresh budget)")
+
 
 class ExchangeFailure(Exception):
     """The exchange itself failed (transport, status, body): counts against its breaker."""
 
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
+    def __init__(self, reason: str, *, code: ReasonCode, status: int | None = None) -> None:
         super().__init__(reason)
+        self.code = code
         self.status = status
+
+    @property
+    def rejection(self) -> QuoteRejected:
+        return QuoteRejected(self.code, str(self))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +84,7 @@ class FetchResult:
     """Every exchange's answer for one asset: the usable quotes and why the others were not."""
 
     quotes: list[Quote] = field(default_factory=list)
-    rejected: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, QuoteRejected] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +111,7 @@ class StreamBook:
     quote (or why it cannot be one), made once as it arrives rather than at every aggregation,
     and whether the stream is up (its quotes replace polling while it is)."""
 
-    quotes: dict[str, Quote | str] = field(default_factory=dict)  # by our symbol
+    quotes: dict[str, Quote | QuoteRejected] = field(default_factory=dict)  # by our symbol
     # Connected and delivering (a stream that has not brought tickers yet replaces nothing).
     connected: Callable[[], bool] = lambda: False
 
@@ -126,7 +139,7 @@ class Exchange:
     last_round_trip: float = 0.0
     # The latest all-tickers request (Bulk.ALL), shared by every caller, and when it started
     # (loop time).
-    snapshot: asyncio.Task[Tickers | str] | None = None
+    snapshot: asyncio.Task[Tickers | QuoteRejected] | None = None
     snapshot_at: float = 0.0
     # The venue's stream, where it is ingested; None: polled only.
     stream: StreamBook | None = None
@@ -283,7 +296,7 @@ class ExchangeClient:
             task.cancel()
         result = FetchResult()
         for task, exchange in tasks.items():
-            _record(result, exchange.name, task.result() if task in done else "timed out (refresh budget)")
+            _record(result, exchange.name, task.result() if task in done else BUDGET_SPENT)
         return result
 
     async def fetch_many(
@@ -325,7 +338,7 @@ class ExchangeClient:
             listed = self._record_held(exchange, listed, results, poll)
         if not listed:
             return
-        answers: list[Tickers | str] = []
+        answers: list[Tickers | QuoteRejected] = []
         if exchange.bulk is Bulk.ALL:
             answers = [await self._snapshot(exchange, snapshot_age)]
             chunks = [listed]
@@ -358,9 +371,12 @@ class ExchangeClient:
 
     @staticmethod
     def _record_bulk(
-        exchange: Exchange, chunk: Sequence[str], answer: Tickers | str, results: dict[str, FetchResult]
+        exchange: Exchange,
+        chunk: Sequence[str],
+        answer: Tickers | QuoteRejected,
+        results: dict[str, FetchResult],
     ) -> None:
-        if isinstance(answer, str):
+        if isinstance(answer, QuoteRejected):
             for symbol in chunk:
                 _record(results[symbol], exchange.name, answer)
             return
@@ -368,18 +384,14 @@ class ExchangeClient:
         for symbol in chunk:
             native = exchange.native(symbol)
             found = tickers.get(native) if native is not None else None
-            outcome = (
-                "missing from bulk answer"
-                if found is None
-                else to_quote(found, exchange, symbol, received_at)
-            )
+            outcome = MISSING_FROM_BULK if found is None else to_quote(found, exchange, symbol, received_at)
             _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
 
-    async def probe(self, exchange: Exchange, symbol: str) -> Quote | str:
+    async def probe(self, exchange: Exchange, symbol: str) -> Quote | QuoteRejected:
         """One single-asset request to ``exchange`` (its round trip: ``last_round_trip``)."""
         return await self._fetch_one(exchange, symbol, urgent=True)
 
-    async def _snapshot(self, exchange: Exchange, max_age: float) -> Tickers | str:
+    async def _snapshot(self, exchange: Exchange, max_age: float) -> Tickers | QuoteRejected:
         """The venue's all-tickers answer, shared by every caller within ``max_age`` of it. The
         request is a task of its own: a caller that is cancelled does not take it from the others."""
         loop = asyncio.get_running_loop()
@@ -389,7 +401,7 @@ class ExchangeClient:
             # A failure is not kept: the next caller asks again.
             and (
                 task.cancelled()
-                or isinstance(task.result(), str)
+                or isinstance(task.result(), QuoteRejected)
                 or loop.time() - exchange.snapshot_at >= max_age
             )
         ):
@@ -399,7 +411,7 @@ class ExchangeClient:
 
     async def _fetch_list(
         self, exchange: Exchange, symbols: Sequence[str] | None, urgent: bool
-    ) -> Tickers | str:
+    ) -> Tickers | QuoteRejected:
         """One bulk request: every ticker (``symbols`` None) or the named ones. A 404 for named
         ones means the venue has no bulk endpoint after all: it is asked per symbol from then on."""
         natives = None if symbols is None else [exchange.native(s) or s for s in symbols]
@@ -412,22 +424,22 @@ class ExchangeClient:
         except ExchangeFailure as exc:
             if exc.status == 404 and symbols is not None:
                 exchange.bulk = Bulk.NONE
-            return str(exc)
+            return exc.rejection
         except (VenueError, Held) as exc:
-            return str(exc)
+            return exc.rejection
 
-    def _held(self, exchange: Exchange, symbol: str) -> Quote | str:
+    def _held(self, exchange: Exchange, symbol: str) -> Quote | QuoteRejected:
         """What ``exchange`` has of ``symbol`` without asking: its streamed ticker while the
         stream is up, else its last polled quote."""
         if exchange.streaming:
             assert exchange.stream is not None
-            return exchange.stream.quotes.get(symbol, "no streamed ticker yet")
-        return exchange.polled.get(symbol, "not polled yet")
+            return exchange.stream.quotes.get(symbol, NOT_STREAMED_YET)
+        return exchange.polled.get(symbol, NOT_POLLED_YET)
 
-    async def _fetch_one(self, exchange: Exchange, symbol: str, *, urgent: bool) -> Quote | str:
+    async def _fetch_one(self, exchange: Exchange, symbol: str, *, urgent: bool) -> Quote | QuoteRejected:
         native = exchange.native(symbol)
         if native is None:
-            return "not listed"
+            return NOT_LISTED
         if exchange.streaming:
             held = self._held(exchange, symbol)
             if isinstance(held, Quote):
@@ -441,7 +453,7 @@ class ExchangeClient:
                 parse=lambda payload: exchange.venue.parse_ticker(payload, native),
             )
         except (ExchangeFailure, VenueError, Held) as exc:
-            return str(exc)
+            return exc.rejection
         return _polled(exchange, symbol, to_quote(ticker, exchange, symbol, self._clock()))
 
     async def _get(
@@ -458,7 +470,7 @@ class ExchangeClient:
         limit however the venue says it (status or envelope) stops requests to it for a while."""
         await exchange.throttle.acquire(request.weight, urgent=urgent)
         if not exchange.breaker.allow():
-            raise ExchangeFailure("circuit open")
+            raise ExchangeFailure("circuit open", code=ReasonCode.BREAKER_OPEN)
         status, headers, content_type, body = await self._send(exchange, request, limit)
         payload = _decode(body) if body is not None else None
         try:
@@ -468,11 +480,11 @@ class ExchangeClient:
             raise
         except VenueError as exc:
             self._failed(exchange)
-            raise ExchangeFailure(str(exc), status=status) from None
+            raise ExchangeFailure(str(exc), code=exc.code, status=status) from None
         if body is None:
             # An HTML error page from a proxy, say: whatever it holds is not a quote.
             self._failed(exchange)
-            raise ExchangeFailure(f"content type {content_type} is not JSON")
+            raise ExchangeFailure(f"content type {content_type} is not JSON", code=ReasonCode.BAD_BODY)
         self._answered(exchange, headers)
         if isinstance(payload, _NotJson):
             raise VenueError("body is not JSON")
@@ -502,10 +514,12 @@ class ExchangeClient:
                 return response.status, response.headers, response.content_type, body
         except TimeoutError:
             self._failed(exchange)
-            raise ExchangeFailure("timed out") from None
+            raise ExchangeFailure("timed out", code=ReasonCode.TIMEOUT) from None
         except aiohttp.ClientError as exc:
             self._failed(exchange)
-            raise ExchangeFailure(f"request failed: {type(exc).__name__}") from None
+            raise ExchangeFailure(
+                f"request failed: {type(exc).__name__}", code=ReasonCode.UNREACHABLE
+            ) from None
         except (ExchangeFailure, asyncio.CancelledError):
             self._failed(exchange)
             raise
@@ -541,14 +555,14 @@ class _NotJson:
     """Stands for a body that did not decode, so the status can be judged first."""
 
 
-def _polled(exchange: Exchange, symbol: str, outcome: Quote | str) -> Quote | str:
+def _polled(exchange: Exchange, symbol: str, outcome: Quote | QuoteRejected) -> Quote | QuoteRejected:
     """``outcome`` of a poll, kept as the exchange's latest quote of ``symbol`` when it is one."""
     if isinstance(outcome, Quote):
         exchange.polled[symbol] = outcome
     return outcome
 
 
-def _record(result: FetchResult, source: str, outcome: Quote | str) -> None:
+def _record(result: FetchResult, source: str, outcome: Quote | QuoteRejected) -> None:
     if isinstance(outcome, Quote):
         result.quotes.append(outcome)
     else:
@@ -559,18 +573,20 @@ def _streams(exchange: Exchange, symbol: str) -> bool:
     return exchange.streaming and exchange.stream is not None and symbol in exchange.stream.quotes
 
 
-def to_quote(ticker: Ticker | str, exchange: Exchange, symbol: str, received_at: float) -> Quote | str:
+def to_quote(
+    ticker: Ticker | QuoteRejected, exchange: Exchange, symbol: str, received_at: float
+) -> Quote | QuoteRejected:
     """Our quote from a venue's ticker; a reason when it cannot be one."""
-    if isinstance(ticker, str):
-        return ticker if ticker.startswith("invalid quote") else f"invalid quote: {ticker}"
+    if isinstance(ticker, QuoteRejected):
+        return ticker.prefixed("invalid quote: ")
     if ticker.price <= 0:
-        return "invalid quote: price is not positive"
+        return _invalid("price is not positive")
     if ticker.volume < 0:
-        return "invalid quote: volume is negative"
+        return _invalid("volume is negative")
     venue_time = ticker.timestamp_ms is not None
     timestamp = int(ticker.timestamp_ms / 1000) if ticker.timestamp_ms is not None else int(received_at)
     if timestamp <= 0:
-        return "invalid quote: timestamp is not positive"
+        return _invalid("timestamp is not positive")
     return Quote(
         source=exchange.name,
         symbol=symbol,
@@ -580,6 +596,10 @@ def to_quote(ticker: Ticker | str, exchange: Exchange, symbol: str, received_at:
         venue_time=venue_time,
         timestamp_ms=_milliseconds(ticker, exchange, received_at),
     )
+
+
+def _invalid(why: str) -> QuoteRejected:
+    return QuoteRejected(ReasonCode.BAD_BODY, f"invalid quote: {why}")
 
 
 def _milliseconds(ticker: Ticker, exchange: Exchange, received_at: float) -> int | None:
@@ -609,6 +629,6 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     async for chunk in response.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit:
-            raise ExchangeFailure(f"body larger than {limit} bytes")
+            raise ExchangeFailure(f"body larger than {limit} bytes", code=ReasonCode.BAD_BODY)
         chunks.append(chunk)
     return b"".join(chunks)

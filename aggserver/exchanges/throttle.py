@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 
+from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.venues.base import RatePolicy
 
 __all__ = ["Held", "Throttle"]
@@ -24,6 +25,10 @@ URGENT_RESERVE = 0.25
 
 class Held(Exception):
     """A request that was not sent: the venue asked us to wait, or the budget is spent."""
+
+    @property
+    def rejection(self) -> QuoteRejected:
+        return QuoteRejected(ReasonCode.RATE_LIMITED, str(self))
 
 
 class Throttle:

@@ -4,9 +4,12 @@ An adapter is pure: it builds request descriptions and turns decoded JSON into t
 errors. Sending, rate limits and breakers live in ``aggserver.exchanges``; the adapters hold
 only each venue's own vocabulary (paths, field names, envelopes, error codes, published limits).
 
-VenueError
- ├── EnvelopeError   the venue answered, but its envelope carries an error code
- └── RateLimited     the venue says slow down (HTTP 429/418/403 or an envelope code)
+VenueError           the answer is not a usable quote (code ``bad_body``)
+ ├── HttpError       an HTTP error status (``http_error``)
+ ├── EnvelopeError   the venue answered, but its envelope carries an error code (``venue_error``)
+ └── RateLimited     the venue says slow down: HTTP 429/418/403 or an envelope code (``rate_limited``)
+
+Each carries its reason code from where it is raised (``rejection``), never from its wording.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
 
+from aggserver.domain.reasons import QuoteRejected, ReasonCode
+
 __all__ = [
     "Bulk",
     "EnvelopeError",
+    "HttpError",
     "Instrument",
     "RateLimited",
     "RatePolicy",
@@ -89,21 +95,45 @@ class RatePolicy:
 class VenueError(Exception):
     """The venue's answer is an error; the message is the reason shown in ``detail=sources``."""
 
+    code: ClassVar[ReasonCode] = ReasonCode.BAD_BODY
+
+    @property
+    def rejection(self) -> QuoteRejected:
+        """This failure as the reason a quote is missing."""
+        return QuoteRejected(self.code, str(self))
+
+
+class HttpError(VenueError):
+    """An HTTP error status, with the venue's own words where its body has some."""
+
+    code = ReasonCode.HTTP_ERROR
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        super().__init__(f"HTTP {status}" + (f": {message}" if message else ""))
+        self.status = status
+
 
 class EnvelopeError(VenueError):
     """An error code inside the venue's JSON envelope (often on HTTP 200)."""
 
+    code = ReasonCode.VENUE_ERROR
+
     def __init__(self, reason: str) -> None:
-        # A fixed beginning, whatever the venue's wording: ``reasons.quote_reason_code``.
         super().__init__(f"venue error: {reason}")
 
 
 class RateLimited(VenueError):
     """The venue asks us to slow down; ``retry_after`` in seconds when it says how long."""
 
+    code = ReasonCode.RATE_LIMITED
+
     def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+# A single-ticker answer about some other instrument.
+NOT_NAMED = QuoteRejected(ReasonCode.BAD_BODY, "answer does not name the asset")
 
 
 def our_symbol(base: str, quote: str) -> str:
@@ -154,10 +184,10 @@ def read_tickers(
     price: str,
     volume: str,
     timestamp_ms: Callable[[dict[str, object]], float | None],
-) -> dict[str, Ticker | str]:
+) -> dict[str, Ticker | QuoteRejected]:
     """Tickers by native name from a list of ticker objects, by the names of their fields; a
     bad field spoils only its own ticker (its reason stands in its place)."""
-    tickers: dict[str, Ticker | str] = {}
+    tickers: dict[str, Ticker | QuoteRejected] = {}
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get(native), str):
             raise VenueError("the answer holds something that is not a ticker")
@@ -170,7 +200,7 @@ def read_tickers(
                 timestamp_ms=timestamp_ms(item),
             )
         except VenueError as exc:
-            tickers[name] = str(exc)
+            tickers[name] = exc.rejection
     return tickers
 
 
@@ -219,14 +249,14 @@ class Venue:
     def ticker_request(self, native: str) -> VenueRequest:
         raise NotImplementedError
 
-    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | QuoteRejected]:
         """A bulk answer's tickers by native name, or why one is unusable; VenueError for the
         whole answer."""
         raise NotImplementedError
 
-    def parse_ticker(self, payload: object, native: str) -> Ticker | str:
+    def parse_ticker(self, payload: object, native: str) -> Ticker | QuoteRejected:
         """The answer to ``ticker_request(native)``: its ticker, or why it is unusable."""
-        return self.parse_tickers(payload).get(native, "answer does not name the asset")
+        return self.parse_tickers(payload).get(native, NOT_NAMED)
 
     def listing_rate(self, payload: object) -> RatePolicy | None:
         """A rate budget the listing answer announces (Binance's ``rateLimits``), if any."""
@@ -241,8 +271,7 @@ class Venue:
         if status in (418, 429):
             raise RateLimited(f"rate limited (HTTP {status})", retry_after=retry_after_seconds(headers))
         if status != 200:
-            message = self.error_message(payload)
-            raise VenueError(f"HTTP {status}" + (f": {message}" if message else ""))
+            raise HttpError(status, self.error_message(payload))
 
     def error_message(self, payload: object) -> str | None:
         """The venue's own words in an error body, where its envelope has some."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from aggserver.domain.reasons import QuoteRejected
 from aggserver.venues.base import (
     Bulk,
     Instrument,
@@ -81,7 +82,7 @@ class Binance(Venue):
     def ticker_request(self, native: str) -> VenueRequest:
         return VenueRequest(path="/api/v3/ticker/24hr", params={"symbol": native}, weight=ONE_TICKER_WEIGHT)
 
-    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | QuoteRejected]:
         # An object for one symbol, a list for several.
         return read_tickers(
             payload if isinstance(payload, list) else [payload],

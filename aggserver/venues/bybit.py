@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from aggserver.domain.reasons import QuoteRejected
 from aggserver.venues.base import (
     Bulk,
     EnvelopeError,
@@ -78,7 +79,7 @@ class Bybit(Venue):
     def ticker_request(self, native: str) -> VenueRequest:
         return VenueRequest(path="/v5/market/tickers", params={"category": "spot", "symbol": native})
 
-    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | QuoteRejected]:
         items, answered_at = _result(payload)
         # Bybit's tickers carry no time of their own: the envelope's stands for all of them.
         timestamp = number(answered_at, "time")

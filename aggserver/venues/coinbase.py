@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from aggserver.domain.reasons import QuoteRejected
 from aggserver.venues.base import (
     Bulk,
     Instrument,
@@ -69,10 +70,10 @@ class Coinbase(Venue):
     def ticker_request(self, native: str) -> VenueRequest:
         return VenueRequest(path=f"/products/{native}/ticker")
 
-    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | QuoteRejected]:
         raise NotImplementedError("Coinbase has no bulk ticker")
 
-    def parse_ticker(self, payload: object, native: str) -> Ticker | str:
+    def parse_ticker(self, payload: object, native: str) -> Ticker | QuoteRejected:
         if not isinstance(payload, dict):
             raise VenueError("ticker answer is not an object")
         try:
@@ -83,7 +84,7 @@ class Coinbase(Venue):
                 timestamp_ms=_iso_ms(payload.get("time")),
             )
         except VenueError as exc:
-            return str(exc)
+            return exc.rejection
 
     def error_message(self, payload: object) -> str | None:
         if isinstance(payload, dict) and isinstance(payload.get("message"), str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aggserver.domain.reasons import QuoteRejected
 from aggserver.venues.base import (
     Bulk,
     EnvelopeError,
@@ -104,8 +105,8 @@ class Kraken(Venue):
     def ticker_request(self, native: str) -> VenueRequest:
         return VenueRequest(path="/0/public/Ticker", params={"pair": native})
 
-    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
-        tickers: dict[str, Ticker | str] = {}
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | QuoteRejected]:
+        tickers: dict[str, Ticker | QuoteRejected] = {}
         for native, item in _result(payload).items():
             if not isinstance(item, dict):
                 raise VenueError("result holds something that is not a ticker")
@@ -120,7 +121,7 @@ class Kraken(Venue):
                     timestamp_ms=None,
                 )
             except VenueError as exc:
-                tickers[native] = str(exc)
+                tickers[native] = exc.rejection
         return tickers
 
     def error_message(self, payload: object) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from aggserver.domain.aggregate import InvalidQuote, parse_quote
+from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.venues.base import Bulk, Instrument, RatePolicy, Ticker, Venue, VenueError, VenueRequest
 
 __all__ = ["BULK_CHUNK", "Mockex"]
@@ -46,23 +47,23 @@ class Mockex(Venue):
     def ticker_request(self, native: str) -> VenueRequest:
         return VenueRequest(path=f"{self.ticker_path}/{native}")
 
-    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | QuoteRejected]:
         if not isinstance(payload, list):
             raise VenueError("invalid bulk answer: not a JSON array")
-        tickers: dict[str, Ticker | str] = {}
+        tickers: dict[str, Ticker | QuoteRejected] = {}
         for item in payload:
             symbol = item.get("symbol") if isinstance(item, dict) else None
             if isinstance(symbol, str):
                 tickers[symbol.lower()] = _ticker(item, symbol.lower())
         return tickers
 
-    def parse_ticker(self, payload: object, native: str) -> Ticker | str:
+    def parse_ticker(self, payload: object, native: str) -> Ticker | QuoteRejected:
         return _ticker(payload, native)
 
 
-def _ticker(payload: object, symbol: str) -> Ticker | str:
+def _ticker(payload: object, symbol: str) -> Ticker | QuoteRejected:
     try:
         quote = parse_quote(payload, source="", symbol=symbol)
     except InvalidQuote as exc:
-        return f"invalid quote: {exc}"
+        return QuoteRejected(ReasonCode.BAD_BODY, f"invalid quote: {exc}")
     return Ticker(native=symbol, price=quote.price, volume=quote.volume, timestamp_ms=quote.timestamp * 1000)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aggserver.domain.reasons import QuoteRejected
 from aggserver.venues.base import (
     Bulk,
     EnvelopeError,
@@ -75,7 +76,7 @@ class Okx(Venue):
     def ticker_request(self, native: str) -> VenueRequest:
         return VenueRequest(path="/api/v5/market/ticker", params={"instId": native})
 
-    def parse_tickers(self, payload: object) -> dict[str, Ticker | str]:
+    def parse_tickers(self, payload: object) -> dict[str, Ticker | QuoteRejected]:
         return read_tickers(
             _data(payload),
             native="instId",

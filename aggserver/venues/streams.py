@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from aggserver.domain.reasons import QuoteRejected
 from aggserver.errors import ConfigError
 from aggserver.venues.base import Ticker, VenueError, number
 
@@ -52,7 +53,7 @@ class Frame:
     reason (a bad field spoils only its own ticker, as in the REST answers)."""
 
     tickers: list[Ticker] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[tuple[str, QuoteRejected]] = field(default_factory=list)
 
     def add(
         self,
@@ -76,7 +77,7 @@ class Frame:
                 )
             )
         except VenueError as exc:
-            self.rejected.append((native, str(exc)))
+            self.rejected.append((native, exc.rejection))
 
 
 def batches(names: Sequence[str], size: int) -> list[Sequence[str]]:

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from aggserver.domain.reasons import quote_reason_code
+from aggserver.domain.reasons import ReasonCode
 from aggserver.errors import (
     BackendUnavailable,
     HistoryBusy,
@@ -72,12 +72,14 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     UnknownSymbol: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
     PriceNotFound: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
     NotListed: ErrorAnswer(404, lambda _: {"msg": "No configured exchange lists this asset"}),
-    NoRecordInRange: ErrorAnswer(404, lambda exc: {"msg": str(exc), "reason_code": "no_record_in_range"}),
+    NoRecordInRange: ErrorAnswer(
+        404, lambda exc: {"msg": str(exc), "reason_code": ReasonCode.NO_RECORD_IN_RANGE}
+    ),
     ThinCoverage: ErrorAnswer(
         422,
         lambda exc: {
             "msg": str(exc),
-            "reason_code": "thin_coverage",
+            "reason_code": ReasonCode.THIN_COVERAGE,
             "coverage": exc.coverage,
             "min_coverage": exc.required,
         },
@@ -86,8 +88,8 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
         502,
         lambda exc: {
             "msg": "No valid quote from any exchange",
-            "reasons": exc.reasons,
-            "reason_codes": {name: quote_reason_code(why) for name, why in exc.reasons.items()},
+            "reasons": {name: why.detail for name, why in exc.reasons.items()},
+            "reason_codes": {name: why.code for name, why in exc.reasons.items()},
         },
     ),
     PriceTooOld: ErrorAnswer(

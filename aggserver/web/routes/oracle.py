@@ -12,6 +12,7 @@ import time
 from aiohttp import web
 
 from aggserver.domain.oracle import relative_change, time_weighted_average
+from aggserver.domain.reasons import ReasonCode
 from aggserver.errors import HistoryBusy, HistoryUnavailable, InvalidParameter, NoRecordInRange, ThinCoverage
 from aggserver.history.reads import HistoryQueries
 from aggserver.history.records import HistoryRecord
@@ -81,14 +82,14 @@ async def prices_at(request: web.Request) -> web.Response:
             try:
                 return _in_force(asset, at, await _record_at(queries, asset, at, max_gap))
             except NoRecordInRange as exc:
-                return {"asset": asset, "reason_code": "no_record_in_range", "reason": str(exc)}
+                return {"asset": asset, "reason_code": ReasonCode.NO_RECORD_IN_RANGE, "reason": str(exc)}
             except HistoryBusy as exc:
-                return {"asset": asset, "reason_code": "history_busy", "reason": str(exc)}
+                return {"asset": asset, "reason_code": ReasonCode.HISTORY_BUSY, "reason": str(exc)}
             except HistoryUnavailable as exc:
-                return {"asset": asset, "reason_code": "history_unavailable", "reason": str(exc)}
+                return {"asset": asset, "reason_code": ReasonCode.HISTORY_UNAVAILABLE, "reason": str(exc)}
 
     answers = await asyncio.gather(*(one(asset) for asset in known))
-    if answers and all(a.get("reason_code") == "history_unavailable" for a in answers):
+    if answers and all(a.get("reason_code") is ReasonCode.HISTORY_UNAVAILABLE for a in answers):
         raise HistoryUnavailable("every lookup failed")
     return json_response(
         {

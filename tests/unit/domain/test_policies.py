@@ -7,6 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from aggserver.domain.aggregate import Quote, QuotePolicy, select_quotes, volume_weighted_price
+from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.domain.tiers import HistoryGate, Popularity, TierMap
 from aggserver.exchanges.breaker import BreakerState, CircuitBreaker
 from aggserver.settings import Settings
@@ -31,7 +32,8 @@ def test_ten_x_outlier_among_three_is_dropped() -> None:
     quotes = [quote("a", 100.0, 1.0), quote("b", 101.0, 3.0), quote("c", 1000.0, 50.0)]
     selection = select_quotes(quotes, now=NOW, policy=POLICY)
     assert [q.source for q in selection.accepted] == ["a", "b"]
-    assert selection.rejected["c"].startswith("outlier")
+    assert selection.rejected["c"].code is ReasonCode.OUTLIER
+    assert selection.rejected["c"].detail == "outlier: +890.1% from the median"
     assert volume_weighted_price(selection.accepted) == pytest.approx(100.75)
 
 
@@ -43,8 +45,10 @@ def test_old_and_future_quotes_are_dropped() -> None:
     ]
     selection = select_quotes(quotes, now=NOW, policy=POLICY)
     assert [q.source for q in selection.accepted] == ["c"]
-    assert "old" in selection.rejected["a"]
-    assert "future" in selection.rejected["b"]
+    assert selection.rejected["a"] == QuoteRejected(ReasonCode.STALE_QUOTE, "quote is 500 s old")
+    assert selection.rejected["b"] == QuoteRejected(
+        ReasonCode.FUTURE_QUOTE, "quote timestamp is in the future"
+    )
 
 
 def test_two_disagreeing_sources_fall_back_to_the_last_good_price() -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.errors import ConfigError
 from aggserver.exchanges.ingest import stream_urls
 from aggserver.settings import Settings
@@ -66,7 +67,7 @@ def test_a_bad_field_spoils_only_its_own_ticker() -> None:
     events[0]["c"] = "lots"
     frame = BinanceStream().parse(orjson.dumps(events).decode())
     assert [t.native for t in frame.tickers] == ["ETHUSDT"]
-    assert frame.rejected == [("BTCUSDT", "c is not a number: 'lots'")]
+    assert frame.rejected == [("BTCUSDT", QuoteRejected(ReasonCode.BAD_BODY, "c is not a number: 'lots'"))]
 
 
 @pytest.mark.parametrize("text", ["not json", "[1, 2", '"a string"', "42"])

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.errors import ConfigError
 from aggserver.exchanges.throttle import Held, Throttle
 from aggserver.venues import VENUES, parse_exchanges, venue_for
@@ -200,7 +201,7 @@ def test_coinbase_listing_ticker_and_errors() -> None:
 )
 def test_a_bad_field_spoils_only_its_ticker(venue: Venue, payload: object, reason: str) -> None:
     (outcome,) = venue.parse_tickers(payload).values()
-    assert outcome == reason
+    assert outcome == QuoteRejected(ReasonCode.BAD_BODY, reason)
 
 
 def test_common_codes() -> None:
