@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from aggserver.domain.price import CachedPrice
 from aggserver.domain.tiers import TierMap
 from aggserver.errors import PriceTooOld
+from aggserver.process.tasks import stop_task
 from aggserver.store.announcements import Announcement
 
 __all__ = ["PriceView", "render_answer"]
@@ -295,9 +296,7 @@ class PriceView:
                     self.read(asset, raw, generation=generation)
 
     async def close(self) -> None:
-        if self._resync is not None:
-            self._resync.cancel()
-            await asyncio.gather(self._resync, return_exceptions=True)
+        await stop_task(self._resync)
 
 
 def _older(raw: bytes, held: CachedPrice) -> bool:

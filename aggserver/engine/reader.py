@@ -25,6 +25,7 @@ from aggserver.engine.price_view import PriceView, render_answer
 from aggserver.engine.refresh import Refresher
 from aggserver.errors import BackendUnavailable, HistoryUnavailable, PriceNotFound, QualityRejected
 from aggserver.history.dynamo import LatestRecord
+from aggserver.process.tasks import stop_tasks
 from aggserver.store.prices import PriceCache
 
 __all__ = ["BatchAnswer", "PriceReader"]
@@ -251,6 +252,4 @@ class PriceReader:
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
-        for task in list(self._background) + list(self._lookups.values()):
-            task.cancel()
-        await asyncio.gather(*self._background, *self._lookups.values(), return_exceptions=True)
+        await stop_tasks([*self._background, *self._lookups.values()])

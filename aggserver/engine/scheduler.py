@@ -25,6 +25,7 @@ from aggserver.engine.refresh import Refresher
 from aggserver.errors import BackendUnavailable
 from aggserver.exchanges.client import SNAPSHOT_SECONDS, ExchangeClient
 from aggserver.history.dynamo import LatestRecord
+from aggserver.process.tasks import stop_tasks
 from aggserver.store.prices import PriceCache
 
 __all__ = ["Scheduler"]
@@ -88,18 +89,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self._work]
-        for task in tasks:
-            task.cancel()
         self._tasks = []
-        if not tasks:
-            return
-        # Bounded: a Redis call interrupted by the cancellation can surface as a timeout that a
-        # loop takes for Redis being away, and then that task goes on; shutdown must not wait
-        # for it forever.
-        _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
-        for task in stuck:
-            log.warning("scheduler task %s did not stop when cancelled; cancelling again", task.get_name())
-            task.cancel()
+        await stop_tasks(tasks, STOP_SECONDS)
 
     def _listed(self, assets: Sequence[str]) -> list[str]:
         return [a for a in assets if self._exchanges.listed(a)]

@@ -25,6 +25,7 @@ from aggserver.domain.aggregate import Quote
 from aggserver.engine.refresh import Refresher
 from aggserver.exchanges.client import Exchange, ExchangeClient, StreamBook, to_quote
 from aggserver.exchanges.stream_client import StreamClient
+from aggserver.process.tasks import stop_tasks
 from aggserver.settings import Settings
 from aggserver.venues import VENUES
 from aggserver.venues.base import Ticker
@@ -120,10 +121,7 @@ class Ingestor:
             self._tasks.append(asyncio.create_task(self._confirm_quiet(), name="stream-quiet"))
 
     async def stop(self) -> None:
-        for client_task in list(self._tasks):
-            client_task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         for exchange in self._exchanges.exchanges:
             exchange.stream = None  # polled again

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 
 import aiohttp
 
+from aggserver.process.backoff import Backoff
+from aggserver.process.tasks import stop_task
 from aggserver.venues.base import Ticker, VenueError
 from aggserver.venues.streams import VenueStream
 
@@ -86,11 +88,11 @@ class StreamClient:
 
     async def run(self) -> None:
         """Connect, read, reconnect, until :meth:`stop`."""
-        backoff = BACKOFF_START
+        backoff = Backoff(first=BACKOFF_START, cap=BACKOFF_MAX, jitter=True, rng=self._rng)
         while not self._stopping:
             try:
                 if await self._connection():
-                    backoff = BACKOFF_START
+                    backoff.reset()
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:200]
@@ -98,14 +100,11 @@ class StreamClient:
             finally:
                 self.connected = self.flowing = False
             # Full jitter: many instances cut off at once do not come back at once.
-            await asyncio.sleep(self._rng.uniform(0, backoff))
-            backoff = min(backoff * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff.next())
 
     async def stop(self, task: asyncio.Task[None]) -> None:
         self._stopping = True
-        task.cancel()
-        # Bounded: a cancellation lost inside a library must not hang shutdown.
-        await asyncio.wait({task}, timeout=5)
+        await stop_task(task)
 
     async def _connection(self) -> bool:
         """One connection, until it closes or stalls; whether it delivered any tickers."""

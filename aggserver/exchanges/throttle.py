@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiolimiter import AsyncLimiter
 
 from aggserver.domain.reasons import QuoteRejected, ReasonCode
+from aggserver.process.backoff import Backoff
 from aggserver.venues.base import RatePolicy
 
 __all__ = ["Held", "Throttle"]
@@ -48,7 +49,7 @@ class Throttle:
         self._share = share
         self.set_budget(capacity, window_seconds)
         self.blocked_until = 0.0
-        self._backoff = 0.0
+        self._backoff = Backoff(first=BACKOFF_FIRST_SECONDS, cap=BACKOFF_MAX_SECONDS)
         self.rate_limited = 0  # answers in which the venue said "too many"
         self.held = 0  # requests not sent because of a stop or a spent budget
 
@@ -84,11 +85,7 @@ class Throttle:
         """The venue said "too many": stop for ``retry_after`` seconds, or back off
         exponentially when it gave none. Returns the pause."""
         self.rate_limited += 1
-        if retry_after is None:
-            self._backoff = min(BACKOFF_MAX_SECONDS, self._backoff * 2 or BACKOFF_FIRST_SECONDS)
-            pause = self._backoff
-        else:
-            pause = retry_after
+        pause = self._backoff.next() if retry_after is None else retry_after
         self.blocked_until = max(self.blocked_until, self._clock() + pause)
         return pause
 
@@ -98,4 +95,4 @@ class Throttle:
 
     def answered(self) -> None:
         """A normal answer: the exponential pause starts from the beginning next time."""
-        self._backoff = 0.0
+        self._backoff.reset()

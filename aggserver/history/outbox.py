@@ -30,6 +30,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from aggserver.domain.candles import INTERVALS
 from aggserver.history.records import HistoryRecord
+from aggserver.process.backoff import Backoff
+from aggserver.process.tasks import stop_task
 from aggserver.store.connection import CLUSTER_BUCKETS, REDIS_FAILURES, RedisClient, bucket_of
 
 __all__ = [
@@ -229,7 +231,7 @@ class Outbox:
 
     async def run(self) -> None:
         """Append spilled records once Redis answers; keep :attr:`state` current."""
-        backoff = 0.1
+        backoff = Backoff(first=0.2, cap=SPILL_BACKOFF_MAX)
         next_state = 0.0
         while not self._stopping:
             if time.monotonic() >= next_state:
@@ -237,10 +239,9 @@ class Outbox:
                 next_state = time.monotonic() + STATE_SECONDS
             if self._spill:
                 if await self._append_spill():
-                    backoff = 0.1
+                    backoff.reset()
                     continue
-                backoff = min(backoff * 2, SPILL_BACKOFF_MAX)
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(backoff.next())
                 continue
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -252,8 +253,7 @@ class Outbox:
         that lands while ``asyncio.timeout`` expires, and the task would wait on forever."""
         self._stopping = True
         self._wakeup.set()
-        task.cancel()
-        await asyncio.wait({task}, timeout=5)
+        await stop_task(task)
 
     async def flush(self, timeout: float) -> None:
         """At shutdown: append what waits here, for at most ``timeout`` seconds."""

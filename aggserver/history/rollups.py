@@ -41,6 +41,7 @@ from aggserver.history.dynamo import MAX_BATCH, describe_error, ensure_table, le
 from aggserver.history.lean_query import PAGE_ITEMS, decode_items, query_answer
 from aggserver.history.outbox import OutboxKeys
 from aggserver.history.records import HistoryRecord, record_decoder
+from aggserver.process.backoff import Backoff
 from aggserver.store.connection import RedisClient
 
 if TYPE_CHECKING:
@@ -364,14 +365,13 @@ async def write_items(
     """Put ``items`` in batches, retrying what DynamoDB leaves unprocessed (with backoff)."""
     for first in range(0, len(items), MAX_BATCH):
         requests = [{"PutRequest": {"Item": item}} for item in items[first : first + MAX_BATCH]]
-        delay = 0.05
+        backoff = Backoff(first=0.05, cap=2.0)
         for _ in range(attempts):
             response = await dynamo.batch_write_item(RequestItems={table: requests})  # type: ignore[dict-item]
             requests = response.get("UnprocessedItems", {}).get(table, [])  # type: ignore[assignment]
             if not requests:
                 break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await asyncio.sleep(backoff.next())
         else:
             raise TimeoutError(f"{len(requests)} rollups still unprocessed after {attempts} attempts")
 

@@ -31,6 +31,8 @@ from aggserver.history.outbox import GROUP, OutboxKeys, decode_entry
 from aggserver.history.records import HistoryRecord
 from aggserver.history.rollups import PASS_SECONDS as ROLLUP_PASS_SECONDS
 from aggserver.history.rollups import RollupMaintainer
+from aggserver.process.backoff import Backoff
+from aggserver.process.tasks import stop_task
 from aggserver.store.connection import REDIS_FAILURES, RedisClient
 
 if TYPE_CHECKING:
@@ -111,12 +113,12 @@ class HistoryWriter:
 
     async def run(self) -> None:
         """Write until stopped; once stopped, until nothing new is left to read (see :meth:`drain`)."""
-        backoff = BACKOFF_START
+        backoff = Backoff(first=BACKOFF_START, cap=BACKOFF_MAX)
         while True:
             try:
                 if await self._step():
                     return
-                backoff = BACKOFF_START
+                backoff.reset()
             except REDIS_FAILURES as exc:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     # Redis lost them (restarted without its data): made again before reading.
@@ -127,8 +129,7 @@ class HistoryWriter:
                     log.warning("history writer: Redis unavailable (%s) while stopping", type(exc).__name__)
                     return
                 log.warning("history writer: Redis unavailable (%s); retrying", type(exc).__name__)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await self._sleep(backoff.next())
 
     async def _step(self) -> bool:
         """The chores that are due, then one batch written; True once stopped with nothing left."""
@@ -169,9 +170,7 @@ class HistoryWriter:
                 "history writer stopped after %.0f s with work left; the outbox keeps it for the next writer",
                 timeout,
             )
-            task.cancel()
-            # Bounded: a cancellation a library turns into a timeout must not hang shutdown.
-            await asyncio.wait({task}, timeout=5)
+            await stop_task(task)
 
     async def _create_groups(self) -> None:
         for stream in self._streams:
@@ -258,15 +257,13 @@ class HistoryWriter:
 
             await asyncio.gather(*(write_one(batch) for batch in batches))
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await stop_task(keeper)
         await self._acknowledge(entries, records, self.retried - retried_before, unreadable)
         self.holding = 0
 
     async def _write_batch(self, batch: list[HistoryRecord]) -> None:
         """Until DynamoDB has every record of ``batch``, with backoff between attempts."""
-        backoff = BACKOFF_START
+        backoff = Backoff(first=BACKOFF_START, cap=BACKOFF_MAX)
         while batch:
             if not self._table_ready:
                 try:
@@ -274,8 +271,7 @@ class HistoryWriter:
                     self._table_ready = True
                 except (BotoCoreError, ClientError, TimeoutError) as exc:
                     log.warning("history table not ready (%s)", describe_error(exc))
-                    await self._sleep(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    await self._sleep(backoff.next())
                     continue
             try:
                 response = await self._dynamo.batch_write_item(
@@ -299,8 +295,7 @@ class HistoryWriter:
                     return
             self.retried += len(failed)
             batch = failed
-            await self._sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+            await self._sleep(backoff.next())
 
     async def _keep_claim(self, entries: Sequence[Entry]) -> None:
         """While DynamoDB keeps us retrying, tell the group we are alive and still own these
@@ -318,7 +313,7 @@ class HistoryWriter:
     ) -> None:
         by_stream = _ids_by_stream(entries)
         written = len(records)
-        backoff = BACKOFF_START
+        backoff = Backoff(first=BACKOFF_START, cap=BACKOFF_MAX)
         while True:
             try:
                 if self.rollups is not None:
@@ -341,10 +336,9 @@ class HistoryWriter:
                 # Written but not acknowledged: another try, or another writer, writes them again
                 # (harmless); the acknowledgement is retried until Redis answers.
                 log.warning("history writer: acknowledging failed (%s); retrying", type(exc).__name__)
-                if self._stopping and backoff >= BACKOFF_MAX:
+                if self._stopping and backoff.at_cap:
                     return
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await self._sleep(backoff.next())
 
 
 def _ids_by_stream(entries: Sequence[Entry]) -> dict[str, list[Any]]:

@@ -16,7 +16,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver.history.dynamo import describe_error, ensure_table, lean_dynamo_client
 from aggserver.history.writer import HistoryWriter
+from aggserver.process.backoff import Backoff
 from aggserver.process.children import die_with_parent
+from aggserver.process.tasks import stop_task
 from aggserver.settings import Settings
 from aggserver.store.connection import RedisClient, create_redis
 
@@ -170,13 +172,10 @@ class WriterChild:
                 )
                 process.kill()
                 await process.wait()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _supervise(self) -> None:
-        backoff = RESTART_BACKOFF_START
+        backoff = Backoff(first=RESTART_BACKOFF_START, cap=RESTART_BACKOFF_MAX)
         while True:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -197,14 +196,14 @@ class WriterChild:
             self._ready.clear()
             if self._stopping:
                 return
+            delay = backoff.next()
             log.error(
                 "history writer (pid %d) exited with %s; starting another in %.0f s",
                 self._process.pid,
                 code,
-                backoff,
+                delay,
             )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+            await asyncio.sleep(delay)
 
 
 @dataclass(frozen=True, slots=True)

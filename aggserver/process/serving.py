@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import uvloop
 from aiohttp import web
 
+from aggserver.process.tasks import stop_tasks
 from aggserver.settings import ACCEPT_BACKLOG, Settings
 from aggserver.web.app import create_app
 
@@ -42,15 +43,9 @@ def run(
         loop.run_until_complete(_serve(app, settings, reuse_port=reuse_port))
         # web.run_app would wait for every leftover task without limit; a task that swallows
         # its cancellation (seen about once in ten shutdowns) would then hang the process.
-        leftovers = asyncio.all_tasks(loop)
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            _, stuck = loop.run_until_complete(asyncio.wait(leftovers, timeout=LEFTOVER_TASKS_SECONDS))
-            if stuck:
-                log.warning(
-                    "exiting with %d tasks that did not stop: %s", len(stuck), [t.get_coro() for t in stuck]
-                )
+        stuck = loop.run_until_complete(stop_tasks(asyncio.all_tasks(loop), LEFTOVER_TASKS_SECONDS))
+        if stuck:
+            log.warning("exiting with %d tasks that did not stop", len(stuck))
         loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
         loop.close()

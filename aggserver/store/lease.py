@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from aggserver.process.tasks import stop_task
 from aggserver.store.connection import RedisClient
 
 __all__ = ["LEASE_KEY", "MEMBERS_KEY", "Lease", "Plan", "lease_key", "plan", "shard_of"]
@@ -148,12 +149,10 @@ class Lease:
 
     async def stop(self) -> None:
         if self._task is not None:
+            # The flag ends the loop at its next turn where a Redis call turned the cancellation
+            # into a timeout error, which the loop takes for Redis being away.
             self._stopping = True
-            self._task.cancel()
-            # Bounded: a Redis call interrupted by the cancellation can turn it into a timeout
-            # error, which the loop treats as Redis being away; the flag then ends the loop at
-            # its next turn. (Seen in CI: teardown waited forever on a task left "cancelling".)
-            await asyncio.wait({self._task}, timeout=self._ttl_ms / 3000 + STOP_GRACE_SECONDS)
+            await stop_task(self._task, self._ttl_ms / 3000 + STOP_GRACE_SECONDS)
         owned = self.owned
         if owned:
             await self._change(frozenset(), "shutting down", level=logging.INFO)

@@ -15,6 +15,8 @@ from typing import Protocol
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from aggserver.process.backoff import Backoff
+from aggserver.process.tasks import stop_task
 from aggserver.store.announcements import UPDATES_CHANNEL, Announcement, decode_announcement
 from aggserver.store.connection import RedisClient
 
@@ -46,8 +48,7 @@ class UpdateFeed:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_task(self._task)
 
     def _gap(self, *, connected: bool) -> None:
         self.connected = connected
@@ -55,7 +56,7 @@ class UpdateFeed:
             listener.gap(connected=connected)
 
     async def _listen(self, client: RedisClient) -> None:
-        backoff = 0.1
+        backoff = Backoff(first=0.1, cap=2.0)
         while True:
             pubsub = None
             try:
@@ -64,7 +65,7 @@ class UpdateFeed:
                 pubsub = client.pubsub()
                 await pubsub.subscribe(UPDATES_CHANNEL)
                 self._gap(connected=True)
-                backoff = 0.1
+                backoff.reset()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                     if message is not None and message["type"] == "message":
@@ -78,5 +79,4 @@ class UpdateFeed:
                     self._gap(connected=False)
                 if pubsub is not None:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            await asyncio.sleep(backoff.next())

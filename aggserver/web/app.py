@@ -29,6 +29,7 @@ from aggserver.history.rollups import ensure_rollup_table
 from aggserver.history.writer import HistoryWriter
 from aggserver.history.writer_process import HistoryWriterView, WriterChild, configured_writer
 from aggserver.metrics import MetricsCollector, RequestStats
+from aggserver.process.tasks import stop_task
 from aggserver.settings import Settings
 from aggserver.store.connection import create_redis
 from aggserver.store.lease import Lease, shard_of
@@ -236,8 +237,7 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         rate=settings.refresh_rate_limit,
     )
     yield
-    listings.cancel()
-    await asyncio.gather(listings, return_exceptions=True)
+    await stop_task(listings)
     await hub.close_all()
     await reader.close()
 

@@ -22,6 +22,7 @@ from aggserver.domain.price import CachedPrice
 from aggserver.domain.quality import QualityGuard
 from aggserver.engine.price_view import PriceView
 from aggserver.errors import BackendUnavailable, TooManyStreams
+from aggserver.process.tasks import stop_tasks
 from aggserver.store.announcements import Announcement
 from aggserver.store.prices import PriceCache
 
@@ -204,6 +205,4 @@ class StreamHub:
         """End every stream (each handler then closes its connection) and pending reads."""
         for subscription in self._subscriptions:
             subscription.end()
-        for task in list(self._reads):
-            task.cancel()
-        await asyncio.gather(*self._reads, return_exceptions=True)
+        await stop_tasks(list(self._reads))

@@ -16,6 +16,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from aggserver.errors import BackendUnavailable, InvalidParameter, OverBudget
+from aggserver.process.tasks import stop_task
 from aggserver.web import params
 from aggserver.web.budget import TokenBucket
 from aggserver.web.keys import SETTINGS, STREAM_HUB, SYMBOLS
@@ -61,8 +62,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 # Ending the subscription stops the sender even where a library it awaits
                 # swallowed a cancellation; cancelling covers a send still in progress.
                 subscription.end()
-                sender.cancel()
-                await asyncio.gather(sender, return_exceptions=True)
+                await stop_task(sender)
         return response
     finally:
         hub.close(subscription)
@@ -141,8 +141,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 await _send(socket, orjson.dumps(reply))
         finally:
             subscription.end()  # as in stream(): cancelling alone is not always enough
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            await stop_task(sender)
     finally:
         hub.close(subscription)
     return socket
