@@ -1,25 +1,22 @@
 """``aggserver``: ``serve`` runs the server (``--workers N`` under a supervisor);
 ``history-writer`` writes the history outbox into DynamoDB; ``backfill-candles`` writes candle
-rollups of older history; ``venues`` checks the exchanges. The local stack is ``python -m devstack``."""
+rollups of older history; ``venues`` checks the exchanges. The local stack is ``python -m devstack``.
+
+Each command imports what it runs when it runs: ``history-writer`` loads neither the aiohttp
+server nor the scheduler, and a signal that arrives while it is still importing is kept.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Mapping
 
-import uvloop
-
 from aggserver import __version__
-from aggserver.domain.symbols import load_symbols
 from aggserver.errors import ConfigError
-from aggserver.exchanges.probe import probe_venues
-from aggserver.history.rollups import backfill_candles
-from aggserver.history.writer_process import serve_writer
 from aggserver.process.logs import setup_logging
-from aggserver.process.serving import run
-from aggserver.process.supervisor import supervise
 from aggserver.settings import Settings
 
 __all__ = ["add_listen_arguments", "main", "settings_from"]
@@ -83,20 +80,47 @@ def _serve(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise ConfigError("--workers must be 1 or more")
     if args.workers == 1:
+        from aggserver.process.serving import run
+
         run(settings, reuse_port=args.reuse_port)
         return
+    from aggserver.process.supervisor import supervise
+
     listen = ["--host", args.host] if args.host else []
     listen += ["--port", str(args.port)] if args.port is not None else []
     supervise(settings, args.workers, listen)
 
 
+def _write_history(settings: Settings) -> None:
+    # Asked to stop while still importing (botocore is slow to load), the writer must still
+    # drain the outbox rather than die of the default action: the signal is noted until the
+    # writer's own handlers take over.
+    stopped_early: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: stopped_early.append(received))
+    import uvloop
+
+    from aggserver.history.writer_process import serve_writer
+
+    uvloop.run(serve_writer(settings, stopped_early=stopped_early))
+
+
 def _backfill(args: argparse.Namespace, settings: Settings) -> None:
+    import uvloop
+
+    from aggserver.domain.symbols import load_symbols
+    from aggserver.history.rollups import backfill_candles
+
     named = [a.strip().lower() for a in (args.assets or "").split(",") if a.strip()]
     assets = named or list(load_symbols(settings.symbols_file).ordered)
     uvloop.run(backfill_candles(settings, assets, sys.stdout))
 
 
 def _probe(settings: Settings) -> None:
+    import uvloop
+
+    from aggserver.exchanges.probe import probe_venues
+
     if uvloop.run(probe_venues(settings, sys.stdout)):
         sys.exit(1)
 
@@ -110,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.from_env(os.environ)
         setup_logging(settings)
         if args.command == "history-writer":
-            uvloop.run(serve_writer(settings))
+            _write_history(settings)
         elif args.command == "backfill-candles":
             _backfill(args, settings)
         else:

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -98,15 +99,15 @@ async def run_writer(settings: Settings, stop: asyncio.Event) -> HistoryWriter:
         await redis.aclose()
 
 
-async def serve_writer(settings: Settings) -> None:
-    """The ``history-writer`` command: run until SIGTERM or SIGINT."""
+async def serve_writer(settings: Settings, *, stopped_early: Sequence[int] = ()) -> None:
+    """The ``history-writer`` command: run until SIGTERM or SIGINT (or at once, draining what is
+    there, when ``stopped_early`` holds a signal that came while the command was starting)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    main = sys.modules.get("__main__")
-    if getattr(main, "STOPPED_EARLY", None):
-        stop.set()  # told to stop while starting: drain what is there, then exit
+    if stopped_early:
+        stop.set()
     # A parent waits for this line before it may ask us to stop (WriterChild.stop).
     print(READY_LINE, flush=True)
     await run_writer(settings, stop)

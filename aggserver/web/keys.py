@@ -1,34 +1,42 @@
-"""Every piece of shared application state, as a typed ``web.AppKey``."""
+"""Every piece of shared application state, as a typed ``web.AppKey``.
+
+The types are for the type checker only: importing the keys (as every HTTP helper does) must
+not import the components themselves, so a parameter parser does not pull in botocore, the
+history writer or the scheduler.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
-from aggserver.domain.symbols import SymbolSet
-from aggserver.domain.tiers import Popularity, TierMap
-from aggserver.engine.freshness import FreshnessProbe
-from aggserver.engine.price_view import PriceView
-from aggserver.engine.reader import PriceReader
-from aggserver.engine.refresh import Refresher
-from aggserver.engine.scheduler import Scheduler
-from aggserver.exchanges.client import ExchangeClient
-from aggserver.exchanges.ingest import Ingestor
-from aggserver.history.dynamo import LatestRecord
-from aggserver.history.outbox import Outbox
-from aggserver.history.reads import HistoryQueries
-from aggserver.history.writer_process import HistoryWriterView
-from aggserver.metrics import RequestStats
-from aggserver.settings import Settings
-from aggserver.store.lease import Lease
-from aggserver.store.prices import PriceCache
-from aggserver.store.updates import UpdateFeed
-from aggserver.web.budget import ClientBudgets
-from aggserver.web.refresh_guard import RefreshGuard
-from aggserver.web.stream_hub import StreamHub
+if TYPE_CHECKING:
+    import aiohttp
+    from prometheus_client import CollectorRegistry
+
+    from aggserver.domain.symbols import SymbolSet
+    from aggserver.domain.tiers import Popularity, TierMap
+    from aggserver.engine.freshness import FreshnessProbe
+    from aggserver.engine.price_view import PriceView
+    from aggserver.engine.reader import PriceReader
+    from aggserver.engine.refresh import Refresher
+    from aggserver.engine.scheduler import Scheduler
+    from aggserver.exchanges.client import ExchangeClient
+    from aggserver.exchanges.ingest import Ingestor
+    from aggserver.history.dynamo import LatestRecord
+    from aggserver.history.outbox import Outbox
+    from aggserver.history.reads import HistoryQueries
+    from aggserver.history.writer_process import HistoryWriterView
+    from aggserver.metrics import RequestStats
+    from aggserver.settings import Settings
+    from aggserver.store.lease import Lease
+    from aggserver.store.prices import PriceCache
+    from aggserver.store.updates import UpdateFeed
+    from aggserver.web.budget import ClientBudgets
+    from aggserver.web.refresh_guard import RefreshGuard
+    from aggserver.web.stream_hub import StreamHub
 
 __all__ = [
     "BUDGETS",
@@ -58,29 +66,29 @@ __all__ = [
     "UPDATE_FEED",
 ]
 
-SETTINGS = web.AppKey("settings", Settings)
-SYMBOLS = web.AppKey("symbols", SymbolSet)
-HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
-CACHE = web.AppKey("cache", PriceCache)
-OUTBOX = web.AppKey("outbox", Outbox)
-HISTORY_WRITER = web.AppKey("history_writer", HistoryWriterView)
-REFRESHER = web.AppKey("refresher", Refresher)
-TIERS = web.AppKey("tiers", TierMap)
-POPULARITY = web.AppKey("popularity", Popularity)
-READER = web.AppKey("reader", PriceReader)
-SCHEDULER = web.AppKey("scheduler", Scheduler)
-INGESTOR = web.AppKey("ingestor", Ingestor)
-EXCHANGES = web.AppKey("exchanges", ExchangeClient)
-FRESHNESS = web.AppKey("freshness", FreshnessProbe)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+SYMBOLS: web.AppKey[SymbolSet] = web.AppKey("symbols")
+HTTP_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_session")
+CACHE: web.AppKey[PriceCache] = web.AppKey("cache")
+OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox")
+HISTORY_WRITER: web.AppKey[HistoryWriterView] = web.AppKey("history_writer")
+REFRESHER: web.AppKey[Refresher] = web.AppKey("refresher")
+TIERS: web.AppKey[TierMap] = web.AppKey("tiers")
+POPULARITY: web.AppKey[Popularity] = web.AppKey("popularity")
+READER: web.AppKey[PriceReader] = web.AppKey("reader")
+SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
+INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor")
+EXCHANGES: web.AppKey[ExchangeClient] = web.AppKey("exchanges")
+FRESHNESS: web.AppKey[FreshnessProbe] = web.AppKey("freshness")
 LATEST_RECORD: web.AppKey[LatestRecord] = web.AppKey("latest_record")
-LEASE = web.AppKey("lease", Lease)
-PRICE_VIEW = web.AppKey("price_view", PriceView)
-REFRESH_GUARD = web.AppKey("refresh_guard", RefreshGuard)
-UPDATE_FEED = web.AppKey("update_feed", UpdateFeed)
-STREAM_HUB = web.AppKey("stream_hub", StreamHub)
-REQUEST_STATS = web.AppKey("request_stats", RequestStats)
-METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+LEASE: web.AppKey[Lease] = web.AppKey("lease")
+PRICE_VIEW: web.AppKey[PriceView] = web.AppKey("price_view")
+REFRESH_GUARD: web.AppKey[RefreshGuard] = web.AppKey("refresh_guard")
+UPDATE_FEED: web.AppKey[UpdateFeed] = web.AppKey("update_feed")
+STREAM_HUB: web.AppKey[StreamHub] = web.AppKey("stream_hub")
+REQUEST_STATS: web.AppKey[RequestStats] = web.AppKey("request_stats")
+METRICS_REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("metrics_registry")
+HISTORY_QUERIES: web.AppKey[HistoryQueries] = web.AppKey("history_queries")
 # Whether the DynamoDB table answers now (for /ready).
-HISTORY_QUERIES = web.AppKey("history_queries", HistoryQueries)
 HISTORY_READY: web.AppKey[Callable[[], Awaitable[bool]]] = web.AppKey("history_ready")
-BUDGETS = web.AppKey("budgets", ClientBudgets)
+BUDGETS: web.AppKey[ClientBudgets] = web.AppKey("budgets")

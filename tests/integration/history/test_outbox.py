@@ -490,3 +490,53 @@ def _written_in(log: list[dict[str, Any]]) -> int:
         if found:
             return int(found.group(1))
     raise AssertionError("the writer did not report how much it wrote")
+
+
+# Put on the writer's PYTHONPATH: the import of its writer module takes a while (as botocore's
+# does on a slow disk) and says when it has begun, so a signal can land inside it for certain.
+SLOW_IMPORT = """
+import importlib.abc, os, sys, time
+
+class SlowImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "aggserver.history.writer_process":
+            open(os.environ["SLOW_IMPORT_MARK"], "w").close()
+            time.sleep(2)
+        return None
+
+sys.meta_path.insert(0, SlowImport())
+"""
+
+
+async def test_a_writer_stopped_while_it_imports_drains_what_is_there_and_exits_cleanly(
+    settings: Settings, redis_client: redis.Redis, dynamo_service: Service, tmp_path: Path
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(SLOW_IMPORT)
+    mark = tmp_path / "importing"
+    env = {
+        **server_env(settings, settings.redis_url, 0),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "SLOW_IMPORT_MARK": str(mark),
+    }
+    keys = OutboxKeys(settings.prices_table)
+    records = [
+        HistoryRecord(asset="btcusdt", timestamp=1_800_000_000 + i, price=1.0, updated_at=1)
+        for i in range(60)
+    ]
+    await _append(redis_client, keys, records)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "aggserver", "history-writer"], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        await poll(mark.exists, timeout=20)
+        # Inside the import: SIGTERM's default action would end the writer with nothing drained.
+        writer.send_signal(signal.SIGTERM)
+        _, stderr = writer.communicate(timeout=60)
+    finally:
+        if writer.returncode is None:
+            writer.kill()
+            writer.communicate()
+    assert writer.returncode == 0, stderr.decode()[-2000:]
+    async with dynamo_at(dynamo_service.url, settings) as dynamo:
+        expected = {(r.asset, r.timestamp) for r in records}
+        assert await all_stored(dynamo, settings.prices_table, expected)
