@@ -1,4 +1,4 @@
-"""Pure aggregation: exchange payloads in, one volume-weighted price out. No I/O here."""
+"""Pure aggregation: quotes in (``domain/quotes.py``), one volume-weighted price out. No I/O here."""
 
 from __future__ import annotations
 
@@ -6,40 +6,19 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from aggserver.domain.quotes import Quote
 from aggserver.domain.reasons import QuoteRejected, ReasonCode
 
 __all__ = [
     "Aggregate",
-    "InvalidQuote",
-    "Quote",
     "QuotePolicy",
     "Selection",
     "aggregate",
     "breakdown",
     "dispersion",
-    "parse_quote",
     "select_quotes",
     "volume_weighted_price",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Quote:
-    """One exchange's view of one asset."""
-
-    source: str
-    symbol: str
-    price: float
-    volume: float
-    timestamp: int
-    # False when the venue sent no time and ``timestamp`` is when its answer arrived.
-    venue_time: bool = True
-    # The same moment in milliseconds where the venue says it that precisely (streams do).
-    timestamp_ms: int | None = None
-
-    @property
-    def moment_ms(self) -> int:
-        return self.timestamp_ms if self.timestamp_ms is not None else self.timestamp * 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,40 +33,6 @@ class Aggregate:
     dispersion: float = 0.0
     # ``last_updated`` in milliseconds where a venue gave its time that precisely, else None.
     last_updated_ms: int | None = None
-
-
-class InvalidQuote(ValueError):
-    """A payload that must not reach the price; the message says why."""
-
-
-def _finite_number(payload: Mapping[str, object], name: str) -> float:
-    value = payload.get(name)
-    # bool is an int subclass, and True is no price.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidQuote(f"{name} is not a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidQuote(f"{name} is not finite")
-    return number
-
-
-def parse_quote(payload: object, *, source: str, symbol: str) -> Quote:
-    """Validate an exchange's decoded JSON for ``symbol``; raise InvalidQuote when unusable."""
-    if not isinstance(payload, dict):
-        raise InvalidQuote("body is not a JSON object")
-    quoted = payload.get("symbol")
-    if not isinstance(quoted, str) or quoted.lower() != symbol:
-        raise InvalidQuote(f"quote names another symbol: {quoted!r}")
-    price = _finite_number(payload, "price")
-    if price <= 0:
-        raise InvalidQuote("price is not positive")
-    volume = _finite_number(payload, "volume")
-    if volume < 0:
-        raise InvalidQuote("volume is negative")
-    timestamp = _finite_number(payload, "timestamp")
-    if timestamp <= 0:
-        raise InvalidQuote("timestamp is not positive")
-    return Quote(source=source, symbol=symbol, price=price, volume=volume, timestamp=int(timestamp))
 
 
 def volume_weighted_price(quotes: Sequence[Quote]) -> float:

@@ -27,6 +27,7 @@ from aggserver.exchanges.client import SNAPSHOT_SECONDS, ExchangeClient
 from aggserver.history.dynamo import LatestRecord
 from aggserver.process.tasks import stop_tasks
 from aggserver.store.prices import PriceCache
+from aggserver.venues.base import Bulk
 
 __all__ = ["Scheduler"]
 
@@ -188,8 +189,8 @@ class Scheduler:
                     for a in members[slot::slots]
                     if self._tiers.of(a) is tier
                     and self._owns(a)
-                    and self._exchanges.on_tiers(a)
-                    and not self._exchanges.streamed(a)
+                    and on_tiers(self._exchanges, a)
+                    and not streamed(self._exchanges, a)
                 ]
                 if not share:
                     continue
@@ -213,8 +214,8 @@ class Scheduler:
         while True:
             # Without an all-tickers venue (the default mockex stack) there is nothing to do.
             assets = (
-                [a for a in self._mine if self._exchanges.priced_in_bulk(a)]
-                if self._exchanges.has_all_tickers_venue
+                [a for a in self._mine if priced_in_bulk(self._exchanges, a)]
+                if any(e.bulk is Bulk.ALL for e in self._exchanges.exchanges)
                 else []
             )
             round_start = next_round
@@ -222,7 +223,7 @@ class Scheduler:
             # its whole aggregation and Redis pipeline; chunks let GETs run between them, and
             # all share one all-tickers answer per venue, however long the round takes.
             self._exchanges.expire_snapshots()
-            due = [a for a in assets if not self._exchanges.streamed(a)]
+            due = [a for a in assets if not streamed(self._exchanges, a)]
             self.left_to_streams = len(assets) - len(due)
             for start in range(0, len(due), BULK_ROUND_CHUNK):
                 await self._refresh_share(
@@ -257,6 +258,26 @@ class Scheduler:
             if promoted:
                 log.info("promoted to hot by traffic: %s", ", ".join(promoted[:10]))
                 self._start_work(self._listed([a for a in promoted if self._owns(a)]), urgent=True)
+
+
+def priced_in_bulk(exchanges: ExchangeClient, symbol: str) -> bool:
+    """Listed, and only by venues that price all their symbols with one request (so it is
+    refreshed every bulk round)."""
+    listing = exchanges.listing_exchanges(symbol)
+    return bool(listing) and all(e.bulk is Bulk.ALL for e in listing)
+
+
+def streamed(exchanges: ExchangeClient, symbol: str) -> bool:
+    """Listed, and every venue listing it streams it now: its aggregation follows the
+    streams (``exchanges/ingest.py``), and a scheduled refresh would only repeat it."""
+    listing = exchanges.listing_exchanges(symbol)
+    return bool(listing) and all(e.streams(symbol) for e in listing)
+
+
+def on_tiers(exchanges: ExchangeClient, symbol: str) -> bool:
+    """Listed, and by at least one venue asked per symbol or per list (so it is refreshed
+    by its tier)."""
+    return any(e.bulk is not Bulk.ALL for e in exchanges.listing_exchanges(symbol))
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:

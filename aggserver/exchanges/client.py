@@ -1,62 +1,31 @@
-"""Exchange clients: one pooled keep-alive session; per exchange a venue adapter, its listing,
-a rate budget, a circuit breaker and a bound on requests in flight. An exchange's failure
-becomes a reason, never an error.
+"""Fetching quotes: every exchange that lists an asset asked at once, within the refresh budget;
+bulk answers shared by every caller; streamed and last polled quotes used where they stand in
+for a request. An exchange's failure becomes a reason (``QuoteRejected``), never an error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import aiohttp
-import orjson
 
-from aggserver.domain.aggregate import Quote
+from aggserver.domain.quotes import Quote, to_quote
 from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.errors import NotListed
-from aggserver.exchanges.breaker import CircuitBreaker
-from aggserver.exchanges.throttle import Held, Throttle
-from aggserver.metrics import Histogram
-from aggserver.venues import VenueConfig, venue_for
-from aggserver.venues.base import (
-    Bulk,
-    RateLimited,
-    Ticker,
-    Venue,
-    VenueError,
-    VenueRequest,
-    retry_after_seconds,
-)
+from aggserver.exchanges.registry import Exchange, Tickers, exchanges_for, load_listing
+from aggserver.exchanges.throttle import Held
+from aggserver.exchanges.transport import MAX_BODY_BYTES, MAX_BULK_BODY_BYTES, ExchangeFailure, Transport
+from aggserver.venues import VenueConfig
+from aggserver.venues.base import Bulk, Ticker, VenueError
 
-__all__ = [
-    "MAX_BODY_BYTES",
-    "SNAPSHOT_SECONDS",
-    "Exchange",
-    "ExchangeClient",
-    "FetchResult",
-    "Listing",
-    "create_session",
-    "to_quote",
-]
+__all__ = ["SNAPSHOT_SECONDS", "ExchangeClient", "FetchResult", "quote_of"]
 
-log = logging.getLogger(__name__)
-
-Parsed = TypeVar("Parsed")
-# A bulk answer: tickers (or why each is unusable) by the venue's names, and when it arrived.
-Tickers = tuple[dict[str, Ticker | QuoteRejected], float]
-
-# A ticker is a few hundred bytes; a venue's whole listing or all-tickers answer a few MB.
-MAX_BODY_BYTES = 64 * 1024
-MAX_BULK_BODY_BYTES = 16 * 1024 * 1024
 # An all-tickers answer serves every refresh that starts within this long of it: tier slots
 # a second apart then cost a bulk venue one request every two seconds, whatever they ask.
 SNAPSHOT_SECONDS = 2.0
-# Where a venue reports the budget used this minute (Binance), pause at this share of it.
-USED_SHARE_PAUSE = 0.9
 
 # Why an exchange has no quote of a symbol when nothing failed.
 NOT_LISTED = QuoteRejected(ReasonCode.NOT_LISTED, "not listed")
@@ -66,106 +35,12 @@ NOT_POLLED_YET = QuoteRejected(ReasonCode.NO_QUOTES, "not polled yet")
 BUDGET_SPENT = QuoteRejected(ReasonCode.TIMEOUT, "timed out (refresh budget)")
 
 
-class ExchangeFailure(Exception):
-    """The exchange itself failed (transport, status, body): counts against its breaker."""
-
-    def __init__(self, reason: str, *, code: ReasonCode, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.status = status
-
-    @property
-    def rejection(self) -> QuoteRejected:
-        return QuoteRejected(self.code, str(self))
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchResult:
     """Every exchange's answer for one asset: the usable quotes and why the others were not."""
 
     quotes: list[Quote] = field(default_factory=list)
     rejected: dict[str, QuoteRejected] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Listing:
-    """Which of our symbols a venue lists, and under which of its own names."""
-
-    natives: Mapping[str, str]  # ours -> the venue's
-    loaded_at: float  # unix seconds
-
-
-def create_session(*, connections: int, timeout: float) -> aiohttp.ClientSession:
-    """The shared client session; keep-alive connections are reused across refreshes."""
-    connector = aiohttp.TCPConnector(limit=connections, ttl_dns_cache=300, keepalive_timeout=30)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout),
-        raise_for_status=False,
-    )
-
-
-@dataclass(kw_only=True)
-class StreamBook:
-    """A venue's streamed tickers (``exchanges/stream_client.py``): the latest of each of our symbols as a
-    quote (or why it cannot be one), made once as it arrives rather than at every aggregation,
-    and whether the stream is up (its quotes replace polling while it is)."""
-
-    quotes: dict[str, Quote | QuoteRejected] = field(default_factory=dict)  # by our symbol
-    # Connected and delivering (a stream that has not brought tickers yet replaces nothing).
-    connected: Callable[[], bool] = lambda: False
-
-
-@dataclass(kw_only=True)
-class Exchange:
-    """One configured exchange with its adapter, listing, budget, breaker and bound on requests."""
-
-    name: str
-    venue: Venue
-    origin: str
-    breaker: CircuitBreaker
-    slots: asyncio.Semaphore
-    throttle: Throttle
-    bulk: Bulk
-    # None until loaded; venues without a listing request list every symbol.
-    listing: Listing | None = None
-    listing_error: str | None = None
-    requests: int = 0
-    errors: int = 0
-    latency: Histogram = field(default_factory=Histogram)
-    # Share of its budget the venue last said we had used (Binance tells; others do not).
-    used_share: float | None = None
-    # Seconds the last request took on the wire (waiting for rate budget not included).
-    last_round_trip: float = 0.0
-    # The latest all-tickers request (Bulk.ALL), shared by every caller, and when it started
-    # (loop time).
-    snapshot: asyncio.Task[Tickers | QuoteRejected] | None = None
-    snapshot_at: float = 0.0
-    # The venue's stream, where it is ingested; None: polled only.
-    stream: StreamBook | None = None
-    # The latest quote polled of each symbol, for aggregations that poll nothing themselves.
-    polled: dict[str, Quote] = field(default_factory=dict)
-
-    @property
-    def streaming(self) -> bool:
-        """Whether its quotes come from its stream now (it is not polled meanwhile)."""
-        return self.stream is not None and self.stream.connected()
-
-    @property
-    def lists_everything(self) -> bool:
-        return self.venue.lists_everything
-
-    def listed_count(self, ours: int) -> int:
-        """How many of our ``ours`` symbols it lists."""
-        if self.lists_everything:
-            return ours
-        return len(self.listing.natives) if self.listing is not None else 0
-
-    def native(self, symbol: str) -> str | None:
-        """The venue's name for ``symbol``, or None when it does not list it."""
-        if self.lists_everything:
-            return symbol
-        return self.listing.natives.get(symbol) if self.listing is not None else None
 
 
 class ExchangeClient:
@@ -186,31 +61,17 @@ class ExchangeClient:
         rate_shares: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._session = session
         self._symbols = symbols
         self._clock = clock
-        self.exchanges: list[Exchange] = []
-        for config in configs:
-            venue = venue_for(config)
-            self.exchanges.append(
-                Exchange(
-                    name=config.name,
-                    venue=venue,
-                    origin=venue.origin(config.base_url),
-                    breaker=CircuitBreaker(
-                        config.name, failure_threshold=breaker_failures, reset_seconds=breaker_reset
-                    ),
-                    slots=asyncio.Semaphore(concurrency),
-                    throttle=Throttle(
-                        config.name,
-                        capacity=venue.rate.capacity,
-                        window_seconds=venue.rate.window_seconds,
-                        share=(rate_shares or {}).get(config.venue, 1.0),
-                    ),
-                    bulk=venue.bulk if bulk else Bulk.NONE,
-                )
-            )
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._transport = Transport(session, timeout=timeout)
+        self.exchanges: list[Exchange] = exchanges_for(
+            configs,
+            bulk=bulk,
+            concurrency=concurrency,
+            breaker_failures=breaker_failures,
+            breaker_reset=breaker_reset,
+            rate_shares=rate_shares or {},
+        )
         self._budget = budget if budget is not None else timeout * 1.5
 
     # --- listings -----------------------------------------------------------------------
@@ -224,34 +85,7 @@ class ExchangeClient:
 
     async def load_listing(self, exchange: Exchange) -> None:
         """Load (again) one venue's listing; a failure is kept in ``listing_error``."""
-        request = exchange.venue.listing_request()
-        assert request is not None
-        try:
-            venue = exchange.venue
-            instruments, rate = await self._get(
-                exchange,
-                request,
-                MAX_BULK_BODY_BYTES,
-                urgent=True,
-                parse=lambda payload: (venue.parse_listing(payload), venue.listing_rate(payload)),
-            )
-        except (ExchangeFailure, VenueError, Held) as exc:
-            exchange.listing_error = str(exc)
-            log.warning(
-                "cannot load %s's listing (%s); %s",
-                exchange.name,
-                exc,
-                "keeping the last one" if exchange.listing else "it prices nothing until it loads",
-            )
-            return
-        if rate is not None:
-            exchange.throttle.set_budget(rate.capacity, rate.window_seconds)
-        natives = {i.symbol: i.native for i in instruments if i.symbol in self._symbols}
-        exchange.listing = Listing(natives=natives, loaded_at=self._clock())
-        exchange.listing_error = None
-        log.info(
-            "%s lists %d of our symbols (of %d instruments)", exchange.name, len(natives), len(instruments)
-        )
+        await load_listing(self._transport, exchange, self._symbols, self._clock)
 
     def listing_exchanges(self, symbol: str) -> list[Exchange]:
         return [e for e in self.exchanges if e.native(symbol) is not None]
@@ -259,28 +93,6 @@ class ExchangeClient:
     def listed(self, symbol: str) -> bool:
         """Whether any exchange lists ``symbol``."""
         return any(e.native(symbol) is not None for e in self.exchanges)
-
-    @property
-    def has_all_tickers_venue(self) -> bool:
-        return any(e.bulk is Bulk.ALL for e in self.exchanges)
-
-    def priced_in_bulk(self, symbol: str) -> bool:
-        """Listed, and only by venues that price all their symbols with one request (so it is
-        refreshed every bulk round)."""
-        listing = self.listing_exchanges(symbol)
-        return bool(listing) and all(e.bulk is Bulk.ALL for e in listing)
-
-    def streamed(self, symbol: str) -> bool:
-        """Listed, and every venue listing it streams it now: its aggregation follows the
-        streams (``exchanges/ingest.py``), and a scheduled refresh would only repeat it."""
-        listing = self.listing_exchanges(symbol)
-        return bool(listing) and all(_streams(e, symbol) for e in listing)
-
-    def on_tiers(self, symbol: str) -> bool:
-        """Listed, and by at least one venue asked per symbol or per list (so it is refreshed
-        by its tier)."""
-        listing = self.listing_exchanges(symbol)
-        return any(e.bulk is not Bulk.ALL for e in listing)
 
     # --- fetching -----------------------------------------------------------------------
 
@@ -384,7 +196,7 @@ class ExchangeClient:
         for symbol in chunk:
             native = exchange.native(symbol)
             found = tickers.get(native) if native is not None else None
-            outcome = MISSING_FROM_BULK if found is None else to_quote(found, exchange, symbol, received_at)
+            outcome = MISSING_FROM_BULK if found is None else quote_of(found, exchange, symbol, received_at)
             _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
 
     async def probe(self, exchange: Exchange, symbol: str) -> Quote | QuoteRejected:
@@ -417,7 +229,7 @@ class ExchangeClient:
         natives = None if symbols is None else [exchange.native(s) or s for s in symbols]
         request = exchange.venue.tickers_request(natives)
         try:
-            tickers = await self._get(
+            tickers = await self._transport.get(
                 exchange, request, MAX_BULK_BODY_BYTES, urgent=urgent, parse=exchange.venue.parse_tickers
             )
             return tickers, self._clock()
@@ -445,7 +257,7 @@ class ExchangeClient:
             if isinstance(held, Quote):
                 return held
         try:
-            ticker = await self._get(
+            ticker = await self._transport.get(
                 exchange,
                 exchange.venue.ticker_request(native),
                 MAX_BODY_BYTES,
@@ -454,105 +266,7 @@ class ExchangeClient:
             )
         except (ExchangeFailure, VenueError, Held) as exc:
             return exc.rejection
-        return _polled(exchange, symbol, to_quote(ticker, exchange, symbol, self._clock()))
-
-    async def _get(
-        self,
-        exchange: Exchange,
-        request: VenueRequest,
-        limit: int,
-        *,
-        urgent: bool,
-        parse: Callable[[object], Parsed],
-    ) -> Parsed:
-        """One request through the exchange's rate budget, breaker and concurrency bound; what
-        ``parse`` makes of the decoded JSON. Raises ExchangeFailure, VenueError or Held; a rate
-        limit however the venue says it (status or envelope) stops requests to it for a while."""
-        await exchange.throttle.acquire(request.weight, urgent=urgent)
-        if not exchange.breaker.allow():
-            raise ExchangeFailure("circuit open", code=ReasonCode.BREAKER_OPEN)
-        status, headers, content_type, body = await self._send(exchange, request, limit)
-        payload = _decode(body) if body is not None else None
-        try:
-            exchange.venue.check_status(status, payload, headers)
-        except RateLimited as exc:
-            self._rate_limited(exchange, exc, headers)
-            raise
-        except VenueError as exc:
-            self._failed(exchange)
-            raise ExchangeFailure(str(exc), code=exc.code, status=status) from None
-        if body is None:
-            # An HTML error page from a proxy, say: whatever it holds is not a quote.
-            self._failed(exchange)
-            raise ExchangeFailure(f"content type {content_type} is not JSON", code=ReasonCode.BAD_BODY)
-        self._answered(exchange, headers)
-        if isinstance(payload, _NotJson):
-            raise VenueError("body is not JSON")
-        try:
-            return parse(payload)
-        except RateLimited as exc:
-            self._rate_limited(exchange, exc, headers)
-            raise
-
-    async def _send(
-        self, exchange: Exchange, request: VenueRequest, limit: int
-    ) -> tuple[int, Mapping[str, str], str, bytes | None]:
-        """The status, headers, content type and body (None unless declared JSON) of one request
-        within the exchange's concurrency bound; a transport failure counts against the breaker."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        exchange.requests += 1
-        try:
-            async with (
-                exchange.slots,
-                self._session.get(
-                    exchange.origin + request.path, params=request.params, timeout=self._timeout
-                ) as response,
-            ):
-                declared_json = _declared_json(response.content_type)
-                body = await _read_limited(response, limit) if declared_json else None
-                return response.status, response.headers, response.content_type, body
-        except TimeoutError:
-            self._failed(exchange)
-            raise ExchangeFailure("timed out", code=ReasonCode.TIMEOUT) from None
-        except aiohttp.ClientError as exc:
-            self._failed(exchange)
-            raise ExchangeFailure(
-                f"request failed: {type(exc).__name__}", code=ReasonCode.UNREACHABLE
-            ) from None
-        except (ExchangeFailure, asyncio.CancelledError):
-            self._failed(exchange)
-            raise
-        finally:
-            exchange.last_round_trip = loop.time() - started
-            exchange.latency.observe(exchange.last_round_trip)
-
-    @staticmethod
-    def _answered(exchange: Exchange, headers: Mapping[str, str]) -> None:
-        """A good answer: the breaker closes, the throttle learns how much budget is left."""
-        exchange.breaker.success()
-        exchange.throttle.answered()
-        share = exchange.venue.used_share(headers, exchange.throttle.budget)
-        if share is not None:
-            exchange.used_share = share
-            if share >= USED_SHARE_PAUSE:
-                exchange.throttle.nearly_spent(60 - time.time() % 60)
-
-    @staticmethod
-    def _rate_limited(exchange: Exchange, exc: RateLimited, headers: Mapping[str, str]) -> None:
-        # A Retry-After is honoured whatever the shape of the rest of the answer.
-        retry_after = exc.retry_after if exc.retry_after is not None else retry_after_seconds(headers)
-        pause = exchange.throttle.limited(retry_after)
-        log.warning("%s rate-limited us (%s): no requests to it for %.0f s", exchange.name, exc, pause)
-
-    @staticmethod
-    def _failed(exchange: Exchange) -> None:
-        exchange.errors += 1
-        exchange.breaker.failure()
-
-
-class _NotJson:
-    """Stands for a body that did not decode, so the status can be judged first."""
+        return _polled(exchange, symbol, quote_of(ticker, exchange, symbol, self._clock()))
 
 
 def _polled(exchange: Exchange, symbol: str, outcome: Quote | QuoteRejected) -> Quote | QuoteRejected:
@@ -569,66 +283,14 @@ def _record(result: FetchResult, source: str, outcome: Quote | QuoteRejected) ->
         result.rejected[source] = outcome
 
 
-def _streams(exchange: Exchange, symbol: str) -> bool:
-    return exchange.streaming and exchange.stream is not None and symbol in exchange.stream.quotes
-
-
-def to_quote(
+def quote_of(
     ticker: Ticker | QuoteRejected, exchange: Exchange, symbol: str, received_at: float
 ) -> Quote | QuoteRejected:
-    """Our quote from a venue's ticker; a reason when it cannot be one."""
-    if isinstance(ticker, QuoteRejected):
-        return ticker.prefixed("invalid quote: ")
-    if ticker.price <= 0:
-        return _invalid("price is not positive")
-    if ticker.volume < 0:
-        return _invalid("volume is negative")
-    venue_time = ticker.timestamp_ms is not None
-    timestamp = int(ticker.timestamp_ms / 1000) if ticker.timestamp_ms is not None else int(received_at)
-    if timestamp <= 0:
-        return _invalid("timestamp is not positive")
-    return Quote(
+    """``exchange``'s quote of ``symbol`` from a ticker it sent (``domain/quotes.to_quote``)."""
+    return to_quote(
+        ticker,
         source=exchange.name,
         symbol=symbol,
-        price=ticker.price,
-        volume=ticker.volume,
-        timestamp=timestamp,
-        venue_time=venue_time,
-        timestamp_ms=_milliseconds(ticker, exchange, received_at),
+        received_at=received_at,
+        millisecond_times=exchange.venue.millisecond_times,
     )
-
-
-def _invalid(why: str) -> QuoteRejected:
-    return QuoteRejected(ReasonCode.BAD_BODY, f"invalid quote: {why}")
-
-
-def _milliseconds(ticker: Ticker, exchange: Exchange, received_at: float) -> int | None:
-    """The quote's time in ms, where the venue (or, without a venue time, our clock) has it."""
-    if ticker.timestamp_ms is None:
-        return int(received_at * 1000)
-    return int(ticker.timestamp_ms) if exchange.venue.millisecond_times else None
-
-
-def _declared_json(content_type: str) -> bool:
-    # aiohttp reports a missing Content-Type as application/octet-stream; allow that too.
-    return content_type in ("application/json", "text/json", "application/octet-stream") or (
-        content_type.startswith("application/") and content_type.endswith("+json")
-    )
-
-
-def _decode(body: bytes) -> object:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return _NotJson()
-
-
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise ExchangeFailure(f"body larger than {limit} bytes", code=ReasonCode.BAD_BODY)
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -21,9 +21,10 @@ from collections.abc import Callable, Collection, Mapping
 
 import aiohttp
 
-from aggserver.domain.aggregate import Quote
+from aggserver.domain.quotes import Quote
 from aggserver.engine.refresh import Refresher
-from aggserver.exchanges.client import Exchange, ExchangeClient, StreamBook, to_quote
+from aggserver.exchanges.client import ExchangeClient, quote_of
+from aggserver.exchanges.registry import Exchange, StreamBook
 from aggserver.exchanges.stream_client import StreamClient
 from aggserver.process.tasks import stop_tasks
 from aggserver.settings import Settings
@@ -184,7 +185,7 @@ class Ingestor:
                 symbol = symbols.get(ticker.native)
                 # The listing may have changed since the subscription.
                 if symbol is not None:
-                    book.quotes[symbol] = to_quote(ticker, exchange, symbol, received)
+                    book.quotes[symbol] = quote_of(ticker, exchange, symbol, received)
                     self._dirty.add(symbol)
             self._wake.set()
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import TextIO
 
-from aggserver.domain.aggregate import Quote
+from aggserver.domain.quotes import Quote
 from aggserver.domain.symbols import load_symbols
-from aggserver.exchanges.client import ExchangeClient, create_session
+from aggserver.exchanges.client import ExchangeClient
+from aggserver.exchanges.transport import create_session
 from aggserver.settings import Settings
 
 __all__ = ["SAMPLE_SYMBOL", "probe_venues"]

@@ -19,8 +19,9 @@ from aggserver.engine.price_view import PriceView
 from aggserver.engine.reader import PriceReader
 from aggserver.engine.refresh import Refresher
 from aggserver.engine.scheduler import Scheduler
-from aggserver.exchanges.client import ExchangeClient, create_session
+from aggserver.exchanges.client import ExchangeClient
 from aggserver.exchanges.ingest import Ingestor, stream_urls
+from aggserver.exchanges.transport import create_session
 from aggserver.history.dynamo import ensure_table, latest_record, lean_dynamo_client
 from aggserver.history.outbox import Outbox
 from aggserver.history.reads import HistoryQueries

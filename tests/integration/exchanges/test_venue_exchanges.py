@@ -15,7 +15,8 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
-from aggserver.exchanges.client import ExchangeClient, create_session
+from aggserver.exchanges.client import ExchangeClient
+from aggserver.exchanges.transport import create_session
 from aggserver.settings import Settings
 from aggserver.venues import parse_exchanges
 from aggserver.venues.base import Bulk

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aggserver.domain.aggregate import (
-    InvalidQuote,
-    Quote,
     aggregate,
     dispersion,
-    parse_quote,
     volume_weighted_price,
 )
+from aggserver.domain.quotes import Quote
 
 
 def quote(price: float, volume: float, timestamp: int = 1_700_000_000, source: str = "x") -> Quote:
@@ -49,38 +45,6 @@ def test_aggregate_reports_newest_timestamp_and_source_count() -> None:
 def test_sub_cent_prices_keep_their_digits() -> None:
     price = 0.000012345678901234
     assert volume_weighted_price([quote(price, 7.0), quote(price, 3.0)]) == pytest.approx(price, rel=1e-12)
-
-
-GOOD = {"symbol": "btcusdt", "price": 100.5, "volume": 12.0, "timestamp": 1_700_000_000}
-
-
-def test_parse_quote_accepts_a_good_payload_case_insensitively() -> None:
-    parsed = parse_quote({**GOOD, "symbol": "BTCUSDT"}, source="ex1", symbol="btcusdt")
-    assert parsed == Quote(source="ex1", symbol="btcusdt", price=100.5, volume=12.0, timestamp=1_700_000_000)
-
-
-@pytest.mark.parametrize(
-    ("payload", "reason"),
-    [
-        ([GOOD], "not a JSON object"),
-        ({**GOOD, "symbol": "ethusdt"}, "another symbol"),
-        ({**GOOD, "symbol": None}, "another symbol"),
-        ({**GOOD, "price": "100.5"}, "price is not a number"),
-        ({**GOOD, "price": True}, "price is not a number"),
-        ({**GOOD, "price": math.nan}, "price is not finite"),
-        ({**GOOD, "price": math.inf}, "price is not finite"),
-        ({**GOOD, "price": 0}, "price is not positive"),
-        ({**GOOD, "price": -3.0}, "price is not positive"),
-        ({**GOOD, "volume": -1.0}, "volume is negative"),
-        ({**GOOD, "volume": math.inf}, "volume is not finite"),
-        ({k: v for k, v in GOOD.items() if k != "volume"}, "volume is not a number"),
-        ({**GOOD, "timestamp": "now"}, "timestamp is not a number"),
-        ({**GOOD, "timestamp": -5}, "timestamp is not positive"),
-    ],
-)
-def test_parse_quote_rejects_bad_payloads(payload: object, reason: str) -> None:
-    with pytest.raises(InvalidQuote, match=reason):
-        parse_quote(payload, source="ex1", symbol="btcusdt")
 
 
 prices = st.floats(min_value=1e-12, max_value=1e12, allow_nan=False, allow_infinity=False)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from aggserver.domain.aggregate import Quote, QuotePolicy, select_quotes, volume_weighted_price
+from aggserver.domain.aggregate import QuotePolicy, select_quotes, volume_weighted_price
+from aggserver.domain.quotes import Quote
 from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.domain.tiers import HistoryGate, Popularity, TierMap
 from aggserver.exchanges.breaker import BreakerState, CircuitBreaker

@@ -1,0 +1,168 @@
+"""The configured exchanges: each one's venue adapter, its listing of our symbols, its rate
+budget, breaker and bound on requests in flight, what its stream holds and what was last polled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aggserver.domain.quotes import Quote
+from aggserver.domain.reasons import QuoteRejected
+from aggserver.exchanges.breaker import CircuitBreaker
+from aggserver.exchanges.throttle import Held, Throttle
+from aggserver.exchanges.transport import MAX_BULK_BODY_BYTES, ExchangeFailure, Transport
+from aggserver.metrics import Histogram
+from aggserver.venues import VenueConfig, venue_for
+from aggserver.venues.base import Bulk, Ticker, Venue, VenueError
+
+__all__ = ["Exchange", "Listing", "StreamBook", "Tickers", "exchanges_for", "load_listing"]
+
+log = logging.getLogger(__name__)
+
+# A bulk answer: tickers (or why each is unusable) by the venue's names, and when it arrived.
+Tickers = tuple[dict[str, Ticker | QuoteRejected], float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listing:
+    """Which of our symbols a venue lists, and under which of its own names."""
+
+    natives: Mapping[str, str]  # ours -> the venue's
+    loaded_at: float  # unix seconds
+
+
+@dataclass(kw_only=True)
+class StreamBook:
+    """A venue's streamed tickers (``exchanges/stream_client.py``): the latest of each of our symbols as a
+    quote (or why it cannot be one), made once as it arrives rather than at every aggregation,
+    and whether the stream is up (its quotes replace polling while it is)."""
+
+    quotes: dict[str, Quote | QuoteRejected] = field(default_factory=dict)  # by our symbol
+    # Connected and delivering (a stream that has not brought tickers yet replaces nothing).
+    connected: Callable[[], bool] = lambda: False
+
+
+@dataclass(kw_only=True)
+class Exchange:
+    """One configured exchange with its adapter, listing, budget, breaker and bound on requests."""
+
+    name: str
+    venue: Venue
+    origin: str
+    breaker: CircuitBreaker
+    slots: asyncio.Semaphore
+    throttle: Throttle
+    bulk: Bulk
+    # None until loaded; venues without a listing request list every symbol.
+    listing: Listing | None = None
+    listing_error: str | None = None
+    requests: int = 0
+    errors: int = 0
+    latency: Histogram = field(default_factory=Histogram)
+    # Share of its budget the venue last said we had used (Binance tells; others do not).
+    used_share: float | None = None
+    # Seconds the last request took on the wire (waiting for rate budget not included).
+    last_round_trip: float = 0.0
+    # The latest all-tickers request (Bulk.ALL), shared by every caller, and when it started
+    # (loop time).
+    snapshot: asyncio.Task[Tickers | QuoteRejected] | None = None
+    snapshot_at: float = 0.0
+    # The venue's stream, where it is ingested; None: polled only.
+    stream: StreamBook | None = None
+    # The latest quote polled of each symbol, for aggregations that poll nothing themselves.
+    polled: dict[str, Quote] = field(default_factory=dict)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether its quotes come from its stream now (it is not polled meanwhile)."""
+        return self.stream is not None and self.stream.connected()
+
+    @property
+    def lists_everything(self) -> bool:
+        return self.venue.lists_everything
+
+    def listed_count(self, ours: int) -> int:
+        """How many of our ``ours`` symbols it lists."""
+        if self.lists_everything:
+            return ours
+        return len(self.listing.natives) if self.listing is not None else 0
+
+    def native(self, symbol: str) -> str | None:
+        """The venue's name for ``symbol``, or None when it does not list it."""
+        if self.lists_everything:
+            return symbol
+        return self.listing.natives.get(symbol) if self.listing is not None else None
+
+    def streams(self, symbol: str) -> bool:
+        """Whether its stream is up and has brought ``symbol``."""
+        return self.streaming and self.stream is not None and symbol in self.stream.quotes
+
+
+def exchanges_for(
+    configs: Sequence[VenueConfig],
+    *,
+    bulk: bool,
+    concurrency: int,
+    breaker_failures: int,
+    breaker_reset: float,
+    rate_shares: Mapping[str, float],
+) -> list[Exchange]:
+    """One :class:`Exchange` per configured venue, none of them listed yet."""
+    exchanges = []
+    for config in configs:
+        venue = venue_for(config)
+        exchanges.append(
+            Exchange(
+                name=config.name,
+                venue=venue,
+                origin=venue.origin(config.base_url),
+                breaker=CircuitBreaker(
+                    config.name, failure_threshold=breaker_failures, reset_seconds=breaker_reset
+                ),
+                slots=asyncio.Semaphore(concurrency),
+                throttle=Throttle(
+                    config.name,
+                    capacity=venue.rate.capacity,
+                    window_seconds=venue.rate.window_seconds,
+                    share=rate_shares.get(config.venue, 1.0),
+                ),
+                bulk=venue.bulk if bulk else Bulk.NONE,
+            )
+        )
+    return exchanges
+
+
+async def load_listing(
+    transport: Transport, exchange: Exchange, symbols: Container[str], clock: Callable[[], float]
+) -> None:
+    """Load (again) one venue's listing of ``symbols``; a failure is kept in ``listing_error``
+    and the listing before it, if any, stays."""
+    venue = exchange.venue
+    request = venue.listing_request()
+    assert request is not None
+    try:
+        instruments, rate = await transport.get(
+            exchange,
+            request,
+            MAX_BULK_BODY_BYTES,
+            urgent=True,
+            parse=lambda payload: (venue.parse_listing(payload), venue.listing_rate(payload)),
+        )
+    except (ExchangeFailure, VenueError, Held) as exc:
+        exchange.listing_error = str(exc)
+        log.warning(
+            "cannot load %s's listing (%s); %s",
+            exchange.name,
+            exc,
+            "keeping the last one" if exchange.listing else "it prices nothing until it loads",
+        )
+        return
+    if rate is not None:
+        exchange.throttle.set_budget(rate.capacity, rate.window_seconds)
+    natives = {i.symbol: i.native for i in instruments if i.symbol in symbols}
+    exchange.listing = Listing(natives=natives, loaded_at=clock())
+    exchange.listing_error = None
+    log.info("%s lists %d of our symbols (of %d instruments)", exchange.name, len(natives), len(instruments))
