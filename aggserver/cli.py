@@ -109,7 +109,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> None:
     import uvloop
 
     from aggserver.domain.symbols import load_symbols
-    from aggserver.history.rollups import backfill_candles
+    from aggserver.history.backfill import backfill_candles
 
     named = [a.strip().lower() for a in (args.assets or "").split(",") if a.strip()]
     assets = named or list(load_symbols(settings.symbols_file).ordered)

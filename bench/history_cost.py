@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from aggserver.domain.candles import INTERVALS, LEVELS
 from aggserver.domain.symbols import load_symbols
 from aggserver.domain.tiers import HistoryGate
-from aggserver.history.rollups import PASS_SECONDS, ROLLUP_LEVELS, block_start
+from aggserver.history.rollups.blocks import PASS_SECONDS, ROLLUP_LEVELS, block_start
 from aggserver.settings import DEFAULT_SYMBOLS_FILE, Settings
 from mockex.market import Market
 

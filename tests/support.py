@@ -25,7 +25,7 @@ from types_aiobotocore_dynamodb import DynamoDBClient
 import bench.runner
 from aggserver.history.dynamo import ensure_table
 from aggserver.history.records import HistoryRecord
-from aggserver.history.rollups import ensure_rollup_table
+from aggserver.history.rollups.blocks import ensure_rollup_table
 from aggserver.settings import READ_BY_HAND, Settings
 from devstack.services import Service, start_mockex
 from tests.paths import REPO_ROOT

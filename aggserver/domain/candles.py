@@ -7,7 +7,7 @@ Intervals without a record are left out, not filled: a gap in the answer is a ga
 
 Each interval but the shortest is made of whole candles of the one below it (``LEVELS``), so a
 candle can be computed from its records or, equally, from the candles of the level below
-(:func:`merge_candles`): that is how the stored rollups (``history/rollups.py``) stay equal to candles
+(:func:`merge_candles`): that is how the stored rollups (``history/rollups/``) stay equal to candles
 computed from the raw records.
 """
 
@@ -33,17 +33,6 @@ class Candle:
     low: float
     close: float
     samples: int
-
-    def answer(self) -> dict[str, float]:
-        """As the API answers it (``dataclasses.asdict`` costs four times as much)."""
-        return {
-            "start": self.start,
-            "open": self.open,
-            "high": self.high,
-            "low": self.low,
-            "close": self.close,
-            "samples": self.samples,
-        }
 
 
 def build_candles(records: Iterable[HistoryRecord], interval: int) -> list[Candle]:

@@ -87,7 +87,7 @@ class OutboxKeys:
         return f"history:{self.table}:writers"
 
     def rollup_marks(self, interval: str) -> str:
-        """Candles of ``interval`` to recompute (``history/rollups.py``): ``asset|start`` by due time."""
+        """Candles of ``interval`` to recompute (``history/rollups/upkeep.py``): ``asset|start`` by due time."""
         return f"history:{self.table}:rollups:{interval}"
 
 
@@ -147,7 +147,7 @@ class OutboxState:
     retried: int = 0
     reclaimed: int = 0
     dropped: int = 0
-    # Candle blocks past their due time and not claimed by a writer (history/rollups.py).
+    # Candle blocks past their due time and not claimed by a writer (history/rollups/upkeep.py).
     rollups_due: int = 0
     error: str | None = None
 
@@ -208,10 +208,6 @@ class Outbox:
     def pending(self) -> int:
         """Records waiting in this process for Redis to come back."""
         return len(self._spill)
-
-    @property
-    def max_records(self) -> int:
-        return self._max_records
 
     def spill(self, records: Sequence[HistoryRecord]) -> None:
         """Keep records whose append failed; past ``max_pending`` the oldest are dropped, counted."""

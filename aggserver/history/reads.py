@@ -26,7 +26,7 @@ from aggserver.errors import HistoryBusy, HistoryUnavailable
 from aggserver.history.dynamo import describe_error, range_query
 from aggserver.history.lean_query import decode_items, query_answer
 from aggserver.history.records import HistoryRecord, record_decoder
-from aggserver.history.rollups import read_candles
+from aggserver.history.rollups.reads import read_candles
 from aggserver.web.budget import TokenBucket
 
 if TYPE_CHECKING:

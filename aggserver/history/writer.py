@@ -29,8 +29,8 @@ from redis.exceptions import ResponseError
 from aggserver.history.dynamo import MAX_BATCH, describe_error, ensure_table
 from aggserver.history.outbox import GROUP, OutboxKeys, decode_entry
 from aggserver.history.records import HistoryRecord
-from aggserver.history.rollups import PASS_SECONDS as ROLLUP_PASS_SECONDS
-from aggserver.history.rollups import RollupMaintainer
+from aggserver.history.rollups.blocks import PASS_SECONDS as ROLLUP_PASS_SECONDS
+from aggserver.history.rollups.upkeep import RollupMaintainer
 from aggserver.process.backoff import Backoff
 from aggserver.process.tasks import stop_task
 from aggserver.store.connection import REDIS_FAILURES, RedisClient
@@ -98,7 +98,7 @@ class HistoryWriter:
         self._sleep = sleep
         self._stopping = False
         self._claim_cursors: dict[str, str] = dict.fromkeys(self._streams, "0-0")
-        # Candle rollups follow the records this writer writes (history/rollups.py).
+        # Candle rollups follow the records this writer writes (history/rollups/upkeep.py).
         self.rollups = RollupMaintainer(redis, dynamo, table, cluster=self._cluster) if rollups else None
         # This writer's own figures; the shared ones are in Redis (OutboxKeys.stats).
         self.written = 0

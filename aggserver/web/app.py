@@ -26,7 +26,7 @@ from aggserver.history.dynamo import ensure_table, latest_record, lean_dynamo_cl
 from aggserver.history.outbox import Outbox
 from aggserver.history.reads import HistoryQueries
 from aggserver.history.records import HistoryRecord
-from aggserver.history.rollups import ensure_rollup_table
+from aggserver.history.rollups.blocks import ensure_rollup_table
 from aggserver.history.writer import HistoryWriter
 from aggserver.history.writer_process import HistoryWriterView, WriterChild, configured_writer
 from aggserver.metrics import MetricsCollector, RequestStats

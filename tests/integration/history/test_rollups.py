@@ -18,19 +18,14 @@ from hypothesis import strategies as st
 
 from aggserver.domain.candles import INTERVALS, Candle, build_candles
 from aggserver.errors import HistoryBusy
+from aggserver.history.backfill import backfill_asset
 from aggserver.history.dynamo import ensure_table
 from aggserver.history.outbox import OutboxKeys
 from aggserver.history.reads import HistoryQueries
 from aggserver.history.records import HistoryRecord
-from aggserver.history.rollups import (
-    ROLLUP_LEVELS,
-    RollupMaintainer,
-    backfill_asset,
-    block_start,
-    ensure_rollup_table,
-    read_candles,
-    settled_before,
-)
+from aggserver.history.rollups.blocks import ROLLUP_LEVELS, block_start, ensure_rollup_table, settled_before
+from aggserver.history.rollups.reads import read_candles
+from aggserver.history.rollups.upkeep import RollupMaintainer
 from aggserver.settings import Settings
 from devstack.services import Service
 from tests.support import checked, poll, server_env

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import strategies as st
 
-from aggserver.history.rollups import backfill_asset
+from aggserver.history.backfill import backfill_asset
 from aggserver.settings import Settings
 from aggserver.web.app import create_app
 from aggserver.web.keys import HISTORY_QUERIES

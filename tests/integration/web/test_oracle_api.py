@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from aggserver.history.rollups import backfill_asset
+from aggserver.history.backfill import backfill_asset
 from aggserver.settings import Settings
 from aggserver.web.app import create_app
 from devstack.services import free_port, start_dynamo

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from aggserver.domain.candles import INTERVALS, LEVELS, Candle, build_candles, merge_candles
 from aggserver.history.records import HistoryRecord
-from aggserver.history.rollups import (
+from aggserver.history.rollups.blocks import (
     PASS_SECONDS,
     RECORD_LAG_SECONDS,
     ROLLUP_LEVELS,
