@@ -15,6 +15,7 @@ from functools import partial
 
 import redis.asyncio as redis
 
+from aggserver.history.outbox import OutboxAppend, OutboxKeys
 from aggserver.store.announcements import UPDATES_CHANNEL
 from aggserver.store.prices import PriceCache
 from devstack.services import start_redis
@@ -82,7 +83,7 @@ def _report(figures: dict[str, list[tuple[float, float]]]) -> None:
 
 async def measure(url: str) -> None:
     client = redis.Redis.from_url(url)
-    cache = PriceCache(client, timeout=5, history_table="bench")
+    cache = PriceCache(client, timeout=5, outbox=OutboxAppend(OutboxKeys("bench")))
     values, sources = _batch()
     ways: dict[str, Callable[[], Awaitable[object]]] = {
         "pipeline (MULTI/EXEC)": partial(_pipelined, client, values, sources),

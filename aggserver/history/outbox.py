@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -37,6 +37,7 @@ from aggserver.store.connection import CLUSTER_BUCKETS, REDIS_FAILURES, RedisCli
 __all__ = [
     "GROUP",
     "Outbox",
+    "OutboxAppend",
     "OutboxKeys",
     "OutboxState",
     "decode_entry",
@@ -87,7 +88,8 @@ class OutboxKeys:
         return f"history:{self.table}:writers"
 
     def rollup_marks(self, interval: str) -> str:
-        """Candles of ``interval`` to recompute (``history/rollups/upkeep.py``): ``asset|start`` by due time."""
+        """Candles of ``interval`` to recompute (``history/rollups/upkeep.py``), ``asset|start`` by
+        due time."""
         return f"history:{self.table}:rollups:{interval}"
 
 
@@ -134,6 +136,28 @@ async def enforce_bound(
             total,
         )
     return trimmed
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxAppend:
+    """How a price write appends its history records (``store/prices.py``, in the same atomic
+    write as the prices): the outbox's streams, each record's entry, and the bound past which the
+    oldest records are dropped, counted, while writers are down."""
+
+    keys: OutboxKeys
+    max_records: int = 1_000_000
+
+    def streams(self, records: Iterable[HistoryRecord]) -> list[str]:
+        """The streams ``records`` go to, each once, in order."""
+        return list(dict.fromkeys(self.keys.stream(record.asset) for record in records))
+
+    def stage(self, pipe: Any, records: Iterable[HistoryRecord]) -> None:
+        stage_records(pipe, records, self.keys)
+
+    async def bound(self, client: RedisClient, lengths: Mapping[str, int]) -> None:
+        """Trim each stream an append took past ``max_records`` (see :func:`enforce_bound`)."""
+        for stream, length in lengths.items():
+            await enforce_bound(client, self.keys, stream, length, self.max_records)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,13 +213,10 @@ class Outbox:
     """This process's side of the outbox: records that could not be appended (Redis down) wait
     here, bounded, and are appended when Redis answers again; and the outbox's latest state."""
 
-    def __init__(
-        self, client: RedisClient, *, table: str, max_pending: int, max_records: int, timeout: float
-    ) -> None:
+    def __init__(self, client: RedisClient, *, table: str, max_pending: int, timeout: float) -> None:
         self._client = client
         self._keys = OutboxKeys(table, cluster=isinstance(client, RedisCluster))
         self._max_pending = max_pending
-        self._max_records = max_records
         self._timeout = timeout
         self._spill: deque[HistoryRecord] = deque()
         self._wakeup = asyncio.Event()

@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from aggserver.domain.price import sequenced
 from aggserver.errors import BackendUnavailable
-from aggserver.history.outbox import ENTRY_FIELD, OutboxKeys, encode_entry, enforce_bound, stage_records
+from aggserver.history.outbox import ENTRY_FIELD, OutboxAppend, encode_entry
 from aggserver.history.records import HistoryRecord
 from aggserver.store.announcements import UPDATES_CHANNEL, encode_announcement
 from aggserver.store.connection import RedisClient, bucket_of, redis_call
@@ -95,12 +95,9 @@ def price_key(asset: str, *, cluster: bool = False, prefix: str = KEY_PREFIX) ->
 class PriceCache:
     """Latest prices in Redis, with reads coalesced into one MGET per loop iteration."""
 
-    def __init__(
-        self, client: RedisClient, *, timeout: float, history_table: str, outbox_max_records: int = 1_000_000
-    ) -> None:
+    def __init__(self, client: RedisClient, *, timeout: float, outbox: OutboxAppend) -> None:
         self._client = client
-        self._outbox = OutboxKeys(history_table, cluster=isinstance(client, RedisCluster))
-        self._outbox_max_records = outbox_max_records
+        self._outbox = outbox
         self._cluster = isinstance(client, RedisCluster)
         self._timeout = timeout
         self._pending: dict[str, list[asyncio.Future[bytes | None]]] = {}
@@ -192,8 +189,7 @@ class PriceCache:
                 lengths, seqs = await self._put_cluster(values, only_if_missing, sources, records)
             else:
                 lengths, seqs = await self._put_scripted(values, only_if_missing, sources, records)
-            for stream, length in lengths.items():
-                await enforce_bound(self._client, self._outbox, stream, length, self._outbox_max_records)
+            await self._outbox.bound(self._client, lengths)
         return seqs
 
     async def _put_scripted(
@@ -207,7 +203,7 @@ class PriceCache:
         client CPU per pipelined SET and ~1 µs per script argument, and at push rates these
         writes are most of the server's work. Returns the outbox stream's length after it, and
         the seqs."""
-        stream = self._outbox.stream("")
+        stream = self._outbox.keys.stream("")
         keys = [stream, *(price_key(a) for a, _, _ in values)]
         keys += [price_key(a, prefix=SEQ_PREFIX) for a, _, _ in values]
         keys += [price_key(a, prefix=SOURCES_PREFIX) for a, _, _ in sources]
@@ -259,9 +255,9 @@ class PriceCache:
         values = [
             (asset, sequenced(value, seq), ttl) for (asset, value, ttl), seq in zip(values, seqs, strict=True)
         ]
-        streams = list(dict.fromkeys(self._outbox.stream(record.asset) for record in records))
+        streams = self._outbox.streams(records)
         async with self._client.pipeline(transaction=False) as pipe:
-            stage_records(pipe, records, self._outbox)
+            self._outbox.stage(pipe, records)
             self._stage_values(pipe, values, only_if_missing, sources)
             for stream in streams:
                 pipe.xlen(stream)

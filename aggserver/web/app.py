@@ -23,7 +23,7 @@ from aggserver.exchanges.client import ExchangeClient
 from aggserver.exchanges.ingest import Ingestor, stream_urls
 from aggserver.exchanges.transport import create_session
 from aggserver.history.dynamo import ensure_table, latest_record, lean_dynamo_client
-from aggserver.history.outbox import Outbox
+from aggserver.history.outbox import Outbox, OutboxAppend, OutboxKeys
 from aggserver.history.reads import HistoryQueries
 from aggserver.history.records import HistoryRecord
 from aggserver.history.rollups.blocks import ensure_rollup_table
@@ -96,12 +96,11 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.redis_timeout_seconds,
         cluster=settings.redis_cluster,
     )
-    cache = PriceCache(
-        client,
-        timeout=settings.redis_timeout_seconds,
-        history_table=settings.prices_table,
-        outbox_max_records=settings.history_outbox_max_records,
+    outbox = OutboxAppend(
+        OutboxKeys(settings.prices_table, cluster=settings.redis_cluster),
+        max_records=settings.history_outbox_max_records,
     )
+    cache = PriceCache(client, timeout=settings.redis_timeout_seconds, outbox=outbox)
     view = PriceView(max_age=settings.near_cache_seconds, tiers=app[TIERS], load=cache.get_many)
     feed = UpdateFeed()
     feed.add_listener(view)
@@ -134,7 +133,6 @@ async def history_ctx(app: web.Application) -> AsyncIterator[None]:
             app[CACHE].client,
             table=settings.prices_table,
             max_pending=settings.history_max_pending,
-            max_records=settings.history_outbox_max_records,
             timeout=settings.redis_timeout_seconds,
         )
         app[OUTBOX] = outbox

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from aggserver.domain.aggregate import Aggregate
 from aggserver.domain.price import encode_price, sequenced
 from aggserver.errors import BackendUnavailable
+from aggserver.history.outbox import OutboxAppend, OutboxKeys
 from aggserver.settings import Settings
 from aggserver.store.connection import create_redis
 from aggserver.store.prices import PriceCache, price_key
@@ -25,7 +26,9 @@ async def test_concurrent_reads_share_one_round_trip(
 ) -> None:
     await redis_client.set(price_key("btcusdt"), b'{"asset":"btcusdt"}')
     cache = PriceCache(
-        create_redis(redis_service.url, max_connections=8, timeout=1), timeout=1, history_table="prices"
+        create_redis(redis_service.url, max_connections=8, timeout=1),
+        timeout=1,
+        outbox=OutboxAppend(OutboxKeys("prices")),
     )
     await cache.get("warmup")  # opens the connection outside the measured window
     mget_before = await command_calls(redis_client, "mget")
@@ -55,7 +58,9 @@ async def test_concurrent_http_reads_are_batched(
 
 async def test_put_many_sets_value_and_ttl(redis_service: Service, redis_client: redis.Redis) -> None:
     cache = PriceCache(
-        create_redis(redis_service.url, max_connections=2, timeout=1), timeout=1, history_table="prices"
+        create_redis(redis_service.url, max_connections=2, timeout=1),
+        timeout=1,
+        outbox=OutboxAppend(OutboxKeys("prices")),
     )
     stored = encode_price(
         Aggregate(asset="ethusdt", price=1.5, last_updated=7, sources=2), updated_at=9, tier="hot"
@@ -75,7 +80,9 @@ async def test_put_many_sets_value_and_ttl(redis_service: Service, redis_client:
 async def test_redis_down_reads_fail_fast_as_backend_unavailable() -> None:
     redis_server = start_redis()
     cache = PriceCache(
-        create_redis(redis_server.url, max_connections=2, timeout=0.5), timeout=0.5, history_table="prices"
+        create_redis(redis_server.url, max_connections=2, timeout=0.5),
+        timeout=0.5,
+        outbox=OutboxAppend(OutboxKeys("prices")),
     )
     assert await cache.get("btcusdt") is None
     redis_server.stop()
@@ -118,7 +125,9 @@ async def test_list_reads_join_the_same_round_trip_as_single_reads(
     await redis_client.set(price_key("a"), b"1")
     await redis_client.set(price_key("b"), b"2")
     cache = PriceCache(
-        create_redis(redis_service.url, max_connections=8, timeout=1), timeout=1, history_table="prices"
+        create_redis(redis_service.url, max_connections=8, timeout=1),
+        timeout=1,
+        outbox=OutboxAppend(OutboxKeys("prices")),
     )
     await cache.get("warmup")
     before = await command_calls(redis_client, "mget")
