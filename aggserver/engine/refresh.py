@@ -188,7 +188,8 @@ class Refresher:
                 )
             self._view.invalidate(asset for asset, _, _ in writes)
         else:
-            stored = (cached.with_seq(seq) for cached, seq in zip(made, seqs, strict=True))
+            # A list, not a generator: the view takes the prices, not a callback into this module.
+            stored = [cached.with_seq(seq) for cached, seq in zip(made, seqs, strict=True)]
             self._view.stored(stored, generation=generation)
         return results
 

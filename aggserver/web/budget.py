@@ -20,8 +20,9 @@ from collections.abc import Callable, Collection
 from aiohttp import web
 
 from aggserver.errors import OverBudget
+from aggserver.web.keys import BUDGETS
 
-__all__ = ["ClientBudgets", "TokenBucket"]
+__all__ = ["ClientBudgets", "TokenBucket", "charge"]
 
 # Past this many remembered clients, full (idle) buckets are forgotten.
 PRUNE_ABOVE = 10_000
@@ -115,3 +116,11 @@ class ClientBudgets:
     def _prune(self, now: float) -> None:
         for who in [w for w, bucket in self._buckets.items() if bucket.full(now)]:
             del self._buckets[who]
+
+
+def charge(request: web.Request, cost: float, route: str) -> None:
+    """Spend what a request costs beyond the 1 its route already took (a batch's assets, a
+    history page's records...); OverBudget when the client cannot afford it."""
+    budgets = request.app[BUDGETS]
+    if budgets.enabled and cost > 1:
+        budgets.spend(request, cost - 1, route)

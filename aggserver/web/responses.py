@@ -1,17 +1,14 @@
-"""Turning handler outcomes into answers: JSON bodies, the error mapping, request metrics."""
+"""Answers: JSON bodies, and the one mapping of failures to a status and a JSON body."""
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from aggserver.domain.reasons import ReasonCode
 from aggserver.errors import (
@@ -33,17 +30,8 @@ from aggserver.errors import (
     Unauthorized,
     UnknownSymbol,
 )
-from aggserver.web.keys import BUDGETS, REQUEST_STATS
 
-__all__ = [
-    "ERROR_ANSWERS",
-    "ErrorAnswer",
-    "GuardedRoutes",
-    "charge",
-    "error_response",
-    "guarded",
-    "json_response",
-]
+__all__ = ["ERROR_ANSWERS", "ErrorAnswer", "error_response", "json_response"]
 
 log = logging.getLogger(__name__)
 
@@ -152,59 +140,3 @@ def error_response(exc: Exception) -> web.Response:
         return response
     log.exception("unhandled error", exc_info=exc)
     return json_response({"msg": "Internal server error"}, 500)
-
-
-def guarded(route: str, *, free: bool = False) -> Callable[[Handler], Handler]:
-    """Wrap a handler so that any failure leaves as JSON (via ``error_response``), the request
-    spends 1 from its client's budget (unless ``free``: the health probes), and, when request
-    metrics are on, the answer is counted and timed under ``route``.
-
-    A wrapper per handler instead of middlewares: aiohttp adds a layer of its own per request
-    once any middleware exists, and the price route is measured to the percent.
-    """
-
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def guarded_handler(request: web.Request) -> web.StreamResponse:
-            stats = request.app[REQUEST_STATS]
-            started = time.perf_counter() if stats.enabled else 0.0
-            try:
-                budgets = request.app[BUDGETS]
-                if budgets.enabled and not free:
-                    budgets.spend(request, 1, route)
-                if request.body_exists and request.method in ("GET", "HEAD"):
-                    raise InvalidParameter("a GET request takes no body")
-                response = await handler(request)
-            except Exception as exc:  # noqa: BLE001 - every failure leaves as JSON, never as HTML
-                response = error_response(exc)
-            if stats.enabled:
-                stats.record(route, response.status, time.perf_counter() - started)
-            return response
-
-        return guarded_handler
-
-    return wrap
-
-
-def charge(request: web.Request, cost: float, route: str) -> None:
-    """Spend what a request costs beyond the 1 its route already took (a batch's assets, a
-    history page's records...); OverBudget when the client cannot afford it."""
-    budgets = request.app[BUDGETS]
-    if budgets.enabled and cost > 1:
-        budgets.spend(request, cost - 1, route)
-
-
-class GuardedRoutes(web.RouteTableDef):
-    """A route table whose routes are registered and ``guarded`` from one path:
-    ``@routes.get("/status")``, ``@routes.get("/health", free=True)``."""
-
-    def route(
-        self, method: str, path: str, *, free: bool = False, **kwargs: Any
-    ) -> Callable[[Handler], Handler]:
-        register = super().route(method, path, **kwargs)
-
-        def decorate(handler: Handler) -> Handler:
-            register(guarded(path, free=free)(handler))
-            return handler
-
-        return decorate

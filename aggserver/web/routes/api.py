@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aggserver.domain.candles import INTERVALS
 from aggserver.errors import InvalidParameter, InvalidSymbol
 from aggserver.web import params
+from aggserver.web.budget import charge
+from aggserver.web.guard import GuardedRoutes, guarded
 from aggserver.web.keys import (
     CACHE,
     EXCHANGES,
@@ -31,7 +33,7 @@ from aggserver.web.keys import (
     SYMBOLS,
     TIERS,
 )
-from aggserver.web.responses import GuardedRoutes, charge, guarded, json_response
+from aggserver.web.responses import json_response
 from aggserver.web.routes import oracle as oracle_routes
 from aggserver.web.routes import streams as stream_routes
 

@@ -17,8 +17,10 @@ from aggserver.errors import HistoryBusy, HistoryUnavailable, InvalidParameter, 
 from aggserver.history.reads import HistoryQueries
 from aggserver.history.records import HistoryRecord
 from aggserver.web import params
+from aggserver.web.budget import charge
+from aggserver.web.guard import GuardedRoutes
 from aggserver.web.keys import HISTORY_QUERIES, READER
-from aggserver.web.responses import GuardedRoutes, charge, json_response
+from aggserver.web.responses import json_response
 
 __all__ = ["routes"]
 

@@ -18,9 +18,9 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from aggserver.errors import BackendUnavailable, InvalidParameter, OverBudget
 from aggserver.process.tasks import stop_task
 from aggserver.web import params
-from aggserver.web.budget import TokenBucket
+from aggserver.web.budget import TokenBucket, charge
+from aggserver.web.guard import GuardedRoutes
 from aggserver.web.keys import SETTINGS, STREAM_HUB, SYMBOLS
-from aggserver.web.responses import GuardedRoutes, charge
 from aggserver.web.stream_hub import PriceEvent, StreamHub, Subscription
 
 __all__ = ["routes"]
