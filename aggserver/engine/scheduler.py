@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 from aggserver.domain.price import CachedPrice
 from aggserver.domain.tiers import Popularity, Tier, TierMap
@@ -26,10 +27,14 @@ from aggserver.errors import BackendUnavailable
 from aggserver.exchanges.client import SNAPSHOT_SECONDS, ExchangeClient
 from aggserver.history.dynamo import LatestRecord
 from aggserver.process.tasks import stop_tasks
+from aggserver.store.lease import shard_of
 from aggserver.store.prices import PriceCache
 from aggserver.venues.base import Bulk
 
-__all__ = ["Scheduler"]
+if TYPE_CHECKING:
+    from aggserver.exchanges.ingest import Ingestor
+
+__all__ = ["OwnedWork", "Scheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +263,32 @@ class Scheduler:
             if promoted:
                 log.info("promoted to hot by traffic: %s", ", ".join(promoted[:10]))
                 self._start_work(self._listed([a for a in promoted if self._owns(a)]), urgent=True)
+
+
+class OwnedWork:
+    """What a process does for the refresh shards it holds (``store/lease.py``): the tier rounds
+    of their assets and the venue streams that price them, started again whenever the shards
+    it holds change."""
+
+    def __init__(
+        self, scheduler: Scheduler, ingestor: Ingestor, symbols: Sequence[str], *, shards: int
+    ) -> None:
+        self._scheduler = scheduler
+        self._ingestor = ingestor
+        self._symbols = symbols
+        self._shards = shards
+
+    async def follow(self, owned: frozenset[int]) -> None:
+        """Stop what ran for the shards held before, and start the work of ``owned``."""
+        await self._ingestor.stop()
+        await self._scheduler.stop()
+        if not owned:
+            return
+        assets = None
+        if self._shards > 1:
+            assets = [a for a in self._symbols if shard_of(a, self._shards) in owned]
+        self._ingestor.start(assets)
+        self._scheduler.start(assets)
 
 
 def priced_in_bulk(exchanges: ExchangeClient, symbol: str) -> bool:

@@ -23,6 +23,8 @@ from aggserver.venues.base import Bulk, Ticker, VenueError
 
 __all__ = ["SNAPSHOT_SECONDS", "ExchangeClient", "FetchResult", "quote_of"]
 
+# While a venue has never loaded its listing, it is tried again this often.
+LISTING_RETRY_SECONDS = 30.0
 # An all-tickers answer serves every refresh that starts within this long of it: tier slots
 # a second apart then cost a bulk venue one request every two seconds, whatever they ask.
 SNAPSHOT_SECONDS = 2.0
@@ -82,6 +84,13 @@ class ExchangeClient:
 
     def missing_listings(self) -> bool:
         return any(e.listing is None for e in self.exchanges if not e.lists_everything)
+
+    async def keep_listings(self, interval: float) -> None:
+        """Venues add and remove markets: load their listings again every ``interval`` (sooner
+        while one has never loaded), until cancelled."""
+        while True:
+            await asyncio.sleep(min(interval, LISTING_RETRY_SECONDS) if self.missing_listings() else interval)
+            await self.load_listings()
 
     async def load_listing(self, exchange: Exchange) -> None:
         """Load (again) one venue's listing; a failure is kept in ``listing_error``."""

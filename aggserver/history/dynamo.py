@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import ClientCreatorContext, get_session
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver.history.lean_query import make_lean, query_answer
 from aggserver.history.records import HistoryRecord
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from aggserver.settings import Settings
 
 __all__ = [
+    "HistoryTable",
     "LatestRecord",
     "describe_error",
     "dynamo_client",
@@ -95,6 +96,26 @@ async def latest_record(client: DynamoDBClient, table: str, asset: str) -> Histo
     )
     items = query_answer(response).items
     return HistoryRecord.from_item(items[0]) if items else None
+
+
+class HistoryTable:
+    """The prices table as the serving side reads it: an asset's latest record, and whether the
+    table answers at all (for ``/ready``)."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    async def latest(self, asset: str) -> HistoryRecord | None:
+        return await latest_record(self._client, self._table, asset)
+
+    async def answers(self, timeout: float = 2.0) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._client.describe_table(TableName=self._table)
+        except (BotoCoreError, ClientError, TimeoutError):
+            return False
+        return True
 
 
 async def ensure_table(

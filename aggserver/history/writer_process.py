@@ -213,7 +213,30 @@ class HistoryWriterView:
 
     writer: HistoryWriter | None
     child: WriterChild | None
+    task: asyncio.Task[None] | None = None
 
     @property
     def mode(self) -> str:
         return "inline" if self.writer is not None else "process" if self.child is not None else "external"
+
+    @classmethod
+    def start(cls, settings: Settings, redis: RedisClient, dynamo: DynamoDBClient) -> HistoryWriterView:
+        """The writer HISTORY_WRITER asks for, started: a task here (``inline``), a child process
+        (``process``), or none (``external``: writers run elsewhere)."""
+        if settings.history_writer == "inline":
+            writer = configured_writer(settings, redis, dynamo, table_ready=False)
+            return cls(
+                writer=writer, child=None, task=asyncio.create_task(writer.run(), name="history-writer")
+            )
+        if settings.history_writer == "process":
+            child = WriterChild(settings)
+            child.start()
+            return cls(writer=None, child=child)
+        return cls(writer=None, child=None)
+
+    async def stop(self, flush_seconds: float) -> None:
+        """Drain what the outbox holds (within ``flush_seconds``) and stop."""
+        if self.writer is not None and self.task is not None:
+            await self.writer.drain(self.task, timeout=flush_seconds)
+        if self.child is not None:
+            await self.child.stop()

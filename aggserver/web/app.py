@@ -18,22 +18,20 @@ from aggserver.engine.freshness import FreshnessProbe
 from aggserver.engine.price_view import PriceView
 from aggserver.engine.reader import PriceReader
 from aggserver.engine.refresh import Refresher
-from aggserver.engine.scheduler import Scheduler
+from aggserver.engine.scheduler import OwnedWork, Scheduler
 from aggserver.exchanges.client import ExchangeClient
 from aggserver.exchanges.ingest import Ingestor, stream_urls
 from aggserver.exchanges.transport import create_session
-from aggserver.history.dynamo import ensure_table, latest_record, lean_dynamo_client
+from aggserver.history.dynamo import HistoryTable, ensure_table, lean_dynamo_client
 from aggserver.history.outbox import Outbox, OutboxAppend, OutboxKeys
 from aggserver.history.reads import HistoryQueries
-from aggserver.history.records import HistoryRecord
 from aggserver.history.rollups.blocks import ensure_rollup_table
-from aggserver.history.writer import HistoryWriter
-from aggserver.history.writer_process import HistoryWriterView, WriterChild, configured_writer
+from aggserver.history.writer_process import HistoryWriterView
 from aggserver.metrics import MetricsCollector, RequestStats
 from aggserver.process.tasks import stop_task
 from aggserver.settings import Settings
 from aggserver.store.connection import create_redis
-from aggserver.store.lease import Lease, shard_of
+from aggserver.store.lease import Lease
 from aggserver.store.prices import PriceCache
 from aggserver.store.updates import UpdateFeed
 from aggserver.web import error_page
@@ -41,6 +39,7 @@ from aggserver.web.budget import ClientBudgets
 from aggserver.web.keys import (
     BUDGETS,
     CACHE,
+    DYNAMO,
     EXCHANGES,
     FRESHNESS,
     HISTORY_QUERIES,
@@ -88,7 +87,9 @@ async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Prices in Redis: the pooled client, the batched reads and the write script (which appends
+    the history records to the outbox in the same write)."""
     settings = app[SETTINGS]
     client = create_redis(
         settings.redis_url,
@@ -101,82 +102,80 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         max_records=settings.history_outbox_max_records,
     )
     cache = PriceCache(client, timeout=settings.redis_timeout_seconds, outbox=outbox)
+    app[CACHE] = cache
+    yield
+    await cache.close()
+
+
+async def price_view_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This process's view of every price, kept coherent by the announcements of every write."""
+    settings = app[SETTINGS]
+    cache = app[CACHE]
     view = PriceView(max_age=settings.near_cache_seconds, tiers=app[TIERS], load=cache.get_many)
     feed = UpdateFeed()
     feed.add_listener(view)
-    feed.start(client)
-    app[CACHE] = cache
+    feed.start(cache.client)
     app[PRICE_VIEW] = view
     app[UPDATE_FEED] = feed
     yield
     await feed.stop()
     await view.close()
-    await cache.close()
 
 
-async def history_ctx(app: web.Application) -> AsyncIterator[None]:
-    """History: the outbox's side in this process, the writer (a child process by default), and
-    the DynamoDB client for reading history back. On shutdown what waits here goes to the outbox
-    and the writer drains it."""
+async def dynamo_ctx(app: web.Application) -> AsyncIterator[None]:
+    """DynamoDB for this process: the tables made where missing (start-up goes on without them:
+    refreshes and reads do not need DynamoDB, and the writer retries), the latest record of an
+    asset, bounded history reads, and whether the table answers."""
     settings = app[SETTINGS]
     async with lean_dynamo_client(settings) as client:
-        table_ready = False
         try:
             async with asyncio.timeout(STARTUP_TABLE_SECONDS):
                 await ensure_table(client, settings.prices_table)
                 await ensure_rollup_table(client, settings.prices_table)
-            table_ready = True
         except (BotoCoreError, ClientError, TimeoutError) as exc:
-            # Start anyway: refreshes and reads do not need DynamoDB, and the writer retries.
             log.warning("DynamoDB table %s not ready at start-up: %s", settings.prices_table, exc)
-        outbox = Outbox(
-            app[CACHE].client,
-            table=settings.prices_table,
-            max_pending=settings.history_max_pending,
-            timeout=settings.redis_timeout_seconds,
-        )
-        app[OUTBOX] = outbox
-
-        async def latest(asset: str) -> HistoryRecord | None:
-            return await latest_record(client, settings.prices_table, asset)
-
-        async def table_answers() -> bool:
-            try:
-                async with asyncio.timeout(2):
-                    await client.describe_table(TableName=settings.prices_table)
-            except (BotoCoreError, ClientError, TimeoutError):
-                return False
-            return True
-
-        app[LATEST_RECORD] = latest
+        table = HistoryTable(client, settings.prices_table)
+        app[DYNAMO] = client
+        app[LATEST_RECORD] = table.latest
+        app[HISTORY_READY] = table.answers
         app[HISTORY_QUERIES] = HistoryQueries(
             client,
             settings.prices_table,
             max_in_flight=settings.history_max_queries,
             records_per_second=settings.history_records_per_second,
         )
-        app[HISTORY_READY] = table_answers
-        outbox_task = asyncio.create_task(outbox.run(), name="history-outbox")
-        writer: HistoryWriter | None = None
-        child: WriterChild | None = None
-        if settings.history_writer == "inline":
-            writer = configured_writer(settings, app[CACHE].client, client, table_ready=table_ready)
-            writer_task = asyncio.create_task(writer.run(), name="history-writer")
-        elif settings.history_writer == "process":
-            child = WriterChild(settings)
-            child.start()
-        app[HISTORY_WRITER] = HistoryWriterView(writer=writer, child=child)
         yield
-        await outbox.stop(outbox_task)
-        await outbox.flush(settings.history_flush_seconds)
-        if writer is not None:
-            await writer.drain(writer_task, timeout=settings.history_flush_seconds)
-        if child is not None:
-            await child.stop()
 
 
-async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The refresh and read paths, which share the exchanges, the cache and the history."""
+async def history_writer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The history writer HISTORY_WRITER asks for (a child process by default); on shutdown,
+    after the outbox has taken what waited here, it drains the outbox into DynamoDB."""
+    settings = app[SETTINGS]
+    writer = HistoryWriterView.start(settings, app[CACHE].client, app[DYNAMO])
+    app[HISTORY_WRITER] = writer
+    yield
+    await writer.stop(settings.history_flush_seconds)
+
+
+async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The outbox's side in this process: its figures, and the records kept in memory while
+    Redis is away, appended once it is back (and at shutdown, before the writer drains)."""
+    settings = app[SETTINGS]
+    outbox = Outbox(
+        app[CACHE].client,
+        table=settings.prices_table,
+        max_pending=settings.history_max_pending,
+        timeout=settings.redis_timeout_seconds,
+    )
+    app[OUTBOX] = outbox
+    task = asyncio.create_task(outbox.run(), name="history-outbox")
+    yield
+    await outbox.stop(task)
+    await outbox.flush(settings.history_flush_seconds)
+
+
+async def exchanges_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The exchanges, their listings loaded before the first refresh and reloaded from then on."""
     settings = app[SETTINGS]
     ours = app[SYMBOLS]
     exchanges = ExchangeClient(
@@ -191,6 +190,19 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         breaker_failures=settings.breaker_failures,
         breaker_reset=settings.breaker_reset_seconds,
     )
+    await exchanges.load_listings()
+    reloads = asyncio.create_task(
+        exchanges.keep_listings(settings.listing_refresh_seconds), name="listing-reloads"
+    )
+    app[EXCHANGES] = exchanges
+    yield
+    await stop_task(reloads)
+
+
+async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The refresh and read paths, which share the exchanges, the cache, the view and history."""
+    settings = app[SETTINGS]
+    exchanges = app[EXCHANGES]
     refresher = Refresher(
         exchanges=exchanges,
         cache=app[CACHE],
@@ -213,22 +225,8 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         latest_record=app[LATEST_RECORD],
         view=app[PRICE_VIEW],
     )
-    hub = StreamHub(
-        app[CACHE],
-        view=app[PRICE_VIEW],
-        max_connections=settings.stream_max_connections,
-        max_assets=settings.stream_max_assets,
-    )
-    app[UPDATE_FEED].add_listener(hub)
-    # Which venue lists which symbol must be known before the first refresh round.
-    await exchanges.load_listings()
-    listings = asyncio.create_task(
-        _reload_listings(exchanges, settings.listing_refresh_seconds), name="listing-reloads"
-    )
-    app[EXCHANGES] = exchanges
     app[REFRESHER] = refresher
     app[READER] = reader
-    app[STREAM_HUB] = hub
     app[FRESHNESS] = FreshnessProbe(app[CACHE], app[SYMBOLS].ordered, listed=exchanges.listed)
     app[REFRESH_GUARD] = RefreshGuard(
         token=settings.refresh_token,
@@ -236,22 +234,22 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         rate=settings.refresh_rate_limit,
     )
     yield
-    await stop_task(listings)
-    await hub.close_all()
     await reader.close()
 
 
-# While a venue has never loaded its listing, it is tried again this often.
-LISTING_RETRY_SECONDS = 30.0
-
-
-async def _reload_listings(exchanges: ExchangeClient, interval: float) -> None:
-    """Venues add and remove markets: load their listings again every ``interval``."""
-    while True:
-        await asyncio.sleep(
-            min(interval, LISTING_RETRY_SECONDS) if exchanges.missing_listings() else interval
-        )
-        await exchanges.load_listings()
+async def stream_hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Live prices to clients (SSE and WebSocket), fed by the announcements."""
+    settings = app[SETTINGS]
+    hub = StreamHub(
+        app[CACHE],
+        view=app[PRICE_VIEW],
+        max_connections=settings.stream_max_connections,
+        max_assets=settings.stream_max_assets,
+    )
+    app[UPDATE_FEED].add_listener(hub)
+    app[STREAM_HUB] = hub
+    yield
+    await hub.close_all()
 
 
 async def _end_streams(app: web.Application) -> None:
@@ -274,7 +272,6 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         exchanges=app[EXCHANGES],
         bulk_round_seconds=settings.bulk_round_seconds,
     )
-    app[SCHEDULER] = scheduler
     ingestor = Ingestor(
         app[HTTP_SESSION],
         app[EXCHANGES],
@@ -283,23 +280,15 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         min_interval=settings.aggregate_min_interval_seconds,
         stall_seconds=settings.stream_stall_seconds,
     )
-    app[INGESTOR] = ingestor
-
-    symbols = app[SYMBOLS].ordered
-
-    async def owned(shards: frozenset[int]) -> None:
-        await ingestor.stop()
-        await scheduler.stop()
-        if shards:
-            assets = None
-            if settings.refresh_shards > 1:
-                assets = [a for a in symbols if shard_of(a, settings.refresh_shards) in shards]
-            ingestor.start(assets)
-            scheduler.start(assets)
-
+    work = OwnedWork(scheduler, ingestor, app[SYMBOLS].ordered, shards=settings.refresh_shards)
     lease = Lease(
-        app[CACHE].client, ttl_seconds=settings.lease_seconds, shards=settings.refresh_shards, on_change=owned
+        app[CACHE].client,
+        ttl_seconds=settings.lease_seconds,
+        shards=settings.refresh_shards,
+        on_change=work.follow,
     )
+    app[SCHEDULER] = scheduler
+    app[INGESTOR] = ingestor
     app[LEASE] = lease
     if settings.auto_refresh:
         # The refresh work of all workers and instances sharing this Redis is done once, cut into
@@ -307,7 +296,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         lease.start()
     yield
     await lease.stop()
-    await owned(frozenset())
+    await work.follow(frozenset())
 
 
 MAX_REQUEST_LINE = 16_384
@@ -350,8 +339,23 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[POPULARITY] = Popularity(
         promote_rate=settings.promote_gets_per_second, max_promoted=settings.promote_max
     )
-    # Torn down in reverse: the scheduler stops, then refreshes, then history flushes, then pools close.
-    app.cleanup_ctx.extend([http_session_ctx, cache_ctx, history_ctx, refresher_ctx, scheduler_ctx])
+    # One context per resource, in the order they depend on each other; torn down in reverse: the
+    # scheduler stops, streams end, the outbox takes what waits here, the writer drains it, the
+    # pools close.
+    app.cleanup_ctx.extend(
+        [
+            http_session_ctx,
+            redis_ctx,
+            price_view_ctx,
+            dynamo_ctx,
+            history_writer_ctx,
+            outbox_ctx,
+            exchanges_ctx,
+            refresher_ctx,
+            stream_hub_ctx,
+            scheduler_ctx,
+        ]
+    )
     app.on_startup.append(_freeze_startup_objects)
     app.on_shutdown.append(_end_streams)
     api.add_routes(app)

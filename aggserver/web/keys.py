@@ -15,6 +15,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     import aiohttp
     from prometheus_client import CollectorRegistry
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
     from aggserver.domain.symbols import SymbolSet
     from aggserver.domain.tiers import Popularity, TierMap
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUDGETS",
     "CACHE",
+    "DYNAMO",
     "EXCHANGES",
     "FRESHNESS",
     "HISTORY_QUERIES",
@@ -70,6 +72,7 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 SYMBOLS: web.AppKey[SymbolSet] = web.AppKey("symbols")
 HTTP_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_session")
 CACHE: web.AppKey[PriceCache] = web.AppKey("cache")
+DYNAMO: web.AppKey[DynamoDBClient] = web.AppKey("dynamo")
 OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox")
 HISTORY_WRITER: web.AppKey[HistoryWriterView] = web.AppKey("history_writer")
 REFRESHER: web.AppKey[Refresher] = web.AppKey("refresher")
