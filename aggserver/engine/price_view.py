@@ -104,7 +104,6 @@ class PriceView:
         self._held_before_gap: dict[str, None] = {}  # ordered, for predictable reads
         self.hits = 0
         self.misses = 0
-        self.announced = 0
         self.connected = False
 
     @property
@@ -253,7 +252,6 @@ class PriceView:
         if not self.enabled:
             return
         stamp, now, copies = self.generation, self._clock(), self._copies
-        self.announced += len(announcements)
         for asset, raw in announcements:
             copy = copies.get(asset)
             if raw is None:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
 
@@ -29,12 +30,21 @@ from aggserver.history.outbox import Outbox
 from aggserver.history.records import HistoryRecord
 from aggserver.store.prices import PriceCache
 
-__all__ = ["Refresher"]
+__all__ = ["RefreshStats", "Refresher"]
 
 log = logging.getLogger(__name__)
 
 # Assets aggregated between two yields to the event loop during a bulk refresh.
 YIELD_EVERY = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshStats:
+    """Refreshes by (tier, outcome), calls that joined one in flight, writes Redis refused."""
+
+    outcomes: dict[tuple[str, str], int]
+    joined: int
+    redis_write_failures: int
 
 
 class Refresher:
@@ -72,6 +82,9 @@ class Refresher:
         # Calls that shared a refresh already in flight instead of asking the exchanges again.
         self.joined = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (tier, "ok" | "no_valid_quotes")
+
+    def stats(self) -> RefreshStats:
+        return RefreshStats(dict(self.outcomes), self.joined, self.redis_write_failures)
 
     def running(self, asset: str) -> bool:
         """Whether a refresh of ``asset`` is in flight (a new caller would share it)."""

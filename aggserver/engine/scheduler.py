@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aggserver.domain.price import CachedPrice
@@ -34,7 +35,7 @@ from aggserver.venues.base import Bulk
 if TYPE_CHECKING:
     from aggserver.exchanges.ingest import Ingestor
 
-__all__ = ["OwnedWork", "Scheduler"]
+__all__ = ["OwnedWork", "Scheduler", "SchedulerStats"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,16 @@ WARM_CONCURRENCY = 16
 BULK_ROUND_CHUNK = 500
 # How long stop() waits for cancelled refresh work to end.
 STOP_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerStats:
+    """How long the last round of each tier (and ``bulk``) took, and the start-up round."""
+
+    rounds: dict[str, float]
+    catch_up_seconds: float | None
+    bulk_rounds: int
+    left_to_streams: int
 
 
 class Scheduler:
@@ -82,6 +93,14 @@ class Scheduler:
         self.bulk_rounds = 0
         # Assets the last bulk round left to their venues' streams (every venue streams them).
         self.left_to_streams = 0
+
+    def stats(self) -> SchedulerStats:
+        return SchedulerStats(
+            rounds=dict(self.rounds),
+            catch_up_seconds=self.catch_up_seconds,
+            bulk_rounds=self.bulk_rounds,
+            left_to_streams=self.left_to_streams,
+        )
 
     def start(self, assets: Collection[str] | None = None) -> None:
         """Begin (again) for ``assets`` (None: every symbol; else the shards this process owns):

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 
 from aggserver.domain.quotes import Quote
 from aggserver.domain.reasons import QuoteRejected
-from aggserver.exchanges.breaker import CircuitBreaker
+from aggserver.exchanges.breaker import BreakerState, CircuitBreaker
 from aggserver.exchanges.throttle import Held, Throttle
 from aggserver.exchanges.transport import MAX_BULK_BODY_BYTES, ExchangeFailure, Transport
 from aggserver.metrics import Histogram
 from aggserver.venues import VenueConfig, venue_for
 from aggserver.venues.base import Bulk, Ticker, Venue, VenueError
 
-__all__ = ["Exchange", "Listing", "StreamBook", "Tickers", "exchanges_for", "load_listing"]
+__all__ = ["Exchange", "ExchangeStats", "Listing", "StreamBook", "Tickers", "exchanges_for", "load_listing"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,24 @@ class StreamBook:
     quotes: dict[str, Quote | QuoteRejected] = field(default_factory=dict)  # by our symbol
     # Connected and delivering (a stream that has not brought tickers yet replaces nothing).
     connected: Callable[[], bool] = lambda: False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExchangeStats:
+    """One exchange's figures, as /status and /metrics show them."""
+
+    name: str
+    venue: str
+    circuit: BreakerState
+    requests: int
+    errors: int
+    latency: Histogram
+    listed: int
+    listing_loaded_at: float | None
+    listing_error: str | None
+    rate_limited: int
+    held: int
+    blocked_seconds: float
 
 
 @dataclass(kw_only=True)
@@ -95,6 +113,23 @@ class Exchange:
         if self.lists_everything:
             return symbol
         return self.listing.natives.get(symbol) if self.listing is not None else None
+
+    def stats(self, ours: int) -> ExchangeStats:
+        """Its figures now; ``ours`` is how many symbols we have (for what it lists)."""
+        return ExchangeStats(
+            name=self.name,
+            venue=self.venue.name,
+            circuit=self.breaker.state,
+            requests=self.requests,
+            errors=self.errors,
+            latency=self.latency,
+            listed=self.listed_count(ours),
+            listing_loaded_at=self.listing.loaded_at if self.listing else None,
+            listing_error=self.listing_error,
+            rate_limited=self.throttle.rate_limited,
+            held=self.throttle.held,
+            blocked_seconds=self.throttle.blocked_for(),
+        )
 
     def streams(self, symbol: str) -> bool:
         """Whether its stream is up and has brought ``symbol``."""

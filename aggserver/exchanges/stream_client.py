@@ -76,7 +76,6 @@ class StreamClient:
         self.last_delivery = 0.0  # unix time of the latest frame that brought tickers
         self.connects = 0
         self.stalls = 0
-        self.frames = 0
         self.tickers = 0
         self.rejected = 0
         self.errors = 0
@@ -164,7 +163,6 @@ class StreamClient:
             await asyncio.sleep(self._stall - silent)
 
     def _read(self, text: str) -> bool:
-        self.frames += 1
         try:
             frame = self._stream.parse(text, self._wanted)
         except VenueError as exc:

@@ -176,6 +176,20 @@ class OutboxState:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxStats:
+    """The outbox as /status and /metrics show it: every instance's backlog and the writers'
+    totals (``state``), and what this process holds or lost while Redis was away."""
+
+    state: OutboxState
+    in_memory: int
+    dropped_here: int
+
+    @property
+    def dropped(self) -> int:
+        return self.state.dropped + self.dropped_here
+
+
 async def read_state(client: RedisClient, keys: OutboxKeys) -> OutboxState:
     """Backlog (entries not yet deleted by a writer), the oldest one's age, live writers and the
     shared counters; RedisError when Redis does not answer."""
@@ -222,13 +236,15 @@ class Outbox:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.spill_dropped = 0
-        self.spilled = 0
         self.state = OutboxState()
 
     @property
     def pending(self) -> int:
         """Records waiting in this process for Redis to come back."""
         return len(self._spill)
+
+    def stats(self) -> OutboxStats:
+        return OutboxStats(state=self.state, in_memory=self.pending, dropped_here=self.spill_dropped)
 
     def spill(self, records: Sequence[HistoryRecord]) -> None:
         """Keep records whose append failed; past ``max_pending`` the oldest are dropped, counted."""
@@ -243,7 +259,6 @@ class Outbox:
                         self.spill_dropped,
                     )
             self._spill.append(record)
-        self.spilled += len(records)
         self._wakeup.set()
 
     async def run(self) -> None:

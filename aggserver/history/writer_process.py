@@ -144,7 +144,6 @@ class WriterChild:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._ready = asyncio.Event()
-        self.starts = 0
 
     @property
     def pid(self) -> int | None:
@@ -187,7 +186,6 @@ class WriterChild:
                 stdout=asyncio.subprocess.PIPE,
                 preexec_fn=die_with_parent,
             )
-            self.starts += 1
             log.info("started history writer (pid %d)", self._process.pid)
             assert self._process.stdout is not None
             # Its only line on stdout; EOF (an early exit) also ends the wait.

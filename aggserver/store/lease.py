@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 from aggserver.process.tasks import stop_task
 from aggserver.store.connection import RedisClient
 
-__all__ = ["LEASE_KEY", "MEMBERS_KEY", "Lease", "Plan", "lease_key", "plan", "shard_of"]
+__all__ = ["LEASE_KEY", "MEMBERS_KEY", "Lease", "LeaseStats", "Plan", "lease_key", "plan", "shard_of"]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,18 @@ def plan(holders: Sequence[str | None], alive: Collection[str], me: str) -> Plan
     return Plan(take=tuple(free[: max(0, fair - len(mine))]), give=())
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseStats:
+    """How the refresh work is cut (``shards``) and which shards this process holds."""
+
+    shards: int
+    owned: frozenset[int]
+
+    @property
+    def held(self) -> bool:
+        return bool(self.owned)
+
+
 class Lease:
     """Calls ``on_change`` with the shards this process owns whenever that set changes."""
 
@@ -143,6 +155,9 @@ class Lease:
     def held(self) -> bool:
         """Whether this process owns any refresh work."""
         return bool(self.owned)
+
+    def stats(self) -> LeaseStats:
+        return LeaseStats(shards=self.shards, owned=self.owned)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="scheduler-lease")

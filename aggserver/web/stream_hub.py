@@ -26,7 +26,7 @@ from aggserver.process.tasks import stop_tasks
 from aggserver.store.announcements import Announcement
 from aggserver.store.prices import PriceCache
 
-__all__ = ["PriceEvent", "StreamHub", "Subscription"]
+__all__ = ["PriceEvent", "StreamHub", "StreamStats", "Subscription"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,17 @@ class Subscription:
         return events
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStats:
+    """Live streams open now, events offered, WebSockets closed for flooding, and events the
+    open streams skipped ahead of (a subscriber slower than the prices)."""
+
+    connections: int
+    delivered: int
+    rate_closes: int
+    skipped: int
+
+
 class StreamHub:
     def __init__(
         self,
@@ -108,6 +119,14 @@ class StreamHub:
     @property
     def connections(self) -> int:
         return len(self._subscriptions)
+
+    def stats(self) -> StreamStats:
+        return StreamStats(
+            connections=self.connections,
+            delivered=self.delivered,
+            rate_closes=self.rate_closes,
+            skipped=sum(s.skipped for s in self._subscriptions),
+        )
 
     def open(self, guard: QualityGuard | None = None) -> Subscription:
         if len(self._subscriptions) >= self.max_connections:

@@ -16,7 +16,6 @@ from aggserver.web.budget import charge
 from aggserver.web.guard import GuardedRoutes, guarded
 from aggserver.web.keys import (
     CACHE,
-    EXCHANGES,
     FRESHNESS,
     HISTORY_QUERIES,
     HISTORY_READY,
@@ -36,6 +35,7 @@ from aggserver.web.keys import (
 from aggserver.web.responses import json_response
 from aggserver.web.routes import oracle as oracle_routes
 from aggserver.web.routes import streams as stream_routes
+from aggserver.web.telemetry import exchange_stats
 
 __all__ = ["add_routes", "routes"]
 
@@ -250,11 +250,10 @@ async def status(request: web.Request) -> web.Response:
     """What this process sees of the service, for the dashboard (Prometheus has the rest)."""
     app = request.app
     tiers = app[TIERS]
-    scheduler = app[SCHEDULER]
-    outbox = app[OUTBOX]
+    scheduler, lease, outbox = app[SCHEDULER].stats(), app[LEASE].stats(), app[OUTBOX].stats()
     state = outbox.state
     outcomes: dict[str, dict[str, int]] = {}
-    for (tier, outcome), count in app[REFRESHER].outcomes.items():
+    for (tier, outcome), count in app[REFRESHER].stats().outcomes.items():
         outcomes.setdefault(tier, {})[outcome] = count
     return json_response(
         {
@@ -262,43 +261,43 @@ async def status(request: web.Request) -> web.Response:
             "exchanges": [
                 {
                     "name": exchange.name,
-                    "venue": exchange.venue.name,
-                    "circuit": exchange.breaker.state.value,
+                    "venue": exchange.venue,
+                    "circuit": exchange.circuit.value,
                     "requests": exchange.requests,
                     "errors": exchange.errors,
-                    "listed": exchange.listed_count(len(app[SYMBOLS])),
-                    "listing_loaded_at": exchange.listing.loaded_at if exchange.listing else None,
+                    "listed": exchange.listed,
+                    "listing_loaded_at": exchange.listing_loaded_at,
                     "listing_error": exchange.listing_error,
-                    "rate_limited": exchange.throttle.rate_limited,
-                    "held": exchange.throttle.held,
-                    "blocked_seconds": round(exchange.throttle.blocked_for(), 1),
+                    "rate_limited": exchange.rate_limited,
+                    "held": exchange.held,
+                    "blocked_seconds": round(exchange.blocked_seconds, 1),
                     "stream": app[INGESTOR].status(exchange.name),
                 }
-                for exchange in app[EXCHANGES].exchanges
+                for exchange in exchange_stats(app)
             ],
             "refresh": {
-                "runs_scheduler": app[LEASE].held,
-                "shards": app[LEASE].shards,
-                "owned_shards": sorted(app[LEASE].owned),
+                "runs_scheduler": lease.held,
+                "shards": lease.shards,
+                "owned_shards": sorted(lease.owned),
                 "round_seconds": scheduler.rounds,
                 "catch_up_seconds": scheduler.catch_up_seconds,
                 "outcomes": outcomes,
             },
             "history": {
                 "writer": app[HISTORY_WRITER].mode,
-                "pending": state.backlog + outbox.pending,
+                "pending": state.backlog + outbox.in_memory,
                 "backlog": state.backlog,
-                "in_memory": outbox.pending,
+                "in_memory": outbox.in_memory,
                 "oldest_seconds": None if state.oldest_seconds is None else round(state.oldest_seconds, 1),
                 "writers_alive": state.writers_alive,
                 "written": state.written,
                 "retried": state.retried,
                 "reclaimed": state.reclaimed,
-                "dropped": state.dropped + outbox.spill_dropped,
+                "dropped": outbox.dropped,
                 "rollups_due": state.rollups_due,
                 "error": state.error,
             },
-            "streams": app[STREAM_HUB].connections,
+            "streams": app[STREAM_HUB].stats().connections,
             "freshness": await app[FRESHNESS].summary(),
         }
     )
