@@ -25,7 +25,7 @@ from aggserver.domain.reasons import ReasonCode
 from aggserver.domain.tiers import HistoryGate, TierMap
 from aggserver.engine.price_view import PriceView
 from aggserver.errors import BackendUnavailable, NoValidQuotes
-from aggserver.exchanges.client import SNAPSHOT_SECONDS, ExchangeClient, FetchResult
+from aggserver.exchanges.client import SCHEDULED, ExchangeClient, FetchPlan, FetchResult
 from aggserver.history.outbox import Outbox
 from aggserver.history.records import HistoryRecord
 from aggserver.store.prices import PriceCache
@@ -112,27 +112,16 @@ class Refresher:
         finally:
             del self._in_flight[asset]
 
-    async def refresh_many(
-        self,
-        assets: Sequence[str],
-        *,
-        urgent: bool = False,
-        snapshot_age: float = SNAPSHOT_SECONDS,
-        poll: bool = True,
-    ) -> tuple[int, int]:
-        """Refresh many assets with bulk requests; returns (refreshed, failed). Never raises for
-        an asset's failure; assets already being refreshed are left to that refresh. ``urgent``
-        work (hot assets) may spend the rate budget kept back from the rest; ``snapshot_age``
-        lets a bulk round reuse its venues' all-tickers answers for that long; with ``poll``
-        off nothing is requested: streamed and last polled quotes only (``fetch_many``)."""
+    async def refresh_many(self, assets: Sequence[str], plan: FetchPlan = SCHEDULED) -> tuple[int, int]:
+        """Refresh many assets with bulk requests, asking the exchanges as ``plan`` says;
+        returns (refreshed, failed). Never raises for an asset's failure; assets already being
+        refreshed are left to that refresh."""
         loop = asyncio.get_running_loop()
         mine = [a for a in dict.fromkeys(assets) if a not in self._in_flight]
         futures = {asset: loop.create_future() for asset in mine}
         self._in_flight.update(futures)
         try:
-            fetched = await self._exchanges.fetch_many(
-                mine, urgent=urgent, snapshot_age=snapshot_age, poll=poll
-            )
+            fetched = await self._exchanges.fetch_many(mine, plan)
             results = await self._store(list(fetched.items()))
         except BaseException as exc:
             for future in futures.values():

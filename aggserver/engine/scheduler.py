@@ -25,7 +25,7 @@ from aggserver.domain.price import CachedPrice
 from aggserver.domain.tiers import Popularity, Tier, TierMap
 from aggserver.engine.refresh import Refresher
 from aggserver.errors import BackendUnavailable
-from aggserver.exchanges.client import SNAPSHOT_SECONDS, ExchangeClient
+from aggserver.exchanges.client import SCHEDULED, URGENT, ExchangeClient, FetchPlan
 from aggserver.history.dynamo import LatestRecord
 from aggserver.process.tasks import stop_tasks
 from aggserver.store.lease import shard_of
@@ -220,7 +220,7 @@ class Scheduler:
                     continue
                 if len(in_flight) >= MAX_SLOT_TASKS:
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                task = self._start_work(share, urgent=tier is self._tiers.hot)
+                task = self._start_work(share, URGENT if tier is self._tiers.hot else SCHEDULED)
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             next_round = round_start + tier.interval
@@ -252,8 +252,7 @@ class Scheduler:
             for start in range(0, len(due), BULK_ROUND_CHUNK):
                 await self._refresh_share(
                     due[start : start + BULK_ROUND_CHUNK],
-                    urgent=True,
-                    snapshot_age=self._bulk_round_seconds,
+                    FetchPlan(urgent=True, snapshot_age=self._bulk_round_seconds),
                 )
             if assets:
                 self.rounds["bulk"] = loop.time() - round_start
@@ -261,17 +260,15 @@ class Scheduler:
             next_round = max(round_start + self._bulk_round_seconds, loop.time())
             await _sleep_until(loop, next_round)
 
-    def _start_work(self, assets: list[str], *, urgent: bool = False) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._refresh_share(assets, urgent=urgent))
+    def _start_work(self, assets: list[str], plan: FetchPlan) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._refresh_share(assets, plan))
         self._work.add(task)
         task.add_done_callback(self._work.discard)
         return task
 
-    async def _refresh_share(
-        self, assets: list[str], *, urgent: bool = False, snapshot_age: float = SNAPSHOT_SECONDS
-    ) -> None:
+    async def _refresh_share(self, assets: list[str], plan: FetchPlan) -> None:
         try:
-            await self._refresher.refresh_many(assets, urgent=urgent, snapshot_age=snapshot_age)
+            await self._refresher.refresh_many(assets, plan)
         except Exception:  # one slot's failure must not stop the tier
             log.exception("refresh of %d assets failed", len(assets))
 
@@ -281,7 +278,7 @@ class Scheduler:
             promoted = self._popularity.update(self._tiers)
             if promoted:
                 log.info("promoted to hot by traffic: %s", ", ".join(promoted[:10]))
-                self._start_work(self._listed([a for a in promoted if self._owns(a)]), urgent=True)
+                self._start_work(self._listed([a for a in promoted if self._owns(a)]), URGENT)
 
 
 class OwnedWork:
@@ -321,7 +318,7 @@ def streamed(exchanges: ExchangeClient, symbol: str) -> bool:
     """Listed, and every venue listing it streams it now: its aggregation follows the
     streams (``exchanges/ingest.py``), and a scheduled refresh would only repeat it."""
     listing = exchanges.listing_exchanges(symbol)
-    return bool(listing) and all(e.streams(symbol) for e in listing)
+    return bool(listing) and all(exchanges.streams_now(e, symbol) for e in listing)
 
 
 def on_tiers(exchanges: ExchangeClient, symbol: str) -> bool:

@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 
@@ -21,7 +22,17 @@ from aggserver.exchanges.transport import MAX_BODY_BYTES, MAX_BULK_BODY_BYTES, E
 from aggserver.venues import VenueConfig
 from aggserver.venues.base import Bulk, Ticker, VenueError
 
-__all__ = ["SNAPSHOT_SECONDS", "ExchangeClient", "FetchResult", "quote_of"]
+__all__ = [
+    "SCHEDULED",
+    "SNAPSHOT_SECONDS",
+    "STREAMED",
+    "URGENT",
+    "ExchangeClient",
+    "FetchPlan",
+    "FetchResult",
+    "StreamedQuotes",
+    "quote_of",
+]
 
 # While a venue has never loaded its listing, it is tried again this often.
 LISTING_RETRY_SECONDS = 30.0
@@ -35,6 +46,43 @@ MISSING_FROM_BULK = QuoteRejected(ReasonCode.NO_QUOTES, "missing from bulk answe
 NOT_STREAMED_YET = QuoteRejected(ReasonCode.NO_QUOTES, "no streamed ticker yet")
 NOT_POLLED_YET = QuoteRejected(ReasonCode.NO_QUOTES, "not polled yet")
 BUDGET_SPENT = QuoteRejected(ReasonCode.TIMEOUT, "timed out (refresh budget)")
+
+
+class StreamedQuotes(Protocol):
+    """What the push side (``exchanges/ingest.py``, the one owner of streamed quotes) tells the
+    fetch path: whether an exchange's stream is up now, and its latest streamed quote of a
+    symbol (None before the stream has brought one)."""
+
+    def streaming(self, exchange: str) -> bool: ...
+
+    def streamed(self, exchange: str, symbol: str) -> Quote | QuoteRejected | None: ...
+
+
+class _NoStreams:
+    def streaming(self, exchange: str) -> bool:
+        return False
+
+    def streamed(self, exchange: str, symbol: str) -> Quote | QuoteRejected | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchPlan:
+    """How a refresh asks the exchanges. ``urgent`` work (hot assets) may spend the rate budget
+    kept back from the rest; an all-tickers answer younger than ``snapshot_age`` seconds is used
+    again rather than asked for anew; without ``poll`` nothing is requested at all: venues
+    answer from their streams or their last polled quotes (the trust rules judge their age)."""
+
+    urgent: bool = False
+    snapshot_age: float = SNAPSHOT_SECONDS
+    poll: bool = True
+
+
+# A scheduled round's: within the share of the budget the hot assets leave.
+SCHEDULED = FetchPlan()
+URGENT = FetchPlan(urgent=True)
+# What an aggregation of streamed tickers asks: nothing new, only what the venues have sent.
+STREAMED = FetchPlan(poll=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +114,7 @@ class ExchangeClient:
         self._symbols = symbols
         self._clock = clock
         self._transport = Transport(session, timeout=timeout)
+        self._streams: StreamedQuotes = _NoStreams()
         self.exchanges: list[Exchange] = exchanges_for(
             configs,
             bulk=bulk,
@@ -77,6 +126,15 @@ class ExchangeClient:
         self._budget = budget if budget is not None else timeout * 1.5
 
     # --- listings -----------------------------------------------------------------------
+
+    def follow_streams(self, streams: StreamedQuotes) -> None:
+        """Answer from ``streams`` for the exchanges whose stream is up (set once, at start-up)."""
+        self._streams = streams
+
+    def streams_now(self, exchange: Exchange, symbol: str) -> bool:
+        """Whether ``exchange``'s stream is up and has brought ``symbol``."""
+        streams = self._streams
+        return streams.streaming(exchange.name) and streams.streamed(exchange.name, symbol) is not None
 
     async def load_listings(self) -> None:
         """Load (again) every venue's listing; a failed load keeps the one before, if any."""
@@ -121,22 +179,12 @@ class ExchangeClient:
         return result
 
     async def fetch_many(
-        self,
-        symbols: Sequence[str],
-        *,
-        urgent: bool = False,
-        snapshot_age: float = SNAPSHOT_SECONDS,
-        poll: bool = True,
+        self, symbols: Sequence[str], plan: FetchPlan = FetchPlan()
     ) -> dict[str, FetchResult]:
-        """Quotes for many symbols: bulk requests where a venue has them, else one per symbol
-        (``urgent`` work may use the budget kept back for hot assets). An all-tickers answer
-        younger than ``snapshot_age`` seconds is used again rather than asked for anew. Venues
-        whose stream is up answer from it; with ``poll`` off the others answer with their last
-        polled quote (the trust rules judge its age), so nothing is requested at all."""
+        """Quotes for many symbols as ``plan`` says: bulk requests where a venue has them, else
+        one per symbol; venues whose stream is up answer from it."""
         results = {symbol: FetchResult() for symbol in symbols}
-        await asyncio.gather(
-            *(self._fetch_from(e, symbols, results, urgent, snapshot_age, poll) for e in self.exchanges)
-        )
+        await asyncio.gather(*(self._fetch_from(e, symbols, results, plan) for e in self.exchanges))
         return results
 
     def expire_snapshots(self) -> None:
@@ -150,25 +198,25 @@ class ExchangeClient:
         exchange: Exchange,
         symbols: Sequence[str],
         results: dict[str, FetchResult],
-        urgent: bool,
-        snapshot_age: float,
-        poll: bool,
+        plan: FetchPlan,
     ) -> None:
         listed = [s for s in symbols if exchange.native(s) is not None]
-        if exchange.streaming or not poll:
-            listed = self._record_held(exchange, listed, results, poll)
+        if self._streams.streaming(exchange.name) or not plan.poll:
+            listed = self._record_held(exchange, listed, results, plan.poll)
         if not listed:
             return
         answers: list[Tickers | QuoteRejected] = []
         if exchange.bulk is Bulk.ALL:
-            answers = [await self._snapshot(exchange, snapshot_age)]
+            answers = [await self._snapshot(exchange, plan.snapshot_age)]
             chunks = [listed]
         elif exchange.bulk is Bulk.LIST:
             size = exchange.venue.max_per_request
             chunks = [listed[i : i + size] for i in range(0, len(listed), size)]
-            answers = await asyncio.gather(*(self._fetch_list(exchange, c, urgent) for c in chunks))
+            answers = await asyncio.gather(*(self._fetch_list(exchange, c, plan.urgent) for c in chunks))
         if exchange.bulk is Bulk.NONE:  # by configuration, or the bulk request just found none
-            outcomes = await asyncio.gather(*(self._fetch_one(exchange, s, urgent=urgent) for s in listed))
+            outcomes = await asyncio.gather(
+                *(self._fetch_one(exchange, s, urgent=plan.urgent) for s in listed)
+            )
             for symbol, outcome in zip(listed, outcomes, strict=True):
                 _record(results[symbol], exchange.name, _polled(exchange, symbol, outcome))
             return
@@ -252,16 +300,16 @@ class ExchangeClient:
     def _held(self, exchange: Exchange, symbol: str) -> Quote | QuoteRejected:
         """What ``exchange`` has of ``symbol`` without asking: its streamed ticker while the
         stream is up, else its last polled quote."""
-        if exchange.streaming:
-            assert exchange.stream is not None
-            return exchange.stream.quotes.get(symbol, NOT_STREAMED_YET)
+        if self._streams.streaming(exchange.name):
+            streamed = self._streams.streamed(exchange.name, symbol)
+            return NOT_STREAMED_YET if streamed is None else streamed
         return exchange.polled.get(symbol, NOT_POLLED_YET)
 
     async def _fetch_one(self, exchange: Exchange, symbol: str, *, urgent: bool) -> Quote | QuoteRejected:
         native = exchange.native(symbol)
         if native is None:
             return NOT_LISTED
-        if exchange.streaming:
+        if self._streams.streaming(exchange.name):
             held = self._held(exchange, symbol)
             if isinstance(held, Quote):
                 return held

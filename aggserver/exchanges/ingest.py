@@ -1,7 +1,7 @@
 """Push ingestion: the venues' streams feed the exchanges, and what moved is aggregated again.
 
 For every configured exchange whose venue has a ticker stream (``INGEST=stream``), an
-:class:`Ingestor` keeps a :class:`~aggserver.stream_ingest.StreamClient` open on the instruments
+:class:`Ingestor` keeps a :class:`~aggserver.exchanges.stream_client.StreamClient` open on the instruments
 its listing names. Each streamed ticker replaces that venue's latest one for the asset
 (``StreamBook``); while the stream is up the venue is not polled (``ExchangeClient`` answers
 from the book), and while it is down the polling of the scheduler covers it as before. Assets
@@ -18,13 +18,15 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 
 import aiohttp
 
 from aggserver.domain.quotes import Quote
+from aggserver.domain.reasons import QuoteRejected
 from aggserver.engine.refresh import Refresher
-from aggserver.exchanges.client import ExchangeClient, quote_of
-from aggserver.exchanges.registry import Exchange, StreamBook
+from aggserver.exchanges.client import STREAMED, ExchangeClient, quote_of
+from aggserver.exchanges.registry import Exchange
 from aggserver.exchanges.stream_client import StreamClient
 from aggserver.process.tasks import stop_tasks
 from aggserver.settings import Settings
@@ -61,8 +63,20 @@ def stream_urls(settings: Settings) -> dict[str, str]:
     return urls
 
 
+@dataclass(kw_only=True)
+class StreamBook:
+    """A venue's streamed tickers: the latest of each of our symbols as a quote (or why it cannot
+    be one), made once as it arrives rather than at every aggregation, and whether the stream is
+    up (its quotes replace polling while it is)."""
+
+    quotes: dict[str, Quote | QuoteRejected] = field(default_factory=dict)  # by our symbol
+    # Connected and delivering (a stream that has not brought tickers yet replaces nothing).
+    connected: Callable[[], bool] = lambda: False
+
+
 class Ingestor:
-    """The streams of one process's exchanges, and the aggregation they drive."""
+    """The streams of one process's exchanges, and the aggregation they drive: the one owner of
+    streamed quotes, which the exchange client asks through :class:`StreamedQuotes`."""
 
     def __init__(
         self,
@@ -91,6 +105,16 @@ class Ingestor:
         self.confirmed: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._owned: frozenset[str] | None = None
+        self._books: dict[str, StreamBook] = {}
+        exchanges.follow_streams(self)
+
+    def streaming(self, exchange: str) -> bool:
+        book = self._books.get(exchange)
+        return book is not None and book.connected()
+
+    def streamed(self, exchange: str, symbol: str) -> Quote | QuoteRejected | None:
+        book = self._books.get(exchange)
+        return None if book is None else book.quotes.get(symbol)
 
     def status(self, exchange: str) -> dict[str, object] | None:
         """The stream of ``exchange`` for /status, or None when it is not ingested here."""
@@ -124,8 +148,7 @@ class Ingestor:
     async def stop(self) -> None:
         await stop_tasks(self._tasks)
         self._tasks.clear()
-        for exchange in self._exchanges.exchanges:
-            exchange.stream = None  # polled again
+        self._books.clear()  # polled again
         self.clients.clear()
 
     def _followed(self, exchange: Exchange) -> dict[str, str]:
@@ -140,8 +163,7 @@ class Ingestor:
         a new connection on the new set (polling covers the moment of the switch)."""
         while exchange.listing is None and not exchange.lists_everything:
             await asyncio.sleep(LISTING_WAIT_SECONDS)
-        book = StreamBook()
-        exchange.stream = book
+        book = self._books[exchange.name] = StreamBook()
         while True:
             listing, natives = exchange.listing, self._followed(exchange)
             self._symbols[exchange.name] = {native: symbol for symbol, native in natives.items()}
@@ -178,7 +200,7 @@ class Ingestor:
         symbols = self._symbols[exchange.name]
 
         def deliver(venue: str, tickers: list[Ticker], received: float) -> None:
-            book = exchange.stream
+            book = self._books.get(exchange.name)
             if book is None:
                 return
             for ticker in tickers:
@@ -200,7 +222,7 @@ class Ingestor:
         while True:
             await asyncio.sleep(CONFIRM_EVERY_SECONDS)
             for exchange in self._exchanges.exchanges:
-                client, book = self.clients.get(exchange.name), exchange.stream
+                client, book = self.clients.get(exchange.name), self._books.get(exchange.name)
                 if client is None or book is None or not client.flowing:
                     continue
                 confirmed_at = client.last_delivery
@@ -227,7 +249,7 @@ class Ingestor:
             started = loop.time()
             assets, self._dirty = sorted(self._dirty), set()
             try:
-                await self._refresher.refresh_many(assets, poll=False)
+                await self._refresher.refresh_many(assets, STREAMED)
                 self.aggregations += 1
             except Exception:
                 # The refresh path reports its own failures; the stream must go on regardless.

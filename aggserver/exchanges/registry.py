@@ -1,5 +1,5 @@
 """The configured exchanges: each one's venue adapter, its listing of our symbols, its rate
-budget, breaker and bound on requests in flight, what its stream holds and what was last polled.
+budget, breaker and bound on requests in flight, and what was last polled of it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aggserver.metrics import Histogram
 from aggserver.venues import VenueConfig, venue_for
 from aggserver.venues.base import Bulk, Ticker, Venue, VenueError
 
-__all__ = ["Exchange", "ExchangeStats", "Listing", "StreamBook", "Tickers", "exchanges_for", "load_listing"]
+__all__ = ["Exchange", "ExchangeStats", "Listing", "Tickers", "exchanges_for", "load_listing"]
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,6 @@ class Listing:
 
     natives: Mapping[str, str]  # ours -> the venue's
     loaded_at: float  # unix seconds
-
-
-@dataclass(kw_only=True)
-class StreamBook:
-    """A venue's streamed tickers (``exchanges/stream_client.py``): the latest of each of our symbols as a
-    quote (or why it cannot be one), made once as it arrives rather than at every aggregation,
-    and whether the stream is up (its quotes replace polling while it is)."""
-
-    quotes: dict[str, Quote | QuoteRejected] = field(default_factory=dict)  # by our symbol
-    # Connected and delivering (a stream that has not brought tickers yet replaces nothing).
-    connected: Callable[[], bool] = lambda: False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,15 +77,8 @@ class Exchange:
     # (loop time).
     snapshot: asyncio.Task[Tickers | QuoteRejected] | None = None
     snapshot_at: float = 0.0
-    # The venue's stream, where it is ingested; None: polled only.
-    stream: StreamBook | None = None
     # The latest quote polled of each symbol, for aggregations that poll nothing themselves.
     polled: dict[str, Quote] = field(default_factory=dict)
-
-    @property
-    def streaming(self) -> bool:
-        """Whether its quotes come from its stream now (it is not polled meanwhile)."""
-        return self.stream is not None and self.stream.connected()
 
     @property
     def lists_everything(self) -> bool:
@@ -130,10 +112,6 @@ class Exchange:
             held=self.throttle.held,
             blocked_seconds=self.throttle.blocked_for(),
         )
-
-    def streams(self, symbol: str) -> bool:
-        """Whether its stream is up and has brought ``symbol``."""
-        return self.streaming and self.stream is not None and symbol in self.stream.quotes
 
 
 def exchanges_for(
