@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from aggserver.domain.candles import INTERVALS, Candle, build_candles
 from aggserver.history.dynamo import lean_dynamo_client
-from aggserver.history.lean_query import query_answer
+from aggserver.history.lean_query import query_pages
 from aggserver.history.records import HistoryRecord
 from aggserver.history.rollups.blocks import (
     block_start,
@@ -89,19 +89,14 @@ async def backfill_asset(
         "TableName": prices_table,
         "KeyConditionExpression": "asset = :asset",
         "ExpressionAttributeValues": {":asset": {"S": asset}},
-        "Limit": page,
     }
-    while True:
-        answer = query_answer(await client.query(**query))
+    async for answer in query_pages(client, query, limit=lambda: page):
         for record in map(HistoryRecord.from_item, answer.items):
             # Records come oldest first: a record of a later day closes the days before it.
             if pending and record.timestamp // day != pending[-1].timestamp // day:
                 await flush(pending)
                 pending = []
             pending.append(record)
-        if answer.last_key is None:
-            break
-        query["ExclusiveStartKey"] = answer.last_key
     if pending:
         await flush(pending)
     day_blocks = blocks("1d", days)

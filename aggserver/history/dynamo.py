@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver.history.lean_query import make_lean, query_answer
 from aggserver.history.records import HistoryRecord
+from aggserver.process.backoff import Backoff
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -33,6 +34,7 @@ __all__ = [
     "ensure_table",
     "latest_record",
     "lean_dynamo_client",
+    "put_batch",
     "range_query",
 ]
 
@@ -96,6 +98,34 @@ async def latest_record(client: DynamoDBClient, table: str, asset: str) -> Histo
     )
     items = query_answer(response).items
     return HistoryRecord.from_item(items[0]) if items else None
+
+
+async def put_batch(
+    client: DynamoDBClient,
+    table: str,
+    items: Sequence[dict[str, Any]],
+    *,
+    backoff: Backoff,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    attempts: int | None = None,
+    on_unprocessed: Callable[[int], object] = lambda _count: None,
+) -> None:
+    """Put ``items`` (at most MAX_BATCH) with one BatchWriteItem, and what DynamoDB leaves
+    unprocessed again after ``backoff``, until all are in (``attempts`` calls at most: past them
+    TimeoutError). Writes are idempotent (same key, same item), so a retry never duplicates;
+    transport and server errors are the caller's to retry. ``on_unprocessed`` hears how many
+    items each retry puts again."""
+    requests: list[Any] = [{"PutRequest": {"Item": item}} for item in items]
+    made = 0
+    while requests:
+        if attempts is not None and made >= attempts:
+            raise TimeoutError(f"{len(requests)} items still unprocessed after {attempts} attempts")
+        if made:
+            on_unprocessed(len(requests))
+            await sleep(backoff.next())
+        response = await client.batch_write_item(RequestItems={table: requests})
+        requests = list(response.get("UnprocessedItems", {}).get(table, []))
+        made += 1
 
 
 class HistoryTable:

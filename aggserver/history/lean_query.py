@@ -10,7 +10,7 @@ decodes it for a fraction of that.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -18,7 +18,15 @@ import orjson
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-__all__ = ["PAGE_ITEMS", "RAW_BODY", "QueryAnswer", "decode_items", "make_lean", "query_answer"]
+__all__ = [
+    "PAGE_ITEMS",
+    "RAW_BODY",
+    "QueryAnswer",
+    "decode_items",
+    "make_lean",
+    "query_answer",
+    "query_pages",
+]
 
 T = TypeVar("T")
 
@@ -59,6 +67,27 @@ def query_answer(response: Any) -> QueryAnswer:
     raw = response.get(RAW_BODY)
     body = orjson.loads(raw) if raw is not None else response
     return QueryAnswer(body.get("Items", []), body.get("LastEvaluatedKey") or None)
+
+
+async def query_pages(
+    client: DynamoDBClient,
+    query: Mapping[str, Any],
+    *,
+    limit: Callable[[], int],
+    timeout: float | None = None,
+) -> AsyncGenerator[QueryAnswer, None]:
+    """Every page of ``query``, one Query call each, asking for ``limit()`` items a call (it may
+    shrink as the caller has what it wants), each call within ``timeout`` seconds; DynamoDB also
+    ends a page at 1 MB. The caller stops early by leaving the loop."""
+    query = dict(query)
+    while True:
+        async with asyncio.timeout(timeout):
+            response = await client.query(**query, Limit=limit())
+        answer = query_answer(response)
+        yield answer
+        if answer.last_key is None:
+            return
+        query["ExclusiveStartKey"] = answer.last_key
 
 
 async def decode_items(items: Sequence[dict[str, Any]], decode: Callable[[dict[str, Any]], T]) -> list[T]:

@@ -24,7 +24,7 @@ from aggserver.domain.candles import INTERVALS, Candle
 from aggserver.domain.oracle import Point
 from aggserver.errors import HistoryBusy, HistoryUnavailable
 from aggserver.history.dynamo import describe_error, range_query
-from aggserver.history.lean_query import decode_items, query_answer
+from aggserver.history.lean_query import decode_items, query_pages
 from aggserver.history.records import HistoryRecord, record_decoder
 from aggserver.history.rollups.reads import read_candles
 from aggserver.web.budget import TokenBucket
@@ -148,18 +148,19 @@ class HistoryQueries:
 
     async def _query(self, asset: str, start: int, end: int, *, wanted: int) -> list[HistoryRecord]:
         records: list[HistoryRecord] = []
+        if wanted <= 0:
+            return records
         query = range_query(self._table, asset, start, end, newest_first=True)
         decode = record_decoder(asset)
-        # DynamoDB also stops at 1 MB per call: keep asking until enough or nothing is left.
-        while len(records) < wanted:
-            try:
-                async with asyncio.timeout(QUERY_TIMEOUT):
-                    response = await self._client.query(**query, Limit=wanted - len(records))
-            except (BotoCoreError, ClientError, TimeoutError) as exc:
-                raise HistoryUnavailable(f"history query failed: {describe_error(exc)}") from exc
-            answer = query_answer(response)
-            records.extend(await decode_items(answer.items, decode))
-            if answer.last_key is None:
-                break
-            query["ExclusiveStartKey"] = answer.last_key
+        # Page after page until enough or nothing is left, each asking only for what is missing.
+        pages = query_pages(self._client, query, limit=lambda: wanted - len(records), timeout=QUERY_TIMEOUT)
+        try:
+            async for answer in pages:
+                records.extend(await decode_items(answer.items, decode))
+                if len(records) >= wanted:
+                    break
+        except (BotoCoreError, ClientError, TimeoutError) as exc:
+            raise HistoryUnavailable(f"history query failed: {describe_error(exc)}") from exc
+        finally:
+            await pages.aclose()
         return records

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from aggserver.history.dynamo import MAX_BATCH, describe_error, ensure_table
+from aggserver.history.dynamo import MAX_BATCH, describe_error, ensure_table, put_batch
 from aggserver.history.outbox import GROUP, OutboxKeys, decode_entry
 from aggserver.history.records import HistoryRecord
 from aggserver.history.rollups.blocks import PASS_SECONDS as ROLLUP_PASS_SECONDS
@@ -274,28 +274,24 @@ class HistoryWriter:
                     await self._sleep(backoff.next())
                     continue
             try:
-                response = await self._dynamo.batch_write_item(
-                    RequestItems={self._table: [{"PutRequest": {"Item": r.to_item()}} for r in batch]}
+                await put_batch(
+                    self._dynamo,
+                    self._table,
+                    [record.to_item() for record in batch],
+                    backoff=backoff,
+                    sleep=self._sleep,
+                    on_unprocessed=self._count_retried,
                 )
             except (BotoCoreError, ClientError, TimeoutError) as exc:
                 log.warning("history write failed (%s); retrying %d records", describe_error(exc), len(batch))
-                failed = batch
-            else:
-                unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
-                keys = {
-                    (
-                        req["PutRequest"]["Item"]["asset"]["S"],
-                        int(req["PutRequest"]["Item"]["timestamp"]["N"]),
-                    )
-                    for req in unprocessed
-                }
-                failed = [r for r in batch if (r.asset, r.timestamp) in keys]
-                self.written += len(batch) - len(failed)
-                if not failed:
-                    return
-            self.retried += len(failed)
-            batch = failed
-            await self._sleep(backoff.next())
+                self._count_retried(len(batch))
+                await self._sleep(backoff.next())
+                continue
+            self.written += len(batch)
+            return
+
+    def _count_retried(self, records: int) -> None:
+        self.retried += records
 
     async def _keep_claim(self, entries: Sequence[Entry]) -> None:
         """While DynamoDB keeps us retrying, tell the group we are alive and still own these

@@ -3,13 +3,12 @@ them (see the package's docstring)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aggserver.domain.candles import INTERVALS, LEVELS, Candle
-from aggserver.history.dynamo import MAX_BATCH, ensure_table
+from aggserver.history.dynamo import MAX_BATCH, ensure_table, put_batch
 from aggserver.process.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -121,13 +120,5 @@ async def write_items(
 ) -> None:
     """Put ``items`` in batches, retrying what DynamoDB leaves unprocessed (with backoff)."""
     for first in range(0, len(items), MAX_BATCH):
-        requests = [{"PutRequest": {"Item": item}} for item in items[first : first + MAX_BATCH]]
-        backoff = Backoff(first=0.05, cap=2.0)
-        for _ in range(attempts):
-            response = await dynamo.batch_write_item(RequestItems={table: requests})  # type: ignore[dict-item]
-            requests = response.get("UnprocessedItems", {}).get(table, [])  # type: ignore[assignment]
-            if not requests:
-                break
-            await asyncio.sleep(backoff.next())
-        else:
-            raise TimeoutError(f"{len(requests)} rollups still unprocessed after {attempts} attempts")
+        batch = items[first : first + MAX_BATCH]
+        await put_batch(dynamo, table, batch, backoff=Backoff(first=0.05, cap=2.0), attempts=attempts)

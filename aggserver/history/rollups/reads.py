@@ -3,13 +3,12 @@ the level below down to the raw records."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 from aggserver.domain.candles import INTERVALS, LEVELS, Candle, build_candles, merge_candles
 from aggserver.history.dynamo import range_query
-from aggserver.history.lean_query import PAGE_ITEMS, decode_items, query_answer
+from aggserver.history.lean_query import PAGE_ITEMS, decode_items, query_pages
 from aggserver.history.records import HistoryRecord, record_decoder
 from aggserver.history.rollups.blocks import (
     block_start,
@@ -101,15 +100,10 @@ class CandleRead:
 
     async def _query_all(self, query: dict[str, Any]) -> list[dict[str, dict[str, str]]]:
         items: list[dict[str, dict[str, str]]] = []
-        while True:
-            async with asyncio.timeout(READ_TIMEOUT):
-                response = await self._client.query(**query, Limit=PAGE_ITEMS)
-            answer = query_answer(response)
+        async for answer in query_pages(self._client, query, limit=lambda: PAGE_ITEMS, timeout=READ_TIMEOUT):
             items.extend(answer.items)
             self.cost.items += len(answer.items)
-            if answer.last_key is None:
-                return items
-            query["ExclusiveStartKey"] = answer.last_key
+        return items
 
 
 async def read_candles(
