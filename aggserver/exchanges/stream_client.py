@@ -24,7 +24,7 @@ import aiohttp
 from aggserver.process.backoff import Backoff
 from aggserver.process.tasks import stop_task
 from aggserver.venues.base import Ticker, VenueError
-from aggserver.venues.streams import VenueStream
+from aggserver.venues.stream_base import VenueStream
 
 __all__ = ["Deliver", "StreamClient"]
 

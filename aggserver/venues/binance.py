@@ -14,7 +14,7 @@ Documentation (public, no API key):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 
 from aggserver.domain.reasons import QuoteRejected
 from aggserver.venues.base import (
@@ -29,8 +29,12 @@ from aggserver.venues.base import (
     number,
     read_tickers,
 )
+from aggserver.venues.stream_base import Frame, VenueStream, frame_json
 
-__all__ = ["Binance"]
+__all__ = [
+    "Binance",
+    "BinanceStream",
+]
 
 ALL_TICKERS_WEIGHT = 80
 ONE_TICKER_WEIGHT = 2
@@ -105,3 +109,31 @@ class Binance(Venue):
             return int(raw) / rate.capacity
         except ValueError:
             return None
+
+
+# Its public WebSocket ticker stream:
+# https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams (``/ws/!miniTicker@arr``:
+# every symbol whose ticker changed, once a second, as an array of ``24hrMiniTicker`` events with ``s``
+# symbol, ``c`` close (last) price, ``v`` 24 h base volume and ``E`` event time in ms; the server pings
+# and closes a connection that does not pong, and ends every connection after 24 hours).
+class BinanceStream(VenueStream):
+    venue = "binance"
+    default_url = "wss://stream.binance.com:9443"
+    path = "/ws/!miniTicker@arr"
+
+    def parse(self, text: str, wanted: Container[str] | None = None) -> Frame:
+        payload = frame_json(text)
+        frame = Frame()
+        if isinstance(payload, dict) and "result" in payload:
+            return frame  # the answer to a request frame; this stream needs none
+        if not isinstance(payload, list):
+            raise VenueError("mini-ticker frame is not an array")
+        for event in payload:
+            if (
+                isinstance(event, dict)
+                and event.get("e") == "24hrMiniTicker"
+                and isinstance(event.get("s"), str)
+                and (wanted is None or event["s"] in wanted)
+            ):
+                frame.add(event["s"], event, "c", "v", "E", stamped=event)
+        return frame

@@ -15,7 +15,7 @@ Documentation (public, no API key):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 
 from aggserver.domain.reasons import QuoteRejected
 from aggserver.venues.base import (
@@ -32,8 +32,12 @@ from aggserver.venues.base import (
     number,
     read_tickers,
 )
+from aggserver.venues.stream_base import Frame, VenueStream, batches, frame_json, subscribe_message
 
-__all__ = ["Bybit"]
+__all__ = [
+    "Bybit",
+    "BybitStream",
+]
 
 RATE_LIMIT_CODES = frozenset({10006, 10018})
 
@@ -97,3 +101,44 @@ class Bybit(Venue):
         if isinstance(payload, dict) and "retCode" in payload:
             return f"retCode {payload.get('retCode')}: {payload.get('retMsg') or 'no message'}"
         return None
+
+
+# Its public WebSocket ticker stream: https://bybit-exchange.github.io/docs/v5/ws/connect and
+# /v5/websocket/public/ticker (``/v5/public/spot``; ``{"op": "subscribe", "args": ["tickers.BTCUSDT",
+# ...]}``, at most 10 arguments a message for spot; pushes ``{"topic", "ts", "type": "snapshot", "data":
+# {...}}`` with ``lastPrice`` and ``volume24h`` (base); the client sends ``{"op": "ping"}`` every 20 s).
+class BybitStream(VenueStream):
+    venue = "bybit"
+    default_url = "wss://stream.bybit.com"
+    path = "/v5/public/spot"
+    keepalive_seconds = 20.0
+    # The spot stream's documented limit on arguments in one subscribe frame.
+    args_per_message = 10
+
+    def subscriptions(self, natives: Sequence[str]) -> list[str]:
+        return [
+            subscribe_message([f"tickers.{n}" for n in batch])
+            for batch in batches(natives, self.args_per_message)
+        ]
+
+    def ping(self) -> str:
+        return '{"op":"ping"}'
+
+    def parse(self, text: str, wanted: Container[str] | None = None) -> Frame:
+        payload = frame_json(text)
+        frame = Frame()
+        if not isinstance(payload, dict):
+            raise VenueError("Bybit frame is not an object")
+        if "op" in payload:
+            if payload.get("success") is False:
+                raise VenueError(f"Bybit refused {payload.get('op')}: {payload.get('ret_msg', '')}".strip())
+            return frame  # subscribe acknowledgements and pongs
+        topic = payload.get("topic")
+        data = payload.get("data")
+        if not isinstance(topic, str) or not topic.startswith("tickers.") or not isinstance(data, dict):
+            return frame
+        native = data.get("symbol")
+        if not isinstance(native, str):
+            raise VenueError("Bybit ticker has no symbol")
+        frame.add(native, data, "lastPrice", "volume24h", "ts", stamped=payload)
+        return frame

@@ -13,7 +13,7 @@ Documentation (public, no API key):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from aggserver.domain.reasons import QuoteRejected
 from aggserver.venues.base import (
@@ -30,8 +30,12 @@ from aggserver.venues.base import (
     number,
     read_tickers,
 )
+from aggserver.venues.stream_base import Frame, VenueStream, batches, frame_json, subscribe_message
 
-__all__ = ["Okx"]
+__all__ = [
+    "Okx",
+    "OkxStream",
+]
 
 RATE_LIMIT_CODES = frozenset({"50011", "50061"})
 
@@ -89,3 +93,47 @@ class Okx(Venue):
         if isinstance(payload, dict) and "code" in payload:
             return f"code {payload.get('code')}: {payload.get('msg') or 'no message'}"
         return None
+
+
+# Its public WebSocket ticker stream: https://www.okx.com/docs-v5/en/ (#overview-websocket,
+# #order-book-trading-market-data-ws-tickers-channel) (``/ws/v5/public``; ``{"op": "subscribe", "args":
+# [{"channel": "tickers", "instId": ...}]}``, acknowledged per argument with ``{"event": "subscribe",
+# ...}``; pushes ``{"arg": ..., "data": [ticker]}`` with ``last``, ``vol24h`` (base) and ``ts`` in ms; a
+# connection silent for 30 s is closed, so the client sends the text ``ping`` and gets ``pong``; one
+# message stays under the 64 KB request limit).
+class OkxStream(VenueStream):
+    venue = "okx"
+    default_url = "wss://ws.okx.com:8443"
+    path = "/ws/v5/public"
+    keepalive_seconds = 20.0
+    # Arguments a subscribe frame carries: ~60 bytes each keeps a frame far below 64 KB.
+    args_per_message = 100
+
+    def subscriptions(self, natives: Sequence[str]) -> list[str]:
+        return [
+            subscribe_message([{"channel": "tickers", "instId": n} for n in batch])
+            for batch in batches(natives, self.args_per_message)
+        ]
+
+    def ping(self) -> str:
+        return "ping"
+
+    def parse(self, text: str, wanted: Container[str] | None = None) -> Frame:
+        frame = Frame()
+        if text == "pong":
+            return frame
+        payload = frame_json(text)
+        if not isinstance(payload, dict):
+            raise VenueError("OKX frame is not an object")
+        event = payload.get("event")
+        if event == "error":
+            raise VenueError(f"OKX stream error {payload.get('code')}: {payload.get('msg', '')}".strip())
+        if event is not None:
+            return frame  # subscribe/unsubscribe acknowledgements, notices
+        arg = payload.get("arg")
+        if not isinstance(arg, dict) or arg.get("channel") != "tickers":
+            return frame
+        for item in payload.get("data") or []:
+            if isinstance(item, dict) and isinstance(item.get("instId"), str):
+                frame.add(item["instId"], item, "last", "vol24h", "ts", stamped=item)
+        return frame

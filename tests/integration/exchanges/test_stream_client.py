@@ -1,5 +1,5 @@
 """Venue ticker streams: parsing the venues' documented frames (tests/fixtures/streams, shapes from
-the sources in aggserver/venues/streams.py), and the stream client against mockex's venue
+the sources cited in each venue module), and the stream client against mockex's venue
 personalities over real WebSockets: subscribing, keep-alive, a venue closing every connection,
 a stalled feed."""
 

@@ -1,5 +1,5 @@
 """Venue ticker streams: parsing the venues' documented frames (tests/fixtures/streams, shapes from
-the sources in aggserver/venues/streams.py), subscriptions within the venues' limits, stream settings."""
+the sources cited in each venue module), subscriptions within the venues' limits, stream settings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from aggserver.errors import ConfigError
 from aggserver.exchanges.ingest import stream_urls
 from aggserver.settings import Settings
 from aggserver.venues.base import Ticker, VenueError
-from aggserver.venues.streams import STREAMS, BinanceStream, BybitStream, OkxStream
+from aggserver.venues.binance import BinanceStream
+from aggserver.venues.bybit import BybitStream
+from aggserver.venues.okx import OkxStream
+from aggserver.venues.streams import STREAMS
 from tests.paths import FIXTURES
 
 FIXTURES = FIXTURES / "streams"
