@@ -149,6 +149,11 @@ class WriterChild:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    @property
+    def returncode(self) -> int | None:
+        """How the last child exited (None while it runs, or before one started)."""
+        return self._process.returncode if self._process is not None else None
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="history-writer-child")
 
