@@ -28,25 +28,13 @@ from aggserver.history.rollups.reads import read_candles
 from aggserver.history.rollups.upkeep import RollupMaintainer
 from aggserver.settings import Settings
 from devstack.services import Service
+from tests.rollup_records import BASE, DAY, record, stored
 from tests.support import checked, poll, server_env
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 Client = TestClient[Any, Any]
-BASE = 1_790_035_200  # midnight UTC
-DAY = 86_400
-
-
-def record(timestamp: int, price: float, asset: str = "btcusdt") -> HistoryRecord:
-    return HistoryRecord(asset=asset, timestamp=timestamp, price=price, updated_at=timestamp + 2)
-
-
-def stored(records: list[HistoryRecord]) -> list[HistoryRecord]:
-    """What the table holds after ``records`` were written in this order: one item per key,
-    the last write winning."""
-    return list({(r.asset, r.timestamp): r for r in records}.values())
-
 
 arrivals = st.lists(
     st.builds(

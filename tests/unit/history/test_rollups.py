@@ -20,21 +20,7 @@ from aggserver.history.rollups.blocks import (
     rollup_table,
     settled_before,
 )
-
-BASE = 1_790_035_200  # midnight UTC
-
-
-DAY = 86_400
-
-
-def record(timestamp: int, price: float, asset: str = "btcusdt") -> HistoryRecord:
-    return HistoryRecord(asset=asset, timestamp=timestamp, price=price, updated_at=timestamp + 2)
-
-
-def stored(records: list[HistoryRecord]) -> list[HistoryRecord]:
-    """What the table holds after ``records`` were written in this order: one item per key,
-    the last write winning."""
-    return list({(r.asset, r.timestamp): r for r in records}.values())
+from tests.rollup_records import BASE, DAY, record, stored
 
 
 def chain(records: list[HistoryRecord], name: str) -> list[Candle]:
