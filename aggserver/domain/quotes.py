@@ -6,9 +6,13 @@ ticker, polled or streamed, becomes a quote here or says why it cannot be one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aggserver.domain.reasons import QuoteRejected, ReasonCode
-from aggserver.venues.base import Ticker
+
+if TYPE_CHECKING:
+    # A venue adapter's ticker; only its fields are read here.
+    from aggserver.venues.base import Ticker
 
 __all__ = ["Quote", "to_quote"]
 
