@@ -90,7 +90,7 @@ async def backfill_asset(
         "KeyConditionExpression": "asset = :asset",
         "ExpressionAttributeValues": {":asset": {"S": asset}},
     }
-    async for answer in query_pages(client, query, limit=lambda: page):
+    async for answer in query_pages(client, query, page_items=page):
         for record in map(HistoryRecord.from_item, answer.items):
             # Records come oldest first: a record of a later day closes the days before it.
             if pending and record.timestamp // day != pending[-1].timestamp // day:

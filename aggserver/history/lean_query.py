@@ -73,17 +73,21 @@ async def query_pages(
     client: DynamoDBClient,
     query: Mapping[str, Any],
     *,
-    limit: Callable[[], int],
+    page_items: int,
+    wanted: int | None = None,
     timeout: float | None = None,
 ) -> AsyncGenerator[QueryAnswer, None]:
-    """Every page of ``query``, one Query call each, asking for ``limit()`` items a call (it may
-    shrink as the caller has what it wants), each call within ``timeout`` seconds; DynamoDB also
-    ends a page at 1 MB. The caller stops early by leaving the loop."""
+    """The pages of ``query``, one Query call each of at most ``page_items`` items (DynamoDB
+    also ends a page at 1 MB), until ``wanted`` items have come (None: all of them), each call
+    within ``timeout`` seconds. A call asks only for what is still wanted."""
     query = dict(query)
-    while True:
+    seen = 0
+    while wanted is None or seen < wanted:
+        limit = page_items if wanted is None else min(page_items, wanted - seen)
         async with asyncio.timeout(timeout):
-            response = await client.query(**query, Limit=limit())
+            response = await client.query(**query, Limit=limit)
         answer = query_answer(response)
+        seen += len(answer.items)
         yield answer
         if answer.last_key is None:
             return

@@ -153,14 +153,11 @@ class HistoryQueries:
         query = range_query(self._table, asset, start, end, newest_first=True)
         decode = record_decoder(asset)
         # Page after page until enough or nothing is left, each asking only for what is missing.
-        pages = query_pages(self._client, query, limit=lambda: wanted - len(records), timeout=QUERY_TIMEOUT)
         try:
-            async for answer in pages:
+            async for answer in query_pages(
+                self._client, query, page_items=wanted, wanted=wanted, timeout=QUERY_TIMEOUT
+            ):
                 records.extend(await decode_items(answer.items, decode))
-                if len(records) >= wanted:
-                    break
         except (BotoCoreError, ClientError, TimeoutError) as exc:
             raise HistoryUnavailable(f"history query failed: {describe_error(exc)}") from exc
-        finally:
-            await pages.aclose()
         return records

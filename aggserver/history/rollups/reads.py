@@ -100,7 +100,7 @@ class CandleRead:
 
     async def _query_all(self, query: dict[str, Any]) -> list[dict[str, dict[str, str]]]:
         items: list[dict[str, dict[str, str]]] = []
-        async for answer in query_pages(self._client, query, limit=lambda: PAGE_ITEMS, timeout=READ_TIMEOUT):
+        async for answer in query_pages(self._client, query, page_items=PAGE_ITEMS, timeout=READ_TIMEOUT):
             items.extend(answer.items)
             self.cost.items += len(answer.items)
         return items
