@@ -65,7 +65,7 @@ from aggserver.web.keys import (
     UPDATE_FEED,
 )
 from aggserver.web.refresh_guard import RefreshGuard
-from aggserver.web.routes import api
+from aggserver.web.routes.table import add_routes
 from aggserver.web.stream_hub import StreamHub
 from aggserver.web.telemetry import app_families
 
@@ -358,7 +358,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     app.on_startup.append(_freeze_startup_objects)
     app.on_shutdown.append(_end_streams)
-    api.add_routes(app)
+    add_routes(app)
     return app
 
 

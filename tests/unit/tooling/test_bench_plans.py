@@ -10,7 +10,7 @@ from aiohttp import web
 
 from aggserver.domain.symbols import load_symbols
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
-from aggserver.web.routes.api import routes
+from aggserver.web.routes.table import ROUTE_TABLES
 from tests.paths import REPO_ROOT
 
 BENCH = REPO_ROOT / "bench"
@@ -18,7 +18,8 @@ BENCH = REPO_ROOT / "bench"
 
 def _matches_a_route(method: str, path: str) -> bool:
     app = web.Application()
-    app.router.add_routes(routes)
+    for table in ROUTE_TABLES:
+        app.router.add_routes(table)
     for resource in app.router.resources():
         info = resource.get_info()
         pattern = info.get("pattern")

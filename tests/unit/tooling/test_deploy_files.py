@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from aggserver.settings import Settings
-from aggserver.web.routes.api import routes
+from aggserver.web.routes.table import ROUTE_TABLES
 from tests.paths import REPO_ROOT
 from tests.support import setting_variables
 
@@ -33,7 +33,7 @@ def compose() -> dict[str, Any]:
 
 
 def served_paths() -> set[str]:
-    return {route.path for route in routes if hasattr(route, "path")}
+    return {route.path for table in ROUTE_TABLES for route in table if hasattr(route, "path")}
 
 
 def test_dockerfile_runs_the_server_as_non_root_with_a_healthcheck() -> None:
