@@ -47,7 +47,7 @@ class Histogram:
 
 @dataclass
 class RequestStats:
-    """Requests by (route, status) and latency by route, filled in by ``responses.guarded``."""
+    """Requests by (route, status) and latency by route, filled in by ``web/guard.guarded``."""
 
     enabled: bool = True
     counts: Counter[tuple[str, int]] = field(default_factory=Counter)

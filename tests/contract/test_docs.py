@@ -1,5 +1,5 @@
 """Docs that check themselves: the README code map names every module, the errors module's
-table matches the answers, and appkeys.py exports every application key."""
+table matches the answers, and web/keys.py exports every application key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from aiohttp import web
 
 from aggserver import errors
-from aggserver.web import keys as appkeys
+from aggserver.web import keys
 from aggserver.web.responses import ERROR_ANSWERS
 from tests.paths import REPO_ROOT
 
@@ -38,9 +38,9 @@ def test_the_errors_table_matches_the_answers() -> None:
     assert documented == answered
 
 
-def test_appkeys_exports_every_application_key() -> None:
-    defined = {name for name, value in vars(appkeys).items() if isinstance(value, web.AppKey)}
-    assert defined == set(appkeys.__all__)
+def test_the_keys_module_exports_every_application_key() -> None:
+    defined = {name for name, value in vars(keys).items() if isinstance(value, web.AppKey)}
+    assert defined == set(keys.__all__)
 
 
 def test_every_file_the_docs_name_exists() -> None:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
-from hypothesis import strategies as st
 
 from aggserver.domain.candles import INTERVALS, Candle, build_candles
 from aggserver.errors import HistoryBusy
@@ -35,17 +34,6 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 Client = TestClient[Any, Any]
-
-arrivals = st.lists(
-    st.builds(
-        record,
-        st.integers(min_value=BASE, max_value=BASE + 3 * DAY),
-        st.sampled_from([1.0, 2.5, 3.0, 99.0, 100.0, 1e-6, 1e9]),
-    ),
-    max_size=80,
-).flatmap(
-    lambda rs: st.lists(st.sampled_from(rs), max_size=40).map(lambda dupes: rs + dupes) if rs else st.just(rs)
-)
 
 
 async def write_raw(dynamo: DynamoDBClient, table: str, records: list[HistoryRecord]) -> None:

@@ -20,7 +20,7 @@ from aggserver.history.rollups.blocks import (
     rollup_table,
     settled_before,
 )
-from tests.rollup_records import BASE, DAY, record, stored
+from tests.rollup_records import BASE, DAY, arrivals, stored
 
 
 def chain(records: list[HistoryRecord], name: str) -> list[Candle]:
@@ -29,18 +29,6 @@ def chain(records: list[HistoryRecord], name: str) -> list[Candle]:
     if below is None:
         return build_candles(records, INTERVALS[name])
     return merge_candles(chain(records, below), INTERVALS[name])
-
-
-arrivals = st.lists(
-    st.builds(
-        record,
-        st.integers(min_value=BASE, max_value=BASE + 3 * DAY),
-        st.sampled_from([1.0, 2.5, 3.0, 99.0, 100.0, 1e-6, 1e9]),
-    ),
-    max_size=80,
-).flatmap(
-    lambda rs: st.lists(st.sampled_from(rs), max_size=40).map(lambda dupes: rs + dupes) if rs else st.just(rs)
-)
 
 
 @given(arrivals, st.randoms(use_true_random=False))
