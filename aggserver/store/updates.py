@@ -78,5 +78,5 @@ class UpdateFeed:
                 if self.connected:
                     self._gap(connected=False)
                 if pubsub is not None:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(backoff.next())
