@@ -1,6 +1,7 @@
 """``aggserver``: ``serve`` runs the server (``--workers N`` under a supervisor);
 ``history-writer`` writes the history outbox into DynamoDB; ``backfill-candles`` writes candle
-rollups of older history; ``venues`` checks the exchanges. The local stack is ``python -m devstack``.
+rollups of older history; ``venues`` checks the exchanges; ``symbols`` prints the venues'
+universe. The local stack is ``python -m devstack``.
 
 Each command imports what it runs when it runs: ``history-writer`` loads neither the aiohttp
 server nor the scheduler, and a signal that arrives while it is still importing is kept.
@@ -71,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         help="call each configured exchange (EXCHANGES) once and print what it lists of ours, a "
         "btcusdt quote, the round trip and the rate-limit headroom",
     )
+    commands.add_parser(
+        "symbols",
+        help="print the universe the configured venues list (symbol,base,quote,venues CSV, "
+        "filtered by UNIVERSE_QUOTES and UNIVERSE_MIN_VENUES), to freeze into a SYMBOLS_FILE",
+    )
     return parser
 
 
@@ -125,6 +131,15 @@ def _probe(settings: Settings) -> None:
         sys.exit(1)
 
 
+def _print_universe(settings: Settings) -> None:
+    import uvloop
+
+    from aggserver.engine.universe import print_universe
+
+    if uvloop.run(print_universe(settings, sys.stdout)):
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
@@ -137,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             _write_history(settings)
         elif args.command == "backfill-candles":
             _backfill(args, settings)
+        elif args.command == "symbols":
+            _print_universe(settings)
         else:
             _probe(settings)
     except ConfigError as exc:

@@ -4,6 +4,7 @@ AggError
  ├── InvalidSymbol        malformed asset symbol                           -> 400
  ├── InvalidParameter     a malformed query parameter                      -> 400
  ├── UnknownSymbol        well-formed but not in symbols.csv               -> 404
+ ├── Delisted             priced until a venue listing reload removed it   -> 404
  ├── PriceNotFound        known symbol without a price anywhere            -> 404
  ├── NotListed            known symbol no configured exchange lists        -> 404
  ├── NoRecordInRange      no history record where an oracle answer needs one -> 404
@@ -33,6 +34,7 @@ __all__ = [
     "AggError",
     "BackendUnavailable",
     "ConfigError",
+    "Delisted",
     "HistoryBusy",
     "HistoryUnavailable",
     "InvalidParameter",
@@ -66,6 +68,10 @@ class InvalidParameter(AggError):
 
 class UnknownSymbol(AggError):
     """The symbol is well-formed but not one of ours."""
+
+
+class Delisted(AggError):
+    """The symbol was priced until the venues stopped listing it; its history stays readable."""
 
 
 class PriceNotFound(AggError):

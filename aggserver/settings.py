@@ -92,6 +92,8 @@ def _read(env: Mapping[str, str], spec: Field[Any], default: Any) -> Any:
 
 
 HISTORY_WRITERS = ("process", "inline", "external")
+UNIVERSES = ("auto", "file", "venues")
+DEFAULT_UNIVERSE_QUOTES = ("usd", "usdt", "usdc", "eur", "btc", "eth")
 INGEST_MODES = ("stream", "poll")
 # The deviation gate's default while venues stream: an aggregate a second per asset would be
 # 864 million records a day; 0.5 % or the hourly heartbeat records ~2.1 million
@@ -139,6 +141,17 @@ class Settings:
     # Use an exchange's bulk endpoint (``.../tickers?symbols=``) for scheduled rounds.
     exchange_bulk: bool = True
     symbols_file: Path = DEFAULT_SYMBOLS_FILE
+    # What is priced: "file" (SYMBOLS_FILE), "venues" (every spot pair the configured venues
+    # list, quoted in UNIVERSE_QUOTES and listed by UNIVERSE_MIN_VENUES of them), or "auto":
+    # venues when every exchange is a real venue adapter, the file when any is mockex.
+    universe: str = setting("auto", choices=UNIVERSES)
+    # The quote currencies of the venues' universe, in the order USD rates are derived in: a
+    # currency's rate comes only from markets quoted in those before it (usd first).
+    universe_quotes: tuple[str, ...] = DEFAULT_UNIVERSE_QUOTES
+    universe_min_venues: int = setting(1, minimum=1)
+    # Stablecoins whose USD rate may be taken as 1.0 where no venue lists a market that
+    # measures it (the answer then says ``rate_assumed``); none by default.
+    quote_pegs: tuple[str, ...] = ()
     prices_table: str = "prices"
     cache_ttl_seconds: int = setting(300, minimum=1)
     aws_region: str = "us-west-2"
@@ -244,6 +257,8 @@ class Settings:
             },
             exchange_streams=parse_stream_urls(env.get("EXCHANGE_STREAMS", "")),
             symbols_file=Path(env.get("SYMBOLS_FILE") or defaults.symbols_file),
+            universe_quotes=_codes(env, "UNIVERSE_QUOTES") or defaults.universe_quotes,
+            quote_pegs=_codes(env, "QUOTE_PEGS"),
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or defaults.aws_region,
             dynamodb_endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB") or env.get("AWS_ENDPOINT_URL") or None,
             history_deviation=_float(
@@ -261,6 +276,18 @@ class Settings:
     def __post_init__(self) -> None:
         if len(self.prices_table) < 3:
             raise ConfigError("PRICES_TABLE must be at least 3 characters (a DynamoDB rule)")
+
+    @property
+    def universe_source(self) -> str:
+        """``file`` or ``venues``: what UNIVERSE=auto comes to with these exchanges."""
+        if self.universe != "auto":
+            return self.universe
+        return "file" if any(c.venue == "mockex" for c in self.exchanges) else "venues"
+
+    @property
+    def rate_currencies(self) -> tuple[str, ...]:
+        """The quote currencies that are converted to USD through a rate of their own."""
+        return tuple(q for q in self.universe_quotes if q != "usd")
 
     def summary(self) -> str:
         """One line for the start-up log: what matters to an operator, and no secret."""
@@ -286,6 +313,8 @@ READ_BY_HAND = frozenset(
         "rate_shares",
         "exchange_streams",
         "symbols_file",
+        "universe_quotes",
+        "quote_pegs",
         "aws_region",
         "dynamodb_endpoint",
         "history_deviation",
@@ -295,6 +324,15 @@ READ_BY_HAND = frozenset(
         "environ",
     }
 )
+
+
+def _codes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of currency codes, lowercased, each once."""
+    codes = tuple(dict.fromkeys(c.strip().lower() for c in env.get(name, "").split(",") if c.strip()))
+    bad = [c for c in codes if not c.isalnum() or len(c) > 16]
+    if bad:
+        raise ConfigError(f"{name} must list currency codes (letters and digits), got {', '.join(bad)}")
+    return codes
 
 
 def redact_url(url: str) -> str:

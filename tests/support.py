@@ -174,7 +174,8 @@ async def answers(session: ClientSession, url: str) -> bool:
 
 def venue_settings(settings: Settings, venues: dict[str, Service], **extra: str) -> Settings:
     """Settings for an app pricing from venue-format mocks (``venue -> service``), on the test's
-    Redis and DynamoDB with a table of its own; scheduled refresh off unless ``extra`` says."""
+    Redis and DynamoDB with a table of its own; scheduled refresh off and the universe from the
+    symbols file (the venue tests pin file-mode behaviour) unless ``extra`` says."""
     return Settings.from_env(
         {
             "REDIS_URL": settings.redis_url,
@@ -186,6 +187,7 @@ def venue_settings(settings: Settings, venues: dict[str, Service], **extra: str)
             "REFRESH_MIN_INTERVAL_SECONDS": "0",
             "REFRESH_RATE_LIMIT": "0",
             "HISTORY_WRITER": "inline",
+            "UNIVERSE": "file",
             **extra,
         }
     )

@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aggserver.domain.quotes import Quote
 from aggserver.domain.reasons import QuoteRejected, ReasonCode
+
+if TYPE_CHECKING:
+    from aggserver.domain.conversion import Converted
 
 __all__ = [
     "Aggregate",
@@ -159,10 +163,15 @@ def select_quotes(
 
 
 def breakdown(
-    quotes: Sequence[Quote], selection: Selection, unusable: Mapping[str, QuoteRejected]
+    quotes: Sequence[Quote],
+    selection: Selection,
+    unusable: Mapping[str, QuoteRejected],
+    converted: Mapping[str, Converted] | None = None,
 ) -> list[dict[str, object]]:
-    """Each exchange's part in a price, by exchange name: its quote and whether it was used, or
-    why not (``unusable``: exchanges that gave no valid quote at all, with the reason)."""
+    """Each source's part in a price, by name: its quote and whether it was used, or why not
+    (``unusable``: sources that gave no valid quote at all, with the reason). A USD price's
+    sources are markets (``exchange:pair``): ``converted`` adds each one's pair, raw price and
+    the rate it was converted at."""
     used = {q.source for q in selection.accepted}
     entries: list[dict[str, object]] = []
     for quote in quotes:
@@ -184,4 +193,11 @@ def breakdown(
         {"exchange": source, "accepted": False, "reason": why.detail, "reason_code": why.code}
         for source, why in unusable.items()
     )
-    return sorted(entries, key=lambda entry: str(entry["exchange"]))
+    if converted:
+        for entry in entries:
+            market = converted.get(str(entry["exchange"]))
+            if market is not None:
+                entry["exchange"] = market.exchange
+                entry.update(market.fields())
+                entry.setdefault("price", market.price)
+    return sorted(entries, key=lambda entry: (str(entry["exchange"]), str(entry.get("pair", ""))))

@@ -38,6 +38,9 @@ class ReasonCode(StrEnum):
     THIN_COVERAGE = "thin_coverage"
     HISTORY_BUSY = "history_busy"
     HISTORY_UNAVAILABLE = "history_unavailable"
+    DELISTED = "delisted"
+    NO_RATE = "no_rate"
+    STALE_RATE = "stale_rate"
 
 
 # What each code means, as the README's table says it.
@@ -62,6 +65,9 @@ REASON_CODES: dict[ReasonCode, str] = {
     ReasonCode.THIN_COVERAGE: "history covers less of a TWAP window than min_coverage",
     ReasonCode.HISTORY_BUSY: "this process reads as much history as it may right now",
     ReasonCode.HISTORY_UNAVAILABLE: "DynamoDB did not answer",
+    ReasonCode.DELISTED: "no venue lists the market any more (its history stays readable)",
+    ReasonCode.NO_RATE: "no USD rate of the market's quote currency is known",
+    ReasonCode.STALE_RATE: "the USD rate of the market's quote currency is older than QUOTE_MAX_AGE_SECONDS",
 }
 
 

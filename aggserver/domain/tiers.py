@@ -29,7 +29,8 @@ class Tier:
 
 
 class TierMap:
-    """The base tier of every asset by its rank in symbols.csv, plus assets promoted to hot."""
+    """The base tier of every asset by its rank in the universe (symbols.csv's order, or the
+    venues' universe ranked), plus assets promoted to hot."""
 
     def __init__(self, symbols: Sequence[str], settings: Settings) -> None:
         def tier(name: str, interval: float) -> Tier:
@@ -42,19 +43,25 @@ class TierMap:
         self.medium = tier("medium", settings.medium_interval_seconds)
         self.cold = tier("cold", settings.cold_interval_seconds)
         self.by_name = {t.name: t for t in (self.hot, self.medium, self.cold)}
-        hot_end = settings.hot_assets
-        medium_end = hot_end + settings.medium_assets
+        self._hot_end = settings.hot_assets
+        self._medium_end = settings.hot_assets + settings.medium_assets
+        self.promoted: set[str] = set()
+        self.assign(symbols)
+
+    def assign(self, symbols: Sequence[str]) -> None:
+        """Rank ``symbols`` afresh (the universe changed at a listing reload)."""
         self._base = {
-            symbol: self.hot if i < hot_end else self.medium if i < medium_end else self.cold
+            symbol: self.hot if i < self._hot_end else self.medium if i < self._medium_end else self.cold
             for i, symbol in enumerate(symbols)
         }
         self._members = {
             t.name: [s for s in symbols if self._base[s] is t] for t in (self.hot, self.medium, self.cold)
         }
-        self.promoted: set[str] = set()
+        self.promoted &= self._base.keys()
 
     def of(self, asset: str) -> Tier:
-        return self.hot if asset in self.promoted else self._base[asset]
+        # An asset the universe has just dropped is still stored once more as cold.
+        return self.hot if asset in self.promoted else self._base.get(asset, self.cold)
 
     def members(self, tier: Tier) -> list[str]:
         """Assets refreshed at ``tier``'s cadence right now."""

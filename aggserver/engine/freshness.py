@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
@@ -55,7 +55,7 @@ class FreshnessProbe:
     def __init__(
         self,
         cache: PriceCache,
-        symbols: Sequence[str],
+        symbols: Iterable[str],
         *,
         listed: Callable[[str], bool] = lambda _: True,
         clock: Callable[[], float] = time.time,

@@ -22,8 +22,10 @@ from aggserver.domain.aggregate import Aggregate, QuotePolicy, Selection, aggreg
 from aggserver.domain.oracle import ema_step
 from aggserver.domain.price import CachedPrice
 from aggserver.domain.reasons import ReasonCode
+from aggserver.domain.symbols import USD_SUFFIX
 from aggserver.domain.tiers import HistoryGate, TierMap
 from aggserver.engine.price_view import PriceView
+from aggserver.engine.usd import UsdPricer
 from aggserver.errors import BackendUnavailable, NoValidQuotes
 from aggserver.exchanges.client import SCHEDULED, ExchangeClient, FetchPlan, FetchResult
 from aggserver.history.outbox import Outbox
@@ -82,6 +84,12 @@ class Refresher:
         # Calls that shared a refresh already in flight instead of asking the exchanges again.
         self.joined = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (tier, "ok" | "no_valid_quotes")
+        self._usd: UsdPricer | None = None
+
+    def price_in_usd(self, pricer: UsdPricer) -> None:
+        """Store the USD prices ``pricer`` computes, and tell it which pairs were stored."""
+        self._usd = pricer
+        pricer.store = self._store
 
     def stats(self) -> RefreshStats:
         return RefreshStats(dict(self.outcomes), self.joined, self.redis_write_failures)
@@ -99,9 +107,13 @@ class Refresher:
         future: asyncio.Future[Aggregate] = asyncio.get_running_loop().create_future()
         self._in_flight[asset] = future
         try:
-            result = (await self._store([(asset, await self._exchanges.fetch(asset))]))[asset]
-            if isinstance(result, NoValidQuotes):
-                raise result
+            if self._usd is not None and self._usd.prices(asset):
+                result = await self._usd.refresh(asset)
+            else:
+                outcome = (await self._store([(asset, await self._exchanges.fetch(asset))]))[asset]
+                if isinstance(outcome, NoValidQuotes):
+                    raise outcome
+                result = outcome
             future.set_result(result)
             return result
         except BaseException as exc:
@@ -169,7 +181,11 @@ class Refresher:
             made.append(cached)
             writes.append((asset, cached.raw, tier.ttl))
             details.append(
-                (asset, orjson.dumps(breakdown(fetch.quotes, selection, fetch.rejected)), tier.ttl)
+                (
+                    asset,
+                    orjson.dumps(breakdown(fetch.quotes, selection, fetch.rejected, fetch.converted)),
+                    tier.ttl,
+                )
             )
             self._view.computed(asset, cached)
             if self._gate.should_record(asset, outcome.price, now):
@@ -193,6 +209,9 @@ class Refresher:
             # A list, not a generator: the view takes the prices, not a callback into this module.
             stored = [cached.with_seq(seq) for cached, seq in zip(made, seqs, strict=True)]
             self._view.stored(stored, generation=generation)
+        if self._usd is not None and made:
+            # Pairs only: the USD prices computed from them take their rates along themselves.
+            self._usd.stored(c.asset for c in made if not c.asset.endswith(USD_SUFFIX))
         return results
 
     async def _recall_stored(self, assets: Iterable[str]) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,8 @@ from aggserver.store.prices import PriceCache
 from aggserver.venues.base import Bulk
 
 if TYPE_CHECKING:
+    from aggserver.domain.symbols import SymbolSet
+    from aggserver.engine.usd import UsdPricer
     from aggserver.exchanges.ingest import Ingestor
 
 __all__ = ["OwnedWork", "Scheduler", "SchedulerStats"]
@@ -62,7 +64,7 @@ class Scheduler:
     def __init__(
         self,
         *,
-        symbols: Sequence[str],
+        symbols: Iterable[str],
         tiers: TierMap,
         popularity: Popularity,
         refresher: Refresher,
@@ -89,7 +91,7 @@ class Scheduler:
         self.rounds: dict[str, float] = {}
         # The assets of the shards this process owns (None: all of them), from start().
         self._owned: frozenset[str] | None = None
-        self._mine: Sequence[str] = symbols
+        self._mine: Sequence[str] = list(symbols)
         self.bulk_rounds = 0
         # Assets the last bulk round left to their venues' streams (every venue streams them).
         self.left_to_streams = 0
@@ -111,6 +113,16 @@ class Scheduler:
             asyncio.create_task(self._start_up(), name="scheduler-start-up"),
             asyncio.create_task(self._promotions(), name="scheduler-promotions"),
         ]
+
+    def reassign(self, assets: Collection[str] | None, added: Sequence[str]) -> None:
+        """The universe changed: go on with ``assets`` (as for :meth:`start`), and price the
+        ``added`` ones among them now rather than at their tier's next round."""
+        self._owned = None if assets is None else frozenset(assets)
+        self._mine = [a for a in self._symbols if self._owns(a)]
+        if self._tasks:
+            new = self._listed([a for a in added if self._owns(a)])
+            if new:
+                self._start_work(new, SCHEDULED)
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self._work]
@@ -283,28 +295,53 @@ class Scheduler:
 
 class OwnedWork:
     """What a process does for the refresh shards it holds (``store/lease.py``): the tier rounds
-    of their assets and the venue streams that price them, started again whenever the shards
-    it holds change."""
+    of their assets, the venue streams that price them and their USD prices, started again
+    whenever the shards it holds change, and told when the universe changes."""
 
     def __init__(
-        self, scheduler: Scheduler, ingestor: Ingestor, symbols: Sequence[str], *, shards: int
+        self,
+        scheduler: Scheduler,
+        ingestor: Ingestor,
+        pricer: UsdPricer,
+        symbols: SymbolSet,
+        *,
+        shards: int,
     ) -> None:
         self._scheduler = scheduler
         self._ingestor = ingestor
+        self._pricer = pricer
         self._symbols = symbols
         self._shards = shards
+        self._held: frozenset[int] = frozenset()
+
+    def _assets(self, owned: frozenset[int]) -> list[str] | None:
+        if self._shards == 1:
+            return None
+        symbols = self._symbols
+        return [a for a in symbols if shard_of(symbols.shard_key(a), self._shards) in owned]
 
     async def follow(self, owned: frozenset[int]) -> None:
         """Stop what ran for the shards held before, and start the work of ``owned``."""
+        self._held = owned
+        await self._pricer.stop()
         await self._ingestor.stop()
         await self._scheduler.stop()
         if not owned:
             return
-        assets = None
-        if self._shards > 1:
-            assets = [a for a in self._symbols if shard_of(a, self._shards) in owned]
+        assets = self._assets(owned)
         self._ingestor.start(assets)
         self._scheduler.start(assets)
+        self._pricer.start(assets)
+
+    def universe_changed(self, added: list[str], removed: list[str]) -> None:
+        """Pairs came or went: the held shards' assets are counted again; streams follow their
+        exchanges' listings by themselves."""
+        if not self._held:
+            return
+        assets = self._assets(self._held)
+        self._ingestor.reassign(assets)
+        self._scheduler.reassign(assets, added)
+        self._pricer.reassign(assets)
 
 
 def priced_in_bulk(exchanges: ExchangeClient, symbol: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import aiohttp
 
+from aggserver.domain.conversion import Converted
 from aggserver.domain.quotes import Quote, to_quote
 from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.errors import NotListed
@@ -91,6 +92,8 @@ class FetchResult:
 
     quotes: list[Quote] = field(default_factory=list)
     rejected: dict[str, QuoteRejected] = field(default_factory=dict)
+    # A USD price's markets as they were converted (``domain/conversion.py``), by source.
+    converted: Mapping[str, Converted] = field(default_factory=dict)
 
 
 class ExchangeClient:
@@ -142,13 +145,6 @@ class ExchangeClient:
 
     def missing_listings(self) -> bool:
         return any(e.listing is None for e in self.exchanges if not e.lists_everything)
-
-    async def keep_listings(self, interval: float) -> None:
-        """Venues add and remove markets: load their listings again every ``interval`` (sooner
-        while one has never loaded), until cancelled."""
-        while True:
-            await asyncio.sleep(min(interval, LISTING_RETRY_SECONDS) if self.missing_listings() else interval)
-            await self.load_listings()
 
     async def load_listing(self, exchange: Exchange) -> None:
         """Load (again) one venue's listing; a failure is kept in ``listing_error``."""

@@ -145,6 +145,11 @@ class Ingestor:
             self._tasks.append(asyncio.create_task(self._aggregate(), name="stream-aggregation"))
             self._tasks.append(asyncio.create_task(self._confirm_quiet(), name="stream-quiet"))
 
+    def reassign(self, assets: Collection[str] | None) -> None:
+        """Stream ``assets`` (None: every symbol) from now on: each stream subscribes again when
+        what it follows has changed."""
+        self._owned = None if assets is None else frozenset(assets)
+
     async def stop(self) -> None:
         await stop_tasks(self._tasks)
         self._tasks.clear()
@@ -165,7 +170,7 @@ class Ingestor:
             await asyncio.sleep(LISTING_WAIT_SECONDS)
         book = self._books[exchange.name] = StreamBook()
         while True:
-            listing, natives = exchange.listing, self._followed(exchange)
+            listing, owned, natives = exchange.listing, self._owned, self._followed(exchange)
             self._symbols[exchange.name] = {native: symbol for symbol, native in natives.items()}
             for symbol in [s for s in book.quotes if s not in natives]:
                 del book.quotes[symbol]  # delisted: no longer quoted from here
@@ -187,8 +192,9 @@ class Ingestor:
             try:
                 while not task.done() and not changed:
                     await asyncio.wait({task}, timeout=LISTING_CHECK_SECONDS)
-                    changed = exchange.listing is not listing and self._followed(exchange) != natives
-                    listing = exchange.listing
+                    moved = exchange.listing is not listing or self._owned is not owned
+                    changed = moved and self._followed(exchange) != natives
+                    listing, owned = exchange.listing, self._owned
             finally:
                 await client.stop(task)
             if not changed:

@@ -16,7 +16,7 @@ from aggserver.exchanges.throttle import Held, Throttle
 from aggserver.exchanges.transport import MAX_BULK_BODY_BYTES, ExchangeFailure, Transport
 from aggserver.metrics import Histogram
 from aggserver.venues import VenueConfig, venue_for
-from aggserver.venues.base import Bulk, Ticker, Venue, VenueError
+from aggserver.venues.base import Bulk, Instrument, Ticker, Venue, VenueError
 
 __all__ = ["Exchange", "ExchangeStats", "Listing", "Tickers", "exchanges_for", "load_listing"]
 
@@ -32,6 +32,15 @@ class Listing:
 
     natives: Mapping[str, str]  # ours -> the venue's
     loaded_at: float  # unix seconds
+    # Every tradable instrument the venue listed, ours or not (the venues' universe is made of them).
+    instruments: tuple[Instrument, ...] = ()
+
+    def restricted(self, symbols: Container[str]) -> Listing:
+        """The same answer, listing only ``symbols`` of ours (a new object when that changes)."""
+        natives = {i.symbol: i.native for i in self.instruments if i.symbol in symbols}
+        if natives == self.natives:
+            return self
+        return Listing(natives=natives, loaded_at=self.loaded_at, instruments=self.instruments)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,7 +184,12 @@ async def load_listing(
         return
     if rate is not None:
         exchange.throttle.set_budget(rate.capacity, rate.window_seconds)
-    natives = {i.symbol: i.native for i in instruments if i.symbol in symbols}
-    exchange.listing = Listing(natives=natives, loaded_at=clock())
+    listing = Listing(natives={}, loaded_at=clock(), instruments=tuple(instruments)).restricted(symbols)
+    exchange.listing = listing
     exchange.listing_error = None
-    log.info("%s lists %d of our symbols (of %d instruments)", exchange.name, len(natives), len(instruments))
+    log.info(
+        "%s lists %d of our symbols (of %d instruments)",
+        exchange.name,
+        len(listing.natives),
+        len(instruments),
+    )

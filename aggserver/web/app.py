@@ -19,6 +19,8 @@ from aggserver.engine.price_view import PriceView
 from aggserver.engine.reader import PriceReader
 from aggserver.engine.refresh import Refresher
 from aggserver.engine.scheduler import OwnedWork, Scheduler
+from aggserver.engine.universe import Universe
+from aggserver.engine.usd import UsdPricer
 from aggserver.exchanges.client import ExchangeClient
 from aggserver.exchanges.ingest import Ingestor, stream_urls
 from aggserver.exchanges.transport import create_session
@@ -62,7 +64,9 @@ from aggserver.web.keys import (
     STREAM_HUB,
     SYMBOLS,
     TIERS,
+    UNIVERSE,
     UPDATE_FEED,
+    USD_PRICER,
 )
 from aggserver.web.refresh_guard import RefreshGuard
 from aggserver.web.routes.table import add_routes
@@ -175,7 +179,8 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def exchanges_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The exchanges, their listings loaded before the first refresh and reloaded from then on."""
+    """The exchanges, their listings loaded before the first refresh and reloaded from then on,
+    and the universe made of them."""
     settings = app[SETTINGS]
     ours = app[SYMBOLS]
     exchanges = ExchangeClient(
@@ -190,11 +195,11 @@ async def exchanges_ctx(app: web.Application) -> AsyncIterator[None]:
         breaker_failures=settings.breaker_failures,
         breaker_reset=settings.breaker_reset_seconds,
     )
-    await exchanges.load_listings()
-    reloads = asyncio.create_task(
-        exchanges.keep_listings(settings.listing_refresh_seconds), name="listing-reloads"
-    )
+    universe = Universe(settings, ours, exchanges, app[TIERS])
+    await universe.load()
+    reloads = asyncio.create_task(universe.keep(settings.listing_refresh_seconds), name="listing-reloads")
     app[EXCHANGES] = exchanges
+    app[UNIVERSE] = universe
     yield
     await stop_task(reloads)
 
@@ -217,6 +222,18 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         view=app[PRICE_VIEW],
         ema_half_life=settings.ema_half_life_seconds,
     )
+    pricer = UsdPricer(
+        symbols=app[SYMBOLS],
+        exchanges=exchanges,
+        view=app[PRICE_VIEW],
+        cache=app[CACHE],
+        rate_currencies=settings.rate_currencies,
+        pegs=settings.quote_pegs,
+        max_rate_age=settings.quote_max_age_seconds,
+        min_interval=settings.aggregate_min_interval_seconds,
+    )
+    refresher.price_in_usd(pricer)
+    app[USD_PRICER] = pricer
     reader = PriceReader(
         cache=app[CACHE],
         refresher=refresher,
@@ -227,7 +244,10 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[REFRESHER] = refresher
     app[READER] = reader
-    app[FRESHNESS] = FreshnessProbe(app[CACHE], app[SYMBOLS].ordered, listed=exchanges.listed)
+    symbols = app[SYMBOLS]
+    app[FRESHNESS] = FreshnessProbe(
+        app[CACHE], symbols, listed=lambda s: exchanges.listed(s) or pricer.prices(s)
+    )
     app[REFRESH_GUARD] = RefreshGuard(
         token=settings.refresh_token,
         min_interval=settings.refresh_min_interval_seconds,
@@ -262,8 +282,9 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     """Automatic refresh by tier and venue streams, run by whichever processes hold the leases of
     the refresh shards; stopped first on shutdown, so history flushes what it queued."""
     settings = app[SETTINGS]
+    symbols = app[SYMBOLS]
     scheduler = Scheduler(
-        symbols=app[SYMBOLS].ordered,
+        symbols=symbols,
         tiers=app[TIERS],
         popularity=app[POPULARITY],
         refresher=app[REFRESHER],
@@ -280,7 +301,8 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         min_interval=settings.aggregate_min_interval_seconds,
         stall_seconds=settings.stream_stall_seconds,
     )
-    work = OwnedWork(scheduler, ingestor, app[SYMBOLS].ordered, shards=settings.refresh_shards)
+    work = OwnedWork(scheduler, ingestor, app[USD_PRICER], symbols, shards=settings.refresh_shards)
+    app[UNIVERSE].subscribe(work.universe_changed)
     lease = Lease(
         app[CACHE].client,
         ttl_seconds=settings.lease_seconds,

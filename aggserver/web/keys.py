@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from aggserver.engine.reader import PriceReader
     from aggserver.engine.refresh import Refresher
     from aggserver.engine.scheduler import Scheduler
+    from aggserver.engine.universe import Universe
+    from aggserver.engine.usd import UsdPricer
     from aggserver.exchanges.client import ExchangeClient
     from aggserver.exchanges.ingest import Ingestor
     from aggserver.history.dynamo import LatestRecord
@@ -65,11 +67,15 @@ __all__ = [
     "STREAM_HUB",
     "SYMBOLS",
     "TIERS",
+    "UNIVERSE",
     "UPDATE_FEED",
+    "USD_PRICER",
 ]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 SYMBOLS: web.AppKey[SymbolSet] = web.AppKey("symbols")
+UNIVERSE: web.AppKey[Universe] = web.AppKey("universe")
+USD_PRICER: web.AppKey[UsdPricer] = web.AppKey("usd_pricer")
 HTTP_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_session")
 CACHE: web.AppKey[PriceCache] = web.AppKey("cache")
 DYNAMO: web.AppKey[DynamoDBClient] = web.AppKey("dynamo")

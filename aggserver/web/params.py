@@ -91,8 +91,9 @@ def quality(request: web.Request) -> QualityGuard | None:
 
 
 def known_asset(request: web.Request) -> str:
+    """The path's asset for a history read: priced now, or delisted (its history stays)."""
     asset = request.match_info["asset"].lower()
-    if asset not in request.app[SYMBOLS]:
+    if not request.app[SYMBOLS].readable(asset):
         raise InvalidSymbol(asset)
     return asset
 

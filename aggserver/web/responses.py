@@ -13,6 +13,7 @@ from aiohttp import web
 from aggserver.domain.reasons import ReasonCode
 from aggserver.errors import (
     BackendUnavailable,
+    Delisted,
     HistoryBusy,
     HistoryUnavailable,
     InvalidParameter,
@@ -58,6 +59,10 @@ ERROR_ANSWERS: dict[type[Exception], ErrorAnswer] = {
     InvalidSymbol: ErrorAnswer(400, lambda _: {"msg": "Invalid asset symbol"}),
     InvalidParameter: ErrorAnswer(400, lambda exc: {"msg": str(exc)}),
     UnknownSymbol: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
+    Delisted: ErrorAnswer(
+        404,
+        lambda _: {"msg": "No venue lists this market any more", "reason_code": ReasonCode.DELISTED},
+    ),
     PriceNotFound: ErrorAnswer(404, lambda _: {"msg": "Asset not found"}),
     NotListed: ErrorAnswer(404, lambda _: {"msg": "No configured exchange lists this asset"}),
     NoRecordInRange: ErrorAnswer(

@@ -21,6 +21,8 @@ from aggserver.web.keys import (
     SCHEDULER,
     STREAM_HUB,
     TIERS,
+    UNIVERSE,
+    USD_PRICER,
 )
 from aggserver.web.responses import json_response
 from aggserver.web.telemetry import exchange_stats
@@ -75,9 +77,25 @@ async def status(request: web.Request) -> web.Response:
     outcomes: dict[str, dict[str, int]] = {}
     for (tier, outcome), count in app[REFRESHER].stats().outcomes.items():
         outcomes.setdefault(tier, {})[outcome] = count
+    universe = app[UNIVERSE].stats()
     return json_response(
         {
             "hot": tiers.members(tiers.hot),
+            "universe": {
+                "source": universe.source,
+                "symbols": universe.symbols,
+                "pairs": universe.pairs,
+                "usd_prices": universe.usd_prices,
+                "delisted": universe.delisted,
+                "venues": {
+                    name: {
+                        "listed": listed,
+                        "share": round(listed / universe.pairs, 4) if universe.pairs else 0.0,
+                    }
+                    for name, listed in universe.venues.items()
+                },
+                "usd_passes": app[USD_PRICER].passes,
+            },
             "exchanges": [
                 {
                     "name": exchange.name,

@@ -7,7 +7,8 @@ import time
 import orjson
 from aiohttp import web
 
-from aggserver.errors import InvalidSymbol
+from aggserver.domain.reasons import ReasonCode
+from aggserver.errors import Delisted, InvalidSymbol
 from aggserver.web import params
 from aggserver.web.budget import charge
 from aggserver.web.guard import GuardedRoutes
@@ -32,6 +33,8 @@ async def get_price(request: web.Request) -> web.Response:
     """The cached aggregate as stored, with its age and staleness appended."""
     asset = request.match_info["asset"].lower()
     if asset not in request.app[SYMBOLS]:
+        if asset in request.app[SYMBOLS].delisted:
+            raise Delisted(asset)
         raise InvalidSymbol(asset)
     if not request.query_string:
         reader = request.app[READER]
@@ -56,6 +59,12 @@ async def get_prices(request: web.Request) -> web.Response:
     guard = params.quality(request)
     charge(request, len(known) + len(invalid), "/prices")
     found = await request.app[READER].answer_many(known, guard)
+    delisted = request.app[SYMBOLS].delisted
+    if delisted:
+        gone = [name for name in invalid if name.lower() in delisted]
+        invalid = [name for name in invalid if name.lower() not in delisted]
+        found.missing.extend(name.lower() for name in gone)
+        found.reasons.update((name.lower(), ReasonCode.DELISTED) for name in gone)
     body = b'{"prices":[%s],"missing":%s,"reasons":%s,"rejected":%s,"invalid":%s}' % (
         b",".join(found.bodies),
         orjson.dumps(found.missing),
