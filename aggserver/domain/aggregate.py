@@ -199,5 +199,6 @@ def breakdown(
             if market is not None:
                 entry["exchange"] = market.exchange
                 entry.update(market.fields())
-                entry.setdefault("price", market.price)
+                if market.price is not None:
+                    entry.setdefault("price", market.price)
     return sorted(entries, key=lambda entry: (str(entry["exchange"]), str(entry.get("pair", ""))))

@@ -7,15 +7,28 @@ what each lists of our symbols, a sample quote, the round trip and the rate-limi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TextIO
 
 from aggserver.domain.quotes import Quote
-from aggserver.domain.symbols import load_symbols
+from aggserver.domain.symbols import Pair, load_symbols
+from aggserver.domain.universe import venue_universe
 from aggserver.exchanges.client import ExchangeClient
 from aggserver.exchanges.transport import create_session
 from aggserver.settings import Settings
+from aggserver.venues.base import Instrument
 
 __all__ = ["SAMPLE_SYMBOL", "probe_venues"]
+
+
+def _universe_share(settings: Settings, instruments: Sequence[Instrument]) -> str:
+    """What the venue brings to UNIVERSE=venues: its spot pairs in UNIVERSE_QUOTES."""
+    quotes = settings.universe_quotes
+    kept = [i for i in instruments if i.quote.lower() in quotes]
+    by_quote = {q: sum(1 for i in kept if i.quote.lower() == q) for q in quotes}
+    spread = ", ".join(f"{q} {n:,}" for q, n in by_quote.items() if n)
+    return f"{len(kept):,} pairs of its {len(instruments):,} in {','.join(quotes)} ({spread or 'none'})"
+
 
 SAMPLE_SYMBOL = "btcusdt"
 
@@ -47,6 +60,9 @@ async def probe_venues(settings: Settings, out: TextIO) -> int:
                 out.write(f"  listing      {listed:,} of our {len(symbols):,} symbols ({took:.0f} ms)\n")
             else:
                 out.write("  listing      lists every symbol (mockex format)\n")
+            if exchange.listing is not None and exchange.listing.instruments:
+                share = _universe_share(settings, exchange.listing.instruments)
+                out.write(f"  universe     {share}\n")
             native = exchange.native(SAMPLE_SYMBOL)
             if native is None:
                 out.write(f"  {SAMPLE_SYMBOL:<12} not listed\n")
@@ -70,5 +86,24 @@ async def probe_venues(settings: Settings, out: TextIO) -> int:
                 )
             else:
                 out.write(f"  rate limit   {budget} (published; the venue reports no usage)\n\n")
+        out.write(_universe_summary(settings, client) + "\n")
     out.flush()
     return failed
+
+
+def _universe_summary(settings: Settings, client: ExchangeClient) -> str:
+    """The venues' universe these listings make (UNIVERSE=venues), and each venue's share."""
+    listings = {
+        e.name: [Pair(i.symbol, i.base.lower(), i.quote.lower()) for i in e.listing.instruments]
+        for e in client.exchanges
+        if e.listing is not None
+    }
+    pairs = venue_universe(listings, quotes=settings.universe_quotes, min_venues=settings.universe_min_venues)
+    if not pairs:
+        return "universe     no venue listing to make one of (UNIVERSE=venues needs venue adapters)"
+    shares = ", ".join(
+        f"{name} {n:,} ({n / len(pairs):.0%})"
+        for name in listings
+        if (n := sum(1 for p in pairs.values() if name in p.venues))
+    )
+    return f"universe     {len(pairs):,} pairs (UNIVERSE=venues): {shares}"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aggserver.domain.symbols import SymbolSet, load_symbols, parse_symbols
-from aggserver.errors import ConfigError, InvalidSymbol, UnknownSymbol
+from aggserver.domain.symbols import Pair, SymbolSet, load_symbols, parse_pairs, parse_symbols
+from aggserver.errors import ConfigError, Delisted, InvalidSymbol, UnknownSymbol
 from aggserver.settings import DEFAULT_SYMBOLS_FILE
 from tests.paths import REPO_ROOT
 
@@ -64,3 +64,49 @@ def test_resolve_distinguishes_malformed_from_unknown() -> None:
     for raw in ("btc-usdt", "b", "x" * 33, "btc usdt", "bt\u00e7usdt", ""):
         with pytest.raises(InvalidSymbol):
             symbols.resolve(raw)
+
+
+def test_a_usd_price_is_a_symbol() -> None:
+    symbols = SymbolSet(("btcusdt", "btc-usd"))
+    assert symbols.resolve("BTC-USD") == "btc-usd"
+    with pytest.raises(UnknownSymbol):
+        symbols.resolve("eth-usd")
+    with pytest.raises(InvalidSymbol):
+        symbols.resolve("btc-eur")
+
+
+def test_a_replaced_symbol_is_delisted_until_listed_again() -> None:
+    symbols = SymbolSet(("btcusdt", "ethusdt"))
+    added, removed = symbols.replace(("btcusdt", "solusdt"), {})
+    assert (added, removed) == (["solusdt"], ["ethusdt"])
+    assert symbols.version == 1
+    assert "ethusdt" not in symbols
+    assert symbols.readable("ethusdt")
+    with pytest.raises(Delisted):
+        symbols.resolve("ethusdt")
+    symbols.replace(("btcusdt", "ethusdt"), {})
+    assert symbols.resolve("ethusdt") == "ethusdt"
+    assert symbols.delisted == {"solusdt"}
+    unchanged = symbols.version
+    symbols.replace(("btcusdt", "ethusdt"), {})
+    assert symbols.version == unchanged
+    symbols.replace((), {}, delists=False)
+    assert symbols.delisted == {"solusdt"}
+    assert not symbols.readable("btcusdt")
+
+
+def test_a_frozen_universe_file_names_base_quote_and_venues() -> None:
+    text = "symbol,base,quote,venues\nbtcusd,btc,usd,kraken coinbase\nethbtc,eth,btc,\n"
+    assert parse_symbols(text) == ("btcusd", "ethbtc")
+    assert parse_pairs(text) == {
+        "btcusd": Pair("btcusd", "btc", "usd", ("kraken", "coinbase")),
+        "ethbtc": Pair("ethbtc", "eth", "btc", ()),
+    }
+    assert parse_pairs("symbol\nbtcusdt\n") == {}
+    with pytest.raises(ConfigError, match="line 2"):
+        parse_pairs("symbol,base,quote\nbtcusd,,usd\n")
+
+
+def test_a_pairs_shard_is_chosen_by_its_base() -> None:
+    symbols = SymbolSet(("btc-usd", "btcusd", "xyz"), {"btcusd": Pair("btcusd", "btc", "usd")})
+    assert [symbols.shard_key(s) for s in symbols] == ["btc", "btc", "xyz"]
