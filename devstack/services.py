@@ -306,12 +306,14 @@ def start_mockex(
     seed: int = 0,
     venue: str | None = None,
     listed: int | Sequence[str] | None = None,
+    universe: str | None = None,
     symbols_file: Path | None = None,
     timeout: float = 15.0,
 ) -> Service:
     """One mock exchange in its own Python process; ready when its admin endpoint answers.
 
-    ``venue`` makes it speak that venue's format for the first ``listed`` symbols.
+    ``venue`` makes it speak that venue's format for the first ``listed`` symbols, or for a
+    realistic universe of its own (``universe="realistic:1500"``).
     """
     port = port or free_port()
     argv = [sys.executable, "-m", "mockex", "--port", str(port), "--name", name, "--seed", str(seed)]
@@ -319,6 +321,8 @@ def start_mockex(
         argv += ["--venue", venue]
     if listed is not None:
         argv += ["--listed", str(listed) if isinstance(listed, int) else ",".join(listed)]
+    if universe is not None:
+        argv += ["--universe", universe]
     if symbols_file is not None:
         argv += ["--symbols-file", str(symbols_file)]
     service = spawn(name, argv, url=f"http://127.0.0.1:{port}")

@@ -1,4 +1,4 @@
-"""The simulated exchange's HTTP app: tickers, bulk tickers, fault and stats controls."""
+"""The simulated exchange's HTTP app: tickers, bulk tickers, fault, listing, peg and stats controls."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from mockex import pricing
 from mockex.answers import apply_faults, hostile_answer, json_response
 from mockex.exchange import Exchange
 from mockex.faults import ANSWER_KINDS, Faults, FaultsError
+from mockex.listing import ListingError, parse_listing
 from mockex.market import Market
+from mockex.pegs import PegsError, parse_pegs
 from mockex.streams import StreamHub
 from mockex.symbols import SymbolList
 from mockex.venues import PERSONALITIES
@@ -91,19 +94,50 @@ async def set_faults(request: web.Request) -> web.Response:
     return json_response(exchange.faults.as_json())
 
 
+def _listing(exchange: Exchange) -> dict[str, object]:
+    listed = exchange.listed or exchange.symbols
+    return {"listed": len(listed), "symbols": list(listed.ordered)}
+
+
+async def get_listing(request: web.Request) -> web.Response:
+    return json_response(_listing(request.app[EXCHANGE]))
+
+
 async def set_listing(request: web.Request) -> web.Response:
-    """``{"listed": N}``: the venue lists the first N symbols from now on (its listing answer,
-    tickers and streams), as venues add and remove markets."""
+    """``{"listed": N}`` or ``{"symbols": [...]}`` (mockex.listing): the venue lists those from
+    now on (its listing answer, tickers and streams), as venues add and remove markets."""
     exchange = request.app[EXCHANGE]
     try:
-        count = int(orjson.loads(await request.read())["listed"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        listed = parse_listing(orjson.loads(await request.read()), exchange.symbols)
+    except (orjson.JSONDecodeError, ListingError) as exc:
         return json_response({"msg": f"bad listing: {exc}"}, 400)
-    if not 0 < count <= len(exchange.symbols.ordered):
-        return json_response({"msg": f"listed must be 1..{len(exchange.symbols.ordered)}"}, 400)
-    exchange.listed = exchange.symbols.first(count)
-    request.app[PERSONALITY].set_listing(exchange.listed)
-    return json_response({"listed": count})
+    exchange.list_only(listed)
+    request.app[PERSONALITY].set_listing(listed)
+    return json_response(_listing(exchange))
+
+
+async def get_pegs(request: web.Request) -> web.Response:
+    return json_response(request.app[EXCHANGE].pegs)
+
+
+async def set_pegs(request: web.Request) -> web.Response:
+    """``{"usdt": 0.97}`` depegs USDT on this venue, ``{"usdt": null}`` restores it (mockex.pegs)."""
+    exchange = request.app[EXCHANGE]
+    try:
+        changes = parse_pegs(orjson.loads(await request.read()))
+    except (orjson.JSONDecodeError, PegsError) as exc:
+        return json_response({"msg": f"bad pegs: {exc}"}, 400)
+    for currency, value in changes.items():
+        if value is None:
+            exchange.pegs.pop(currency, None)
+        else:
+            exchange.pegs[currency] = value
+    return json_response(exchange.pegs)
+
+
+async def clear_pegs(request: web.Request) -> web.Response:
+    request.app[EXCHANGE].pegs.clear()
+    return json_response({})
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -160,17 +194,23 @@ def create_app(
     clock: Callable[[], float] = time.time,
     venue: str | None = None,
     listed: SymbolList | None = None,
+    own_paths: frozenset[str] | None = None,
 ) -> web.Application:
     """One simulated exchange called ``name``; the same seed gives every exchange the same market.
 
     ``venue`` makes it speak that venue's format (see ``mockex.venues``) for the ``listed``
-    symbols (default: all of them) instead of mockex's own ``/mock/ticker`` paths.
+    symbols (default: all of them; any not among ``symbols`` join them) instead of mockex's own
+    ``/mock/ticker`` paths. ``own_paths`` are the pairs priced on paths of their own rather than
+    from their assets' USD values (default: those ``mockex.pricing`` picks among ``symbols``, right
+    for a symbols file; a realistic universe has none, as ``mockex.cli.markets`` says).
     """
     app = web.Application(middlewares=[count_in_flight])
+    listed = listed or symbols
     exchange = Exchange(
         name=name,
-        symbols=symbols,
-        listed=listed or symbols,
+        symbols=symbols.union(listed.ordered),
+        listed=listed,
+        own_paths=pricing.own_paths(symbols.ordered) if own_paths is None else own_paths,
         market=Market(seed),
         clock=clock,
         rng=random.Random(f"{seed}:{name}"),
@@ -183,6 +223,7 @@ def create_app(
         personality = PERSONALITIES[venue](exchange)
         app[PERSONALITY] = personality
         app.router.add_routes(personality.routes())
+        app.router.add_get("/mock/admin/listing", get_listing)
         app.router.add_post("/mock/admin/listing", set_listing)
         if personality.stream_path is not None:
             hub = StreamHub(personality)
@@ -196,4 +237,7 @@ def create_app(
     app.router.add_delete("/mock/admin/stats", reset_stats)
     app.router.add_post("/mock/admin/quotes", pin_quotes)
     app.router.add_delete("/mock/admin/quotes", clear_pins)
+    app.router.add_get("/mock/admin/pegs", get_pegs)
+    app.router.add_post("/mock/admin/pegs", set_pegs)
+    app.router.add_delete("/mock/admin/pegs", clear_pegs)
     return app

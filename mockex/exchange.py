@@ -1,4 +1,4 @@
-"""One mock exchange's mutable state: its market, faults, pinned quotes and traffic counts."""
+"""One mock exchange's mutable state: its market, faults, pegs, pinned quotes and traffic counts."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import orjson
 
 from mockex.faults import GARBAGE_KINDS, Faults
 from mockex.market import Market
+from mockex.pricing import pair_price
 from mockex.symbols import SymbolList
 
 __all__ = ["Exchange"]
@@ -46,15 +47,19 @@ _SPOILERS: dict[str, Callable[[dict[str, Any], str], bytes]] = {
 
 @dataclass(kw_only=True)
 class Exchange:
-    """One exchange's mutable state: its faults, pinned quotes and traffic counts."""
+    """One exchange's mutable state: its faults, pegs, pinned quotes and traffic counts."""
 
     name: str
     symbols: SymbolList
     market: Market
     # What a venue personality lists (real venues do not list everything); all by default.
     listed: SymbolList | None = None
+    # Pairs priced on their own paths rather than from USD values (mockex.pricing's rule).
+    own_paths: frozenset[str] = frozenset()
     clock: Callable[[], float] = time.time
     faults: Faults = field(default_factory=Faults)
+    # This venue's USD value of a currency, where a depeg fault moved it off its level.
+    pegs: dict[str, float] = field(default_factory=dict)
     pinned: dict[str, dict[str, float]] = field(default_factory=dict)
     served: Counter[str] = field(default_factory=Counter)
     rng: random.Random = field(default_factory=random.Random)
@@ -91,11 +96,22 @@ class Exchange:
             volume = pin.get("volume", 1.0)
             timestamp = int(pin.get("timestamp", now))
         else:
-            price, volume = self.market.quote(self.name, symbol, now)
+            price, volume = self.market.quote(self.name, symbol, now, shared=self.shared_price(symbol, now))
             timestamp = int(now)
         if self.faults.mode == "outlier":
             price *= self.faults.price_factor
         return {"symbol": symbol, "price": price, "volume": volume, "timestamp": timestamp}
+
+    def list_only(self, listed: SymbolList) -> None:
+        """List exactly ``listed`` from now on; symbols it did not know yet are quoted too."""
+        self.symbols = self.symbols.union(listed.ordered)
+        self.listed = listed
+
+    def shared_price(self, symbol: str, t: float) -> float:
+        """The price this venue deviates from for ``symbol``: its own path, or its USD values."""
+        if symbol in self.own_paths:
+            return self.market.price(symbol, t)
+        return pair_price(self.market, symbol, t, self.pegs)
 
     def garbage_kind(self) -> str:
         return self.faults.garbage_kind or next(self._garbage_cycle)

@@ -6,13 +6,17 @@ mockex is a separate program from aggserver and reads the file itself: it must n
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
+
+from mockex.assets import NAMED_ASSETS
 
 __all__ = [
     "DEFAULT_SYMBOLS_FILE",
     "QUOTE_CURRENCIES",
     "SymbolList",
     "SymbolsError",
+    "checked_symbols",
     "load_symbols",
     "split_symbol",
 ]
@@ -50,6 +54,11 @@ class SymbolList:
     def first(self, count: int) -> SymbolList:
         return SymbolList(self.ordered[:count])
 
+    def union(self, symbols: Iterable[str]) -> SymbolList:
+        """These symbols, then those of ``symbols`` not among them (itself when there are none)."""
+        extra = tuple(dict.fromkeys(s for s in symbols if s not in self._known))
+        return SymbolList(self.ordered + extra) if extra else self
+
 
 def load_symbols(path: Path) -> SymbolList:
     try:
@@ -65,9 +74,27 @@ def load_symbols(path: Path) -> SymbolList:
     return SymbolList(symbols)
 
 
+def checked_symbols(names: Iterable[object]) -> tuple[str, ...]:
+    """Symbol names lowercased, in order, without repeats; SymbolsError names the first bad one."""
+    symbols: dict[str, None] = {}
+    for name in names:
+        symbol = name.strip().lower() if isinstance(name, str) else None
+        if symbol is None or not _SYMBOL.fullmatch(symbol):
+            raise SymbolsError(f"{name!r} is not a symbol (2 to 32 letters and digits)")
+        symbols[symbol] = None
+    return tuple(symbols)
+
+
 def split_symbol(symbol: str) -> tuple[str, str]:
-    """(base, quote) in upper case: ``btcusdt`` -> (``BTC``, ``USDT``)."""
-    for quote in QUOTE_CURRENCIES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)].upper(), quote.upper()
-    return symbol[:-3].upper(), symbol[-3:].upper()
+    """(base, quote) in upper case: ``btcusdt`` -> (``BTC``, ``USDT``), ``usdtusd`` -> (``USDT``,
+    ``USD``). Where two quote currencies fit, the one that leaves a named base wins: ``bnbusd`` is
+    BNB/USD, not BN/BUSD."""
+    splits = [
+        (symbol[: -len(quote)], quote)
+        for quote in QUOTE_CURRENCIES
+        if symbol.endswith(quote) and len(symbol) > len(quote)
+    ]
+    if not splits:
+        return symbol[:-3].upper(), symbol[-3:].upper()
+    base, quote = next((split for split in splits if split[0] in NAMED_ASSETS), splits[0])
+    return base.upper(), quote.upper()

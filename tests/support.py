@@ -99,6 +99,14 @@ class Exchanges:
         for index, price in enumerate(prices):
             await self.pin(index, {asset: {"price": price, "volume": 1.0, "timestamp": timestamp}})
 
+    async def list_exactly(self, index: int, symbols: Sequence[str]) -> None:
+        """Venue-format exchange ``index`` lists exactly ``symbols`` from now on."""
+        await self._call("POST", index, "/mock/admin/listing", {"symbols": list(symbols)})
+
+    async def depeg(self, index: int, **values: float | None) -> None:
+        """Exchange ``index`` values these stablecoins at these dollars (None: back to 1)."""
+        await self._call("POST", index, "/mock/admin/pegs", values)
+
     async def total_served(self, index: int) -> int:
         """Quotes exchange ``index`` served since the last reset, all symbols together."""
         stats = await self._call("GET", index, "/mock/admin/stats")
@@ -133,6 +141,7 @@ class Exchanges:
         for index in range(len(self.urls)):
             await self._call("POST", index, "/mock/admin/faults", {"mode": "ok"})
             await self._call("DELETE", index, "/mock/admin/quotes")
+            await self._call("DELETE", index, "/mock/admin/pegs")
             await self._call("DELETE", index, "/mock/admin/stats")
 
 

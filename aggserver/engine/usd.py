@@ -21,7 +21,7 @@ from aggserver.domain.reasons import ReasonCode
 from aggserver.domain.symbols import USD_SUFFIX, SymbolSet, usd_name
 from aggserver.engine.price_view import PriceView
 from aggserver.errors import BackendUnavailable, NotListed, NoValidQuotes
-from aggserver.exchanges.client import STREAMED, URGENT, ExchangeClient, FetchResult
+from aggserver.exchanges.client import STREAMED, ExchangeClient, FetchPlan, FetchResult
 from aggserver.process.tasks import stop_tasks
 from aggserver.store.prices import PriceCache
 
@@ -30,6 +30,8 @@ __all__ = ["UsdPricer"]
 log = logging.getLogger(__name__)
 
 Outcomes = dict[str, Aggregate | NoValidQuotes]
+# A refresh someone asked for: at once, and no all-tickers answer from before the request.
+ASKED = FetchPlan(urgent=True, snapshot_age=0.0)
 # How computed prices are stored: the refresher's path, like every other price's.
 Store = Callable[[Sequence[tuple[str, FetchResult]]], Awaitable[Outcomes]]
 
@@ -110,13 +112,23 @@ class UsdPricer:
             self._wake.set()
 
     async def refresh(self, asset: str) -> Aggregate:
-        """Refresh ``asset``'s pairs now (as a POST /refresh does), then compute it."""
-        legs = self.plan.legs.get(asset)
-        if legs is None:
+        """Refresh ``asset``'s pairs and those of the rates it converts through now (as a POST
+        /refresh does), then compute the rates and it."""
+        plan = self.plan
+        if asset not in plan.legs:
             raise NotListed(asset)
-        pairs = list(dict.fromkeys(leg.pair for leg in legs))
-        await self._exchanges.fetch_many(pairs, URGENT)  # the venues' answers are kept as polled
-        result = (await self._compute([asset]))[asset]
+        needed = {asset}
+        pending = [asset]
+        while pending:
+            for leg in plan.legs[pending.pop()]:
+                rate = usd_name(leg.currency)
+                if rate in plan.legs and rate not in needed:
+                    needed.add(rate)
+                    pending.append(rate)
+        due = [a for a in plan.order if a in needed]
+        pairs = list(dict.fromkeys(leg.pair for a in due for leg in plan.legs[a]))
+        await self._exchanges.fetch_many(pairs, ASKED)  # the venues' answers are kept as polled
+        result = (await self._compute(due, owned_only=False))[asset]
         if isinstance(result, NoValidQuotes):
             raise result
         return result
@@ -133,13 +145,13 @@ class UsdPricer:
             except Exception:  # one pass's failure must not stop the next
                 log.exception("USD prices: a pass failed")
 
-    async def _compute(self, assets: Sequence[str]) -> Outcomes:
+    async def _compute(self, assets: Sequence[str], *, owned_only: bool = True) -> Outcomes:
         """Compute ``assets`` in the plan's order, the rates first, each stage storing before the
-        next reads its rates."""
+        next reads its rates; only those of the shards owned here unless not ``owned_only``."""
         plan, store = self.plan, self.store
         assert store is not None
         wanted = set(assets)
-        owned = self._owned
+        owned = self._owned if owned_only else None
         order = [a for a in plan.order if a in wanted and (owned is None or a in owned)]
         rates_first = [a for a in order if a[: -len(USD_SUFFIX)] in self._rate_currencies]
         stages = [[a] for a in rates_first] + [[a for a in order if a not in rates_first]]

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from mockex.app import create_app
 from mockex.faults import Faults, FaultsError
 from mockex.market import WELL_KNOWN_PRICES, Market, reference_price
-from mockex.symbols import DEFAULT_SYMBOLS_FILE, SymbolList, load_symbols, split_symbol
+from mockex.symbols import SymbolList, split_symbol
 from tests.support import poll
-
-SYMBOLS = load_symbols(DEFAULT_SYMBOLS_FILE)
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def exchange(
-    name: str = "exchange1",
-    seed: int = 1,
-    clock: Clock | None = None,
-    venue: str | None = None,
-    listed: SymbolList | None = None,
-) -> TestClient[Any, Any]:
-    app = create_app(
-        name=name, symbols=SYMBOLS, seed=seed, clock=clock or Clock(1_700_000_000), venue=venue, listed=listed
-    )
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    return client
+from tests.unit.mockex.apps import SYMBOLS, exchange
 
 
 async def test_ticker_shape_and_unknown_symbol() -> None:
