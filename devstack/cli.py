@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         f"list of {', '.join(VENUES)} (sets EXCHANGES)",
     )
     parser.add_argument(
+        "--venue-pairs",
+        type=int,
+        default=1_500,
+        help="with --venues: how many pairs each venue mock lists, a realistic universe against "
+        "USD, USDT, USDC, EUR, BTC and ETH (default %(default)s)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=os.environ.get("AGGSERVER_DATA_DIR", ".aggserver-data"),
         help="where the local Redis (append-only file) and DynamoDB keep their data between runs "
@@ -65,7 +72,9 @@ def _venue_list(raw: str | None) -> list[str]:
     return list(dict.fromkeys(venues))
 
 
-def _start_services(env: dict[str, str], data_dir: Path, services: list[Service], venues: list[str]) -> None:
+def _start_services(
+    env: dict[str, str], data_dir: Path, services: list[Service], venues: list[str], venue_pairs: int = 1_500
+) -> None:
     """Start what the environment does not already point at; add its address to ``env``."""
     if "REDIS_URL" not in env:
         # With an append-only file: the history outbox survives a restart of the stack.
@@ -83,7 +92,12 @@ def _start_services(env: dict[str, str], data_dir: Path, services: list[Service]
     if venues:
         entries = []
         for venue in venues:
-            mock = start_mockex(_preferred_port(VENUE_PORTS[venue]), name=venue, venue=venue)
+            mock = start_mockex(
+                _preferred_port(VENUE_PORTS[venue]),
+                name=venue,
+                venue=venue,
+                universe=f"realistic:{venue_pairs}",
+            )
             services.append(mock)
             entries.append(f"{venue}={mock.url}")
         env["EXCHANGES"] = ",".join(entries)
@@ -104,6 +118,8 @@ def _print_banner(services: list[Service], settings: Settings) -> None:
         print(f"  {service.name:<10} {service.url}  (pid {service.process.pid})")
     print(f"  {'aggserver':<10} {base}")
     print(f"\ntry:\n  curl -X POST {base}/refresh/btcusdt\n  curl {base}/prices/btcusdt")
+    if settings.universe_source == "venues":
+        print(f"  curl '{base}/prices/btc-usd?detail=sources'   # BTC in dollars, every market converted")
     print("Ctrl-C stops everything.\n", flush=True)
 
 
@@ -112,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ)
     services: list[Service] = []
     try:
-        _start_services(env, Path(args.data_dir).resolve(), services, _venue_list(args.venues))
+        _start_services(
+            env, Path(args.data_dir).resolve(), services, _venue_list(args.venues), args.venue_pairs
+        )
         os.environ.update(env)  # botocore reads the credentials from the environment
         settings = settings_from(args, env)
         setup_logging(settings)

@@ -19,7 +19,16 @@ from aggserver.domain.reasons import QuoteRejected, ReasonCode
 from aggserver.domain.symbols import USD_SUFFIX, Pair, usd_name
 from aggserver.domain.universe import USD
 
-__all__ = ["Conversion", "ConversionPlan", "Converted", "Leg", "Rate", "convert", "plan_conversions"]
+__all__ = [
+    "Conversion",
+    "ConversionPlan",
+    "Converted",
+    "Leg",
+    "Rate",
+    "convert",
+    "plan_conversions",
+    "unquoted",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +143,19 @@ class Converted:
     exchange: str
     pair: str
     currency: str
-    raw_price: float
+    # None for a market that gave no valid quote (its reason says why).
+    raw_price: float | None
     rate: float | None
     rate_age: float | None
     rate_assumed: bool
     price: float | None
 
     def fields(self) -> dict[str, object]:
-        entry: dict[str, object] = {
-            "pair": self.pair,
-            "quote_currency": self.currency,
-            "raw_price": self.raw_price,
-            "rate": self.rate,
-            "rate_age": self.rate_age,
-        }
+        entry: dict[str, object] = {"pair": self.pair, "quote_currency": self.currency}
+        if self.raw_price is not None:
+            entry["raw_price"] = self.raw_price
+        entry["rate"] = self.rate
+        entry["rate_age"] = self.rate_age
         if self.rate_assumed:
             entry["rate_assumed"] = True
         return entry
@@ -216,6 +224,28 @@ def convert(
             )
     result.via = frozenset(via)
     return result
+
+
+def unquoted(exchange: str, leg: Leg, rates: Mapping[str, Rate], now: float) -> Converted:
+    """What ``detail=sources`` shows of a market ``exchange`` gave no valid quote of."""
+    return _converted(
+        exchange, leg, None, USD_RATE if leg.currency == USD else rates.get(leg.currency), now, None
+    )
+
+
+def _converted(
+    exchange: str, leg: Leg, raw_price: float | None, rate: Rate | None, now: float, price: float | None
+) -> Converted:
+    return Converted(
+        exchange=exchange,
+        pair=leg.pair,
+        currency=leg.currency,
+        raw_price=raw_price,
+        rate=rate.price if rate is not None else None,
+        rate_age=None if rate is None or rate is USD_RATE else round(max(0.0, now - rate.timestamp), 3),
+        rate_assumed=rate is not None and rate.assumed,
+        price=price,
+    )
 
 
 def _unusable(rate: Rate | None, *, now: float, max_age: float) -> QuoteRejected | None:

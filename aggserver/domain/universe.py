@@ -39,13 +39,17 @@ def venue_universe(
 
 
 def ranked(
-    pairs: Mapping[str, Pair], usd_prices: Mapping[str, str], hint: Mapping[str, int]
+    pairs: Mapping[str, Pair],
+    usd_prices: Mapping[str, str],
+    hint: Mapping[str, int],
+    rates: Sequence[str] = (),
 ) -> tuple[str, ...]:
-    """The universe in rank order, for the tiers (the first are refreshed most often): base
-    assets by how many listings their markets have (ties by ``hint``, a symbol's rank in the
-    symbols file, which is by market size), each as its USD price (``usd_prices``: base -> name)
-    followed by its pairs by how many venues list them. The USD price comes first: it is what
-    most people ask for."""
+    """The universe in rank order, for the tiers (the first are refreshed most often): the
+    ``rates`` currencies first, in their order (every USD price converts through them, so their
+    markets must be the freshest), then base assets by how many listings their markets have
+    (ties by ``hint``, a symbol's rank in the symbols file, which is by market size); each base
+    as its USD price (``usd_prices``: base -> name) followed by its pairs by how many venues list
+    them. The USD price comes first: it is what most people ask for."""
     unranked = len(hint)
     by_base: dict[str, list[Pair]] = defaultdict(list)
     for pair in pairs.values():
@@ -56,10 +60,12 @@ def ranked(
     def pair_rank(pair: Pair) -> tuple[int, int, str]:
         return (-len(pair.venues), hint.get(pair.symbol, unranked), pair.symbol)
 
-    def base_rank(base: str) -> tuple[int, int, str]:
+    priority = {currency: i for i, currency in enumerate(rates)}
+
+    def base_rank(base: str) -> tuple[int, int, int, str]:
         markets = by_base[base]
         first = min((hint.get(p.symbol, unranked) for p in markets), default=unranked)
-        return (-sum(max(1, len(p.venues)) for p in markets), first, base)
+        return (priority.get(base, len(priority)), -sum(max(1, len(p.venues)) for p in markets), first, base)
 
     ordered: list[str] = []
     for base in sorted(by_base, key=base_rank):

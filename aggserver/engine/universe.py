@@ -113,7 +113,8 @@ class Universe:
                 if e.listing is not None
             }
             pairs = venue_universe(listings, quotes=self._quotes, min_venues=self._min_venues)
-            changes = self._apply(ranked(pairs, self._usd_prices(pairs), self._hint), pairs)
+            order = ranked(pairs, self._usd_prices(pairs), self._hint, self._rate_currencies)
+            changes = self._apply(order, pairs)
         else:
             changes = self._apply(self._symbols.ordered, self._symbols.pairs)
         added, removed = changes

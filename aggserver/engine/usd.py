@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 
 from aggserver.domain.aggregate import Aggregate
-from aggserver.domain.conversion import ConversionPlan, Rate, convert, plan_conversions
+from aggserver.domain.conversion import ConversionPlan, Rate, convert, plan_conversions, unquoted
 from aggserver.domain.price import CachedPrice
 from aggserver.domain.reasons import ReasonCode
 from aggserver.domain.symbols import USD_SUFFIX, SymbolSet, usd_name
@@ -166,11 +166,12 @@ class UsdPricer:
             for asset in stage:
                 legs = plan.legs[asset]
                 conversion = convert(asset, legs, quotes, rates, now=now, max_rate_age=self._max_rate_age)
-                rejected = dict(conversion.rejected)
+                rejected, converted = dict(conversion.rejected), dict(conversion.converted)
                 for leg in legs:
                     for exchange, why in fetched[leg.pair].rejected.items():
                         if why.code is not ReasonCode.NOT_LISTED:
                             rejected[f"{exchange}:{leg.pair}"] = why
+                            converted[f"{exchange}:{leg.pair}"] = unquoted(exchange, leg, rates, now)
                 fetch = FetchResult(
                     quotes=conversion.quotes, rejected=rejected, converted=conversion.converted
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -267,6 +268,7 @@ async def stream_hub_ctx(app: web.Application) -> AsyncIterator[None]:
         max_assets=settings.stream_max_assets,
     )
     app[UPDATE_FEED].add_listener(hub)
+    app[UNIVERSE].subscribe(lambda _added, removed: hub.delisted(removed, int(time.time())))
     app[STREAM_HUB] = hub
     yield
     await hub.close_all()

@@ -20,13 +20,14 @@ import orjson
 
 from aggserver.domain.price import CachedPrice
 from aggserver.domain.quality import QualityGuard
+from aggserver.domain.reasons import ReasonCode
 from aggserver.engine.price_view import PriceView
 from aggserver.errors import BackendUnavailable, TooManyStreams
 from aggserver.process.tasks import stop_tasks
 from aggserver.store.announcements import Announcement
 from aggserver.store.prices import PriceCache
 
-__all__ = ["PriceEvent", "StreamHub", "StreamStats", "Subscription"]
+__all__ = ["DelistedEvent", "Event", "PriceEvent", "StreamHub", "StreamStats", "Subscription"]
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,28 @@ class PriceEvent:
         return "rejected", orjson.dumps({**rejection.answer(self.asset), "updated_at": self.updated_at})
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelistedEvent:
+    """The last event of an asset a listing reload removed: no venue lists it any more, and
+    the stream follows it no longer."""
+
+    asset: str
+    updated_at: int
+
+    def judged(self, guard: QualityGuard | None) -> tuple[str, bytes]:
+        return "delisted", orjson.dumps({"asset": self.asset, "reason_code": ReasonCode.DELISTED})
+
+
+Event = PriceEvent | DelistedEvent
+
+
 class Subscription:
     """One connection's assets and the newest event of each not yet sent to it."""
 
     def __init__(self, guard: QualityGuard | None = None) -> None:
         self.guard = guard
         self.assets: set[str] = set()
-        self._unsent: dict[str, PriceEvent] = {}
+        self._unsent: dict[str, Event] = {}
         self._ready = asyncio.Event()
         self.skipped = 0
         self.ended = False
@@ -64,7 +80,7 @@ class Subscription:
         self.ended = True
         self._ready.set()
 
-    def offer(self, event: PriceEvent) -> None:
+    def offer(self, event: Event) -> None:
         if event.asset in self._unsent:
             self.skipped += 1  # the client had not taken the previous one yet: skip ahead
         self._unsent[event.asset] = event
@@ -74,7 +90,7 @@ class Subscription:
         for asset in assets:
             self._unsent.pop(asset, None)
 
-    async def next_events(self) -> list[PriceEvent]:
+    async def next_events(self) -> list[Event]:
         """Wait for events, then take every one pending; [] once ended."""
         await self._ready.wait()
         self._ready.clear()
@@ -160,6 +176,14 @@ class StreamHub:
                     del self._followers[asset]
                     self._view.unfollowed(asset)
         subscription.drop(assets)
+
+    def delisted(self, assets: Iterable[str], now: int) -> None:
+        """Assets a listing reload removed: each stream following one is told so, once, and
+        follows it no longer."""
+        for asset in assets:
+            for subscription in list(self._followers.get(asset, ())):
+                self.unsubscribe(subscription, [asset])
+                subscription.offer(DelistedEvent(asset=asset, updated_at=now))
 
     async def current(self, assets: Sequence[str]) -> list[PriceEvent]:
         """Events for the prices the assets have now (a new subscriber's first view). Read in

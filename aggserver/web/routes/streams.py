@@ -21,7 +21,7 @@ from aggserver.web import params
 from aggserver.web.budget import TokenBucket, charge
 from aggserver.web.guard import GuardedRoutes
 from aggserver.web.keys import SETTINGS, STREAM_HUB, SYMBOLS
-from aggserver.web.stream_hub import PriceEvent, StreamHub, Subscription
+from aggserver.web.stream_hub import Event, PriceEvent, StreamHub, Subscription
 
 __all__ = ["routes"]
 
@@ -81,15 +81,15 @@ async def _send_events(
     assets: list[str],
     since: int | None,
 ) -> None:
-    async def send(event: PriceEvent) -> None:
+    async def send(event: Event) -> None:
         kind, data = event.judged(subscription.guard)
         await response.send(data.decode(), id=str(event.updated_at), event=kind)
 
     try:
-        for event in await _current(hub, assets):
+        for current in await _current(hub, assets):
             # After a reconnect, only what changed since the last event the client saw.
-            if since is None or event.updated_at >= since:
-                await send(event)
+            if since is None or current.updated_at >= since:
+                await send(current)
         while not subscription.ended:
             for event in await subscription.next_events():
                 await send(event)

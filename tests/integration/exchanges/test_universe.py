@@ -4,6 +4,8 @@ hand-computed VWAP of BTC's markets converted through measured rates."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -267,8 +269,15 @@ async def test_listing_reloads_price_new_pairs_and_delist_removed_ones(
         return bool((await checked(await client.get(f"/prices/{asset}/history")))["records"])
 
     await poll(lambda: recorded("btcusd"), timeout=20)
-    # Kraken lists SOL/USD from now on, and no longer BTC/USD.
-    await venues.list_exactly(KRAKEN, ["ethusd", "solusd"])
+    async with client.get("/stream?assets=btcusd") as stream:
+        events = sse_events(stream)
+        # Kraken lists SOL/USD from now on, and no longer BTC/USD.
+        await venues.list_exactly(KRAKEN, ["ethusd", "solusd"])
+        async with asyncio.timeout(20):
+            async for event in events:
+                if event.get("event") == "delisted":
+                    assert json.loads(event["data"]) == {"asset": "btcusd", "reason_code": "delisted"}
+                    break
     await poll(lambda: priced("solusd"), timeout=20)
     gone = await client.get("/prices/btcusd")
     assert gone.status == 404
