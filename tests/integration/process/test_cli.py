@@ -13,9 +13,11 @@ from typing import Any
 import aiohttp
 from types_aiobotocore_dynamodb import DynamoDBClient
 
+from aggserver.domain.symbols import Pair, load_symbols
 from aggserver.history.outbox import OutboxKeys, read_state
 from aggserver.settings import Settings
 from devstack.services import Service, free_port, start_mockex
+from mockex.universe import realistic_markets
 from tests.support import child_server, poll, server_env, stop_with
 
 SYMBOLS = ["btcusdt", "ethusdt", "solusdt", "adausdt", "xrpusdt", "dogeusdt", "dotusdt", "linkusdt"]
@@ -100,9 +102,12 @@ def _pid_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
-async def _run_stack(tmp_path: Path, *args: str, services: int, assets: int) -> dict[str, Any]:
-    """``python -m devstack`` (``./dev run``) as a user runs it: wait for its banner, read btcusdt (with its
-    sources), see the start-up round finish, press Ctrl-C, and check nothing is left running."""
+async def _run_stack(
+    tmp_path: Path, *args: str, services: int, assets: int, asset: str = "btcusdt"
+) -> dict[str, Any]:
+    """``python -m devstack`` (``./dev run``) as a user runs it: wait for its banner, read ``asset``
+    (with its sources), see the start-up round finish, press Ctrl-C, and check nothing is left
+    running."""
     port = free_port()
     env = {
         k: v
@@ -129,12 +134,12 @@ async def _run_stack(tmp_path: Path, *args: str, services: int, assets: int) -> 
         assert len(pids) == services, text
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
-            await poll(lambda: _get_json(session, f"{base}/prices/btcusdt"), timeout=30)
-            async with session.post(f"{base}/refresh/btcusdt") as response:
+            await poll(lambda: _get_json(session, f"{base}/prices/{asset}"), timeout=30)
+            async with session.post(f"{base}/refresh/{asset}") as response:
                 assert response.status == 200
-            status, body = await _get_json(session, f"{base}/prices/BTCUSDT?detail=sources")
+            status, body = await _get_json(session, f"{base}/prices/{asset.upper()}?detail=sources")
             assert status == 200
-            assert body["asset"] == "btcusdt"
+            assert body["asset"] == asset
             assert body["price"] > 0
         # Not a terminal: plain progress lines until the start-up round has priced everything.
         progress = []
@@ -165,11 +170,25 @@ async def test_stack_runs_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> N
     assert len(body["quotes"]) == 3
 
 
-async def test_stack_on_venue_format_mocks(tmp_path: Path) -> None:
-    # redis, DynamoDB, one mock per venue; each lists the first 1,000 symbols
-    body = await _run_stack(tmp_path, "--venues", "binance,okx,kraken", services=5, assets=1_000)
-    assert {q["exchange"] for q in body["quotes"]} == {"binance", "okx", "kraken"}
-    assert body["sources"] == 3
+async def test_stack_on_venue_format_mocks_prices_btc_in_dollars(tmp_path: Path) -> None:
+    # redis, DynamoDB, one mock per venue, each listing a realistic universe of 300 pairs: the
+    # venues' universe is every pair any of them lists, and btc-usd converts all BTC's markets.
+    venues = ("binance", "okx", "kraken")
+    pairs = {symbol for venue in venues for symbol in realistic_markets(venue, 300)}
+    body = await _run_stack(
+        tmp_path,
+        "--venues",
+        ",".join(venues),
+        "--venue-pairs",
+        "300",
+        services=5,
+        assets=len(pairs),
+        asset="btc-usd",
+    )
+    assert {q["exchange"] for q in body["quotes"]} == set(venues)
+    converted = {q["quote_currency"] for q in body["quotes"] if q["accepted"]}
+    assert {"usd", "usdt", "eur"} <= converted
+    assert body["sources"] >= 6
 
 
 async def test_venues_command_reports_each_venue(tmp_path: Path) -> None:
@@ -235,3 +254,30 @@ async def _items_at_least(dynamo: DynamoDBClient, table: str, count: int) -> boo
     except dynamo.exceptions.ResourceNotFoundException:
         return False
     return found >= count
+
+
+async def test_symbols_command_prints_the_venues_universe_to_freeze(tmp_path: Path) -> None:
+    kraken = start_mockex(name="kraken", venue="kraken", listed=["btcusd", "usdtusd", "btcusdt"])
+    okx = start_mockex(name="okx", venue="okx", listed=["btcusdt", "ethbtc", "btctry"])
+    try:
+        env = {"EXCHANGES": f"kraken={kraken.url},okx={okx.url}"}
+        result = run_cli("symbols", env=env)
+        shares = run_cli("venues", env=env)
+    finally:
+        kraken.stop()
+        okx.stop()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "symbol,base,quote,venues"
+    # Ranked: the rates' markets first, then by how many venues list a pair; TRY is not wanted.
+    assert lines[1:] == [
+        "usdtusd,usdt,usd,kraken",
+        "btcusdt,btc,usdt,kraken okx",
+        "btcusd,btc,usd,kraken",
+        "ethbtc,eth,btc,okx",
+    ]
+    frozen = tmp_path / "universe.csv"
+    frozen.write_text(result.stdout)
+    symbols = load_symbols(frozen)
+    assert symbols.pairs["btcusdt"] == Pair("btcusdt", "btc", "usdt", ("kraken", "okx"))
+    assert "universe     4 pairs (UNIVERSE=venues): kraken 3 (75%), okx 2 (50%)" in shares.stdout
