@@ -39,6 +39,15 @@ def _streaming(env: Mapping[str, str]) -> bool:
     return any(config.venue in STREAMS for config in parse_exchanges(env["EXCHANGES"]))
 
 
+def _venue_universe(env: Mapping[str, str]) -> bool:
+    """Whether these settings price the venues' universe (UNIVERSE=venues, or auto with only
+    venue adapters configured): thousands of pairs and their -usd prices."""
+    universe = env.get("UNIVERSE", "auto").strip().lower()
+    if universe != "auto" or not env.get("EXCHANGES", "").strip():
+        return universe == "venues"
+    return all(config.venue != "mockex" for config in parse_exchanges(env["EXCHANGES"]))
+
+
 def _mockex_exchanges(urls: tuple[str, ...]) -> tuple[VenueConfig, ...]:
     """EXCHANGE_URLS as EXCHANGES entries: each a mockex-format exchange."""
     return parse_exchanges(",".join(f"mockex={url}" for url in urls))
@@ -95,10 +104,12 @@ HISTORY_WRITERS = ("process", "inline", "external")
 UNIVERSES = ("auto", "file", "venues")
 DEFAULT_UNIVERSE_QUOTES = ("usd", "usdt", "usdc", "eur", "btc", "eth")
 INGEST_MODES = ("stream", "poll")
-# The deviation gate's default while venues stream: an aggregate a second per asset would be
-# 864 million records a day; 0.5 % or the hourly heartbeat records ~2.1 million
-# (python -m bench.history_cost --stream; README, "Push ingestion").
-STREAMING_HISTORY_DEVIATION = 0.005
+# The deviation gate's default while venues stream, or when the venues' universe is priced: an
+# aggregate a second per asset would be 864 million records a day for 10,000 assets; 0.5 % or
+# the hourly heartbeat records ~2.1 million (python -m bench.history_cost --stream; README,
+# "Push ingestion"). The venues' universe polled every bulk round would be 45 million a day for
+# 4,000 assets; gated, half a million (README, "The universe").
+GATED_HISTORY_DEVIATION = 0.005
 
 # The listening socket's accept queue. Deep, so a thousand clients connecting at once are not
 # refused (with the usual 128, SYNs are dropped and clients wait a second or more to connect).
@@ -149,6 +160,8 @@ class Settings:
     # currency's rate comes only from markets quoted in those before it (usd first).
     universe_quotes: tuple[str, ...] = DEFAULT_UNIVERSE_QUOTES
     universe_min_venues: int = setting(1, minimum=1)
+    # Whether each base asset gets a ``{base}-usd`` price (off: the pairs alone, as before).
+    usd_prices: bool = True
     # Stablecoins whose USD rate may be taken as 1.0 where no venue lists a market that
     # measures it (the answer then says ``rate_assumed``); none by default.
     quote_pegs: tuple[str, ...] = ()
@@ -170,7 +183,7 @@ class Settings:
     history_claim_idle_seconds: float = 30.0
     # Record a new aggregate only when it moved more than this fraction since the last record,
     # or when the heartbeat has passed; 0 records every aggregate (the default when polling;
-    # STREAMING_HISTORY_DEVIATION when venues stream).
+    # GATED_HISTORY_DEVIATION when venues stream or the venues' universe is priced).
     history_deviation: float = 0.0
     history_heartbeat_seconds: float = 3_600.0
     # The half-life of every price's EMA (``ema_price``): a price held this long moves it half-way.
@@ -264,7 +277,9 @@ class Settings:
             history_deviation=_float(
                 env,
                 "HISTORY_DEVIATION",
-                STREAMING_HISTORY_DEVIATION if _streaming(env) else defaults.history_deviation,
+                GATED_HISTORY_DEVIATION
+                if _streaming(env) or _venue_universe(env)
+                else defaults.history_deviation,
                 allow_zero=True,
             ),
             refresh_token=env.get("REFRESH_TOKEN") or None,

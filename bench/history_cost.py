@@ -2,7 +2,8 @@
 and the candle rollups' writes that follow them.
 
 ``--bulk-assets N``: the first N assets are listed only by all-tickers venues (EXCHANGES), so
-they are refreshed every BULK_ROUND_SECONDS instead of by tier.
+they are refreshed every BULK_ROUND_SECONDS instead of by tier. ``--assets N``: a universe of N
+assets (a venues' universe, ``-usd`` prices included) instead of 10,000.
 
 ``python -m bench.history_cost``: samples a day of mockex's market at each tier's interval for a
 sample of assets per tier, counts the aggregates the gate lets through, and scales to the tier
@@ -136,9 +137,18 @@ def main() -> None:
         action="store_true",
         help="every asset streamed and aggregated every second (INGEST=stream) instead of by tier",
     )
+    parser.add_argument(
+        "--assets",
+        type=int,
+        default=0,
+        help="a universe of this many assets instead of symbols.csv's 10,000 (the venues' universe: "
+        "`/status` universe.symbols, pairs and -usd prices), its first ones in symbols.csv's order",
+    )
     args = parser.parse_args()
     settings = Settings.from_env({})
     symbols = load_symbols(DEFAULT_SYMBOLS_FILE).ordered
+    if args.assets:
+        symbols = tuple(symbols[i % len(symbols)] for i in range(args.assets))
     if args.stream:
         stream_cost(args, symbols)
         return

@@ -367,17 +367,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["all", *SUITES, "history-flood"],
         default="all",
         help="core: the GET scenarios and ratios; batch: GET /prices?assets= with 1-1,000 assets; "
-        "streams: 1,000 SSE clients; venues: full rounds from all-tickers venue mocks; abuse: hot GETs "
+        "streams: 1,000 SSE clients; venues: a realistic universe from five venue mocks, with and "
+        "without -usd prices; abuse: hot GETs "
         "during WebSocket and batch floods, limits off and on; history-flood: hot GETs alone and while "
         "history pages and wide candle ranges flood (python -m bench.history_flood, not part of all) "
         "(default %(default)s)",
     )
     parser.add_argument("--stream-clients", type=int, default=1000, help="SSE clients (default %(default)s)")
     parser.add_argument(
-        "--venue-listed",
+        "--venue-pairs",
         type=int,
-        default=0,
-        help="symbols each venue mock of the venues suite lists, from the top (default: all)",
+        default=1_500,
+        help="pairs each of the venues suite's five mocks lists, a realistic universe (default %(default)s)",
     )
     return parser.parse_args(argv)
 
@@ -454,45 +455,6 @@ def run_abuse(stack: ExitStack, env: dict[str, str], args: argparse.Namespace) -
                 flush=True,
             )
     return outcome
-
-
-def run_venue_rounds(
-    stack: ExitStack, redis_url: str, env: dict[str, str], count: int, args: argparse.Namespace
-) -> dict[str, float]:
-    """Full rounds from venue-format mocks that list every symbol: the first round on an empty
-    cache, the steady bulk rounds after it, and GETs while those rounds run."""
-    venues = [
-        stack.enter_context(_running(start_mockex(name=venue, venue=venue, listed=0)))
-        for venue in BULK_VENUES
-    ]
-    # A database of its own: the mockex-format server keeps running (and holding its lease) in 0.
-    redis_url = redis_url.rsplit("/", 1)[0] + "/1"
-    redis_sync.Redis.from_url(redis_url).flushdb()
-    exchanges = ",".join(f"{venue}={mock.url}" for venue, mock in zip(BULK_VENUES, venues, strict=True))
-    server, _ = start_server(
-        {**env, "REDIS_URL": redis_url, "EXCHANGES": exchanges, "PRICES_TABLE": "prices_venues"}, free_port()
-    )
-    stack.enter_context(_running(server))
-    count = args.venue_listed or count
-    first_round_s = wait_all_cached(redis_url, count)
-    during = measure("during-venue-rounds", server, "/", args, "uniform.lua", [str(DEFAULT_SYMBOLS_FILE)])
-    with urllib.request.urlopen(f"{server.url}/status") as response:  # noqa: S310
-        steady_round_s = float(json.loads(response.read())["refresh"]["round_seconds"]["bulk"])
-    server.stop()
-    for venue in venues:
-        venue.stop()
-    print(
-        f"venues ({', '.join(BULK_VENUES)}, {count:,} symbols each): first full round {first_round_s:.1f} s, "
-        f"steady bulk round {steady_round_s:.2f} s; GETs meanwhile {during.requests_per_s:,.0f} req/s, "
-        f"p99 {during.p99_ms:.2f} ms",
-        flush=True,
-    )
-    return {
-        "first_round_seconds": first_round_s,
-        "steady_round_seconds": steady_round_s,
-        "get_requests_per_s": during.requests_per_s,
-        "get_p99_ms": during.p99_ms,
-    }
 
 
 @dataclass(frozen=True)
@@ -653,12 +615,10 @@ def _abuse_suite(bench: Bench) -> dict[str, object]:
 
 
 def _venues_suite(bench: Bench) -> dict[str, object]:
-    # The same GETs against the mockex-format server first, for the ratio.
-    baseline = _uniform("uniform-before-venues").measure_on(bench.server, bench.args)
-    venue_figures = run_venue_rounds(bench.stack, bench.redis_url, bench.env, len(bench.symbols), bench.args)
-    venue_figures["uniform_p99_ms"] = baseline.p99_ms
-    venue_figures["uniform_requests_per_s"] = baseline.requests_per_s
-    return {"venues": venue_figures}
+    # Imported here: bench.universe builds on this module.
+    from bench.universe import run_universe_rounds
+
+    return {"venues": run_universe_rounds(bench.stack, bench.redis_url, bench.env, bench.args)}
 
 
 def _main_server_scenarios(bench: Bench) -> tuple[list[Figures], float]:

@@ -75,6 +75,7 @@ class Universe:
         self._min_venues = settings.universe_min_venues
         self._rate_currencies = settings.rate_currencies
         self._pegs = settings.quote_pegs
+        self._with_usd = settings.usd_prices
         # The symbols file's order: the venues' universe breaks ties in rank by it.
         self._hint = {symbol: rank for rank, symbol in enumerate(symbols.ordered)}
         self._symbols = symbols
@@ -88,6 +89,8 @@ class Universe:
             self._apply(file_order(symbols.ordered, symbols.pairs, usd_prices), symbols.pairs)
 
     def _usd_prices(self, pairs: Mapping[str, Pair]) -> dict[str, str]:
+        if not self._with_usd:
+            return {}
         return plan_conversions(pairs.values(), self._rate_currencies, self._pegs).usd_prices
 
     def subscribe(self, listener: Listener) -> None:

@@ -50,8 +50,10 @@ class UsdPricer:
         pegs: Collection[str],
         max_rate_age: float,
         min_interval: float,
+        enabled: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._enabled = enabled
         self._symbols = symbols
         self._exchanges = exchanges
         self._view = view
@@ -76,7 +78,7 @@ class UsdPricer:
     @property
     def plan(self) -> ConversionPlan:
         """The plan of the universe as it is now (made again after a listing reload)."""
-        if self._plan_version != self._symbols.version or self._plan_version < 0:
+        if self._enabled and (self._plan_version != self._symbols.version or self._plan_version < 0):
             self._plan = plan_conversions(self._symbols.pairs.values(), self._rate_currencies, self._pegs)
             self._plan_version = self._symbols.version
         return self._plan

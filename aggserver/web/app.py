@@ -232,6 +232,7 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
         pegs=settings.quote_pegs,
         max_rate_age=settings.quote_max_age_seconds,
         min_interval=settings.aggregate_min_interval_seconds,
+        enabled=settings.usd_prices,
     )
     refresher.price_in_usd(pricer)
     app[USD_PRICER] = pricer

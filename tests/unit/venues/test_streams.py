@@ -104,8 +104,10 @@ def test_stream_settings() -> None:
     assert streaming.ingest == "stream"
     assert streaming.history_deviation == 0.005  # the gate is on while venues stream
     assert stream_urls(streaming) == {"binance": "ws://127.0.0.1:9001"}  # kraken has no stream
-    polled = Settings.from_env({"EXCHANGES": venues, "INGEST": "poll"})
+    polled = Settings.from_env({"EXCHANGES": venues, "INGEST": "poll", "UNIVERSE": "file"})
     assert (polled.history_deviation, stream_urls(polled)) == (0.0, {})
+    # Polled too, but the venues' universe: thousands of pairs, gated by default.
+    assert Settings.from_env({"EXCHANGES": venues, "INGEST": "poll"}).history_deviation == 0.005
     assert Settings.from_env({}).history_deviation == 0.0  # mockex-format exchanges: polled
     chosen = Settings.from_env({"EXCHANGES": venues, "HISTORY_DEVIATION": "0"})
     assert chosen.history_deviation == 0.0
