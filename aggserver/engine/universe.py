@@ -110,11 +110,7 @@ class Universe:
     def rebuild(self) -> tuple[list[str], list[str]]:
         """Make the universe again from the listings loaded now; (added, removed)."""
         if self.source == "venues":
-            listings = {
-                e.name: [Pair(i.symbol, i.base.lower(), i.quote.lower()) for i in e.listing.instruments]
-                for e in self._exchanges.exchanges
-                if e.listing is not None
-            }
+            listings = {e.name: e.listing.pairs() for e in self._exchanges.exchanges if e.listing is not None}
             pairs = venue_universe(listings, quotes=self._quotes, min_venues=self._min_venues)
             order = ranked(pairs, self._usd_prices(pairs), self._hint, self._rate_currencies)
             changes = self._apply(order, pairs)

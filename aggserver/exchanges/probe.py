@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from aggserver.domain.quotes import Quote
-from aggserver.domain.symbols import Pair, load_symbols
+from aggserver.domain.symbols import load_symbols
 from aggserver.domain.universe import venue_universe
 from aggserver.exchanges.client import ExchangeClient
 from aggserver.exchanges.transport import create_session
@@ -93,11 +93,7 @@ async def probe_venues(settings: Settings, out: TextIO) -> int:
 
 def _universe_summary(settings: Settings, client: ExchangeClient) -> str:
     """The venues' universe these listings make (UNIVERSE=venues), and each venue's share."""
-    listings = {
-        e.name: [Pair(i.symbol, i.base.lower(), i.quote.lower()) for i in e.listing.instruments]
-        for e in client.exchanges
-        if e.listing is not None
-    }
+    listings = {e.name: e.listing.pairs() for e in client.exchanges if e.listing is not None}
     pairs = venue_universe(listings, quotes=settings.universe_quotes, min_venues=settings.universe_min_venues)
     if not pairs:
         return "universe     no venue listing to make one of (UNIVERSE=venues needs venue adapters)"

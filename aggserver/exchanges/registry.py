@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from aggserver.domain.quotes import Quote
 from aggserver.domain.reasons import QuoteRejected
+from aggserver.domain.symbols import Pair
 from aggserver.exchanges.breaker import BreakerState, CircuitBreaker
 from aggserver.exchanges.throttle import Held, Throttle
 from aggserver.exchanges.transport import MAX_BULK_BODY_BYTES, ExchangeFailure, Transport
@@ -34,6 +35,10 @@ class Listing:
     loaded_at: float  # unix seconds
     # Every tradable instrument the venue listed, ours or not (the venues' universe is made of them).
     instruments: tuple[Instrument, ...] = ()
+
+    def pairs(self) -> list[Pair]:
+        """Every instrument as a pair of the universe (codes in lower case)."""
+        return [Pair(i.symbol, i.base.lower(), i.quote.lower()) for i in self.instruments]
 
     def restricted(self, symbols: Container[str]) -> Listing:
         """The same answer, listing only ``symbols`` of ours (a new object when that changes)."""
