@@ -1,4 +1,5 @@
-"""``aggserver``: ``serve`` runs the server (``--workers N`` under a supervisor);
+"""``aggserver``: ``serve`` runs the server (``--workers N`` under a supervisor); ``ingest``
+runs the data plane alone;
 ``history-writer`` writes the history outbox into DynamoDB; ``backfill-candles`` writes candle
 rollups of older history; ``venues`` checks the exchanges; ``symbols`` prints the venues'
 universe. The local stack is ``python -m devstack``.
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         "btcusdt quote, the round trip and the rate-limit headroom",
     )
     commands.add_parser(
+        "ingest",
+        help="run the data plane alone until SIGTERM: listings, polling and streams, aggregation, "
+        "USD prices, the scheduler and its leases, no HTTP server (serve starts one itself with "
+        "DATA_PLANE=process; run any number beside DATA_PLANE=external servers)",
+    )
+    commands.add_parser(
         "symbols",
         help="print the universe the configured venues list (symbol,base,quote,venues CSV, "
         "filtered by UNIVERSE_QUOTES and UNIVERSE_MIN_VENUES), to freeze into a SYMBOLS_FILE",
@@ -131,6 +138,18 @@ def _probe(settings: Settings) -> None:
         sys.exit(1)
 
 
+def _ingest(settings: Settings) -> None:
+    # As the writer does: a signal that arrives while the command is importing is kept.
+    stopped_early: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: stopped_early.append(received))
+    import uvloop
+
+    from aggserver.process.data_plane import serve_data_plane
+
+    uvloop.run(serve_data_plane(settings, stopped_early=stopped_early))
+
+
 def _print_universe(settings: Settings) -> None:
     import uvloop
 
@@ -152,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
             _write_history(settings)
         elif args.command == "backfill-candles":
             _backfill(args, settings)
+        elif args.command == "ingest":
+            _ingest(settings)
         elif args.command == "symbols":
             _print_universe(settings)
         else:

@@ -102,6 +102,7 @@ def _read(env: Mapping[str, str], spec: Field[Any], default: Any) -> Any:
 
 HISTORY_WRITERS = ("process", "inline", "external")
 UNIVERSES = ("auto", "file", "venues")
+DATA_PLANES = ("inline", "process", "external")
 DEFAULT_UNIVERSE_QUOTES = ("usd", "usdt", "usdc", "eur", "btc", "eth")
 INGEST_MODES = ("stream", "poll")
 # The deviation gate's default while venues stream, or when the venues' universe is priced: an
@@ -195,6 +196,11 @@ class Settings:
     # History records and candles one process decodes a second at most; past it, 429.
     history_records_per_second: float = 10_000.0
     auto_refresh: bool = True
+    # Where the refresh work (listings, polling, streams, aggregation, USD prices, the scheduler
+    # and its leases) runs: "inline" (on the serving loop, as one process does everything),
+    # "process" (a child process of the server: ``aggserver ingest``), or "external" (data
+    # planes run elsewhere, sharing the Redis). Serving processes answer either way.
+    data_plane: str = setting("inline", choices=DATA_PLANES)
     # POST /refresh triggers outbound requests, so it is guarded: an optional bearer token, a
     # minimum interval per asset (inside it the cached price answers) and a global rate.
     refresh_token: str | None = None

@@ -4,11 +4,9 @@ the server starts by default (HISTORY_WRITER=process) so no DynamoDB write runs 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,9 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver.history.dynamo import describe_error, ensure_table, lean_dynamo_client
 from aggserver.history.writer import HistoryWriter
-from aggserver.process.backoff import Backoff
-from aggserver.process.children import die_with_parent
-from aggserver.process.tasks import stop_task
+from aggserver.process.children import SupervisedChild
 from aggserver.settings import Settings
 from aggserver.store.connection import RedisClient, create_redis
 
@@ -37,12 +33,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# A child that keeps exiting is started again after this long, doubling up to a minute.
-RESTART_BACKOFF_START = 1.0
-RESTART_BACKOFF_MAX = 60.0
 READY_LINE = "history writer ready"
-# How long a stopping server waits for a child still starting before it signals it.
-START_WAIT_SECONDS = 15.0
 
 
 def configured_writer(
@@ -135,79 +126,17 @@ def writer_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class WriterChild:
-    """One ``aggserver history-writer`` child, started again whenever it exits unasked."""
+class WriterChild(SupervisedChild):
+    """One ``aggserver history-writer`` child, started again whenever it exits unasked; stopping
+    it waits while it drains (HISTORY_FLUSH_SECONDS, and a moment more)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._process: asyncio.subprocess.Process | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._ready = asyncio.Event()
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def returncode(self) -> int | None:
-        """How the last child exited (None while it runs, or before one started)."""
-        return self._process.returncode if self._process is not None else None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._supervise(), name="history-writer-child")
-
-    async def stop(self) -> None:
-        """SIGTERM the child and wait while it drains (HISTORY_FLUSH_SECONDS, plus its start-up).
-        A child still starting is first let finish: a signal during its imports would kill it
-        before it could drain."""
-        self._stopping = True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(START_WAIT_SECONDS):
-                await self._ready.wait()
-        process = self._process
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(self._settings.history_flush_seconds + 10):
-                    await process.wait()
-            except TimeoutError:
-                log.error(
-                    "history writer %d did not stop in time; killed (the outbox keeps its work)", process.pid
-                )
-                process.kill()
-                await process.wait()
-        await stop_task(self._task)
-
-    async def _supervise(self) -> None:
-        backoff = Backoff(first=RESTART_BACKOFF_START, cap=RESTART_BACKOFF_MAX)
-        while True:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "aggserver",
-                "history-writer",
-                env=writer_env(self._settings),
-                stdout=asyncio.subprocess.PIPE,
-                preexec_fn=die_with_parent,
-            )
-            log.info("started history writer (pid %d)", self._process.pid)
-            assert self._process.stdout is not None
-            # Its only line on stdout; EOF (an early exit) also ends the wait.
-            await self._process.stdout.readline()
-            self._ready.set()
-            code = await self._process.wait()
-            self._ready.clear()
-            if self._stopping:
-                return
-            delay = backoff.next()
-            log.error(
-                "history writer (pid %d) exited with %s; starting another in %.0f s",
-                self._process.pid,
-                code,
-                delay,
-            )
-            await asyncio.sleep(delay)
+        super().__init__(
+            "history writer",
+            ["history-writer"],
+            writer_env(settings),
+            stop_seconds=settings.history_flush_seconds + 10,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """``serve --workers N``: N server processes on one port, kept running, stopped together; with
-HISTORY_WRITER=process one history writer for all of them, kept by the same ``WriterChild`` a
-single server uses (started again with back-off, drained last)."""
+HISTORY_WRITER=process one history writer for all of them, and with DATA_PLANE=process one data
+plane, each kept as a single server keeps its own (started again with back-off; the data plane
+stopped before the writer drains)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import uvloop
 
 from aggserver.history.writer_process import WriterChild
 from aggserver.process.children import die_with_parent
+from aggserver.process.data_plane import DataPlaneChild
 from aggserver.process.tasks import stop_tasks
 from aggserver.settings import Settings
 
@@ -30,7 +32,7 @@ RESTART_WINDOW_SECONDS = 60.0
 class _Workers:
     """The worker processes: each started again when it exits unasked, until they keep exiting."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None, count: int) -> None:
+    def __init__(self, argv: Sequence[str], env: dict[str, str], count: int) -> None:
         self._argv = list(argv)
         self._env = env
         self._count = count
@@ -78,11 +80,17 @@ class _Workers:
 
 async def _supervise(settings: Settings, workers: int, argv: Sequence[str]) -> int:
     writer: WriterChild | None = None
-    env: dict[str, str] | None = None
+    data_plane: DataPlaneChild | None = None
+    env: dict[str, str] = dict(os.environ)
     if settings.history_writer == "process":
         writer = WriterChild(settings)
         writer.start()
-        env = {**os.environ, "HISTORY_WRITER": "external"}
+        env["HISTORY_WRITER"] = "external"
+    if settings.auto_refresh and settings.data_plane == "process":
+        # One data plane for every worker: the workers only serve.
+        data_plane = DataPlaneChild(settings)
+        data_plane.start()
+        env["DATA_PLANE"] = "external"
     pool = _Workers(argv, env, workers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -93,6 +101,9 @@ async def _supervise(settings: Settings, workers: int, argv: Sequence[str]) -> i
     await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
     codes = await pool.stop()
     await stop_tasks([running, stopped])
+    if data_plane is not None:
+        await data_plane.stop()
+        codes.append(data_plane.returncode if data_plane.returncode is not None else 0)
     if writer is not None:
         # Last: the workers have appended what they held; the writer drains the outbox.
         await writer.stop()

@@ -31,6 +31,7 @@ from aggserver.history.reads import HistoryQueries
 from aggserver.history.rollups.blocks import ensure_rollup_table
 from aggserver.history.writer_process import HistoryWriterView
 from aggserver.metrics import MetricsCollector, RequestStats
+from aggserver.process.data_plane import DataPlaneChild
 from aggserver.process.tasks import stop_task
 from aggserver.settings import Settings
 from aggserver.store.connection import create_redis
@@ -42,6 +43,7 @@ from aggserver.web.budget import ClientBudgets
 from aggserver.web.keys import (
     BUDGETS,
     CACHE,
+    DATA_PLANE,
     DYNAMO,
     EXCHANGES,
     FRESHNESS,
@@ -315,13 +317,26 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SCHEDULER] = scheduler
     app[INGESTOR] = ingestor
     app[LEASE] = lease
-    if settings.auto_refresh:
+    if settings.auto_refresh and settings.data_plane == "inline":
         # The refresh work of all workers and instances sharing this Redis is done once, cut into
         # REFRESH_SHARDS shards shared out among them (``store/lease.py``).
         lease.start()
     yield
     await lease.stop()
     await work.follow(frozenset())
+
+
+async def data_plane_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With DATA_PLANE=process, the refresh work in a child process (``aggserver ingest``), kept
+    running; stopped first on shutdown, so its outbox is drained by this process's writer."""
+    settings = app[SETTINGS]
+    child = DataPlaneChild(settings) if settings.auto_refresh and settings.data_plane == "process" else None
+    app[DATA_PLANE] = child
+    if child is not None:
+        child.start()
+    yield
+    if child is not None:
+        await child.stop()
 
 
 MAX_REQUEST_LINE = 16_384
@@ -358,32 +373,49 @@ def create_app(settings: Settings | None = None) -> web.Application:
     GCCollector(registry=registry)
     PlatformCollector(registry=registry)
     app[METRICS_REGISTRY] = registry
+    _hold_universe(app, settings)
+    # One context per resource, in the order they depend on each other; torn down in reverse: the
+    # data plane and the scheduler stop, streams end, the outbox takes what waits here, the writer
+    # drains it, the pools close.
+    app.cleanup_ctx.extend([*DATA_CONTEXTS[:-1], stream_hub_ctx, scheduler_ctx, data_plane_ctx])
+    app.on_startup.append(_freeze_startup_objects)
+    app.on_shutdown.append(_end_streams)
+    add_routes(app)
+    return app
+
+
+# What the refresh work needs, in dependency order (the serving app adds the streams to clients
+# and, with DATA_PLANE=process, the child that runs this work instead).
+DATA_CONTEXTS = (
+    http_session_ctx,
+    redis_ctx,
+    price_view_ctx,
+    dynamo_ctx,
+    history_writer_ctx,
+    outbox_ctx,
+    exchanges_ctx,
+    refresher_ctx,
+    scheduler_ctx,
+)
+
+
+def _hold_universe(app: web.Application, settings: Settings) -> None:
     symbols = load_symbols(settings.symbols_file)
     app[SYMBOLS] = symbols
     app[TIERS] = TierMap(symbols.ordered, settings)
     app[POPULARITY] = Popularity(
         promote_rate=settings.promote_gets_per_second, max_promoted=settings.promote_max
     )
-    # One context per resource, in the order they depend on each other; torn down in reverse: the
-    # scheduler stops, streams end, the outbox takes what waits here, the writer drains it, the
-    # pools close.
-    app.cleanup_ctx.extend(
-        [
-            http_session_ctx,
-            redis_ctx,
-            price_view_ctx,
-            dynamo_ctx,
-            history_writer_ctx,
-            outbox_ctx,
-            exchanges_ctx,
-            refresher_ctx,
-            stream_hub_ctx,
-            scheduler_ctx,
-        ]
-    )
-    app.on_startup.append(_freeze_startup_objects)
-    app.on_shutdown.append(_end_streams)
-    add_routes(app)
+
+
+def create_data_plane(settings: Settings) -> web.Application:
+    """The refresh work alone, for ``aggserver ingest``: no routes, run by an AppRunner without a
+    site (its cleanup contexts are the work)."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[REQUEST_STATS] = RequestStats(enabled=False)
+    _hold_universe(app, settings)
+    app.cleanup_ctx.extend(DATA_CONTEXTS)
     return app
 
 

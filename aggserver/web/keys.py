@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from aggserver.history.reads import HistoryQueries
     from aggserver.history.writer_process import HistoryWriterView
     from aggserver.metrics import RequestStats
+    from aggserver.process.data_plane import DataPlaneChild
     from aggserver.settings import Settings
     from aggserver.store.lease import Lease
     from aggserver.store.prices import PriceCache
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUDGETS",
     "CACHE",
+    "DATA_PLANE",
     "DYNAMO",
     "EXCHANGES",
     "FRESHNESS",
@@ -74,6 +76,9 @@ __all__ = [
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 SYMBOLS: web.AppKey[SymbolSet] = web.AppKey("symbols")
+# The data plane's child process (DATA_PLANE=process), or None where this process runs the work
+# itself or data planes run elsewhere.
+DATA_PLANE: web.AppKey[DataPlaneChild | None] = web.AppKey("data_plane")
 UNIVERSE: web.AppKey[Universe] = web.AppKey("universe")
 USD_PRICER: web.AppKey[UsdPricer] = web.AppKey("usd_pricer")
 HTTP_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_session")

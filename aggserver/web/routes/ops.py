@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aggserver.web.guard import GuardedRoutes
 from aggserver.web.keys import (
     CACHE,
+    DATA_PLANE,
     FRESHNESS,
     HISTORY_READY,
     HISTORY_WRITER,
@@ -19,6 +20,7 @@ from aggserver.web.keys import (
     OUTBOX,
     REFRESHER,
     SCHEDULER,
+    SETTINGS,
     STREAM_HUB,
     TIERS,
     UNIVERSE,
@@ -114,6 +116,8 @@ async def status(request: web.Request) -> web.Response:
                 for exchange in exchange_stats(app)
             ],
             "refresh": {
+                "data_plane": app[SETTINGS].data_plane,
+                "data_plane_pid": child.pid if (child := app[DATA_PLANE]) is not None else None,
                 "runs_scheduler": lease.held,
                 "shards": lease.shards,
                 "owned_shards": sorted(lease.owned),
