@@ -102,7 +102,7 @@ def _read(env: Mapping[str, str], spec: Field[Any], default: Any) -> Any:
 
 HISTORY_WRITERS = ("process", "inline", "external")
 UNIVERSES = ("auto", "file", "venues")
-DATA_PLANES = ("inline", "process", "external")
+DATA_PLANES = ("auto", "inline", "process", "external")
 DEFAULT_UNIVERSE_QUOTES = ("usd", "usdt", "usdc", "eur", "btc", "eth")
 INGEST_MODES = ("stream", "poll")
 # The deviation gate's default while venues stream, or when the venues' universe is priced: an
@@ -198,9 +198,11 @@ class Settings:
     auto_refresh: bool = True
     # Where the refresh work (listings, polling, streams, aggregation, USD prices, the scheduler
     # and its leases) runs: "inline" (on the serving loop, as one process does everything),
-    # "process" (a child process of the server: ``aggserver ingest``), or "external" (data
-    # planes run elsewhere, sharing the Redis). Serving processes answer either way.
-    data_plane: str = setting("inline", choices=DATA_PLANES)
+    # "process" (a child process of the server: ``aggserver ingest``), "external" (data planes
+    # run elsewhere, sharing the Redis), or "auto": process where this process may use two CPUs
+    # or more, inline on one (a second process on the same core only competes with the first;
+    # BENCHMARKS.md run T). Serving processes answer either way.
+    data_plane: str = setting("auto", choices=DATA_PLANES)
     # POST /refresh triggers outbound requests, so it is guarded: an optional bearer token, a
     # minimum interval per asset (inside it the cached price answers) and a global rate.
     refresh_token: str | None = None
@@ -304,6 +306,13 @@ class Settings:
         if self.universe != "auto":
             return self.universe
         return "file" if any(c.venue == "mockex" for c in self.exchanges) else "venues"
+
+    @property
+    def data_plane_mode(self) -> str:
+        """``inline``, ``process`` or ``external``: what DATA_PLANE=auto comes to here."""
+        if self.data_plane != "auto":
+            return self.data_plane
+        return "process" if len(os.sched_getaffinity(0)) >= 2 else "inline"
 
     @property
     def rate_currencies(self) -> tuple[str, ...]:

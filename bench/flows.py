@@ -127,6 +127,7 @@ async def _flows(redis_url: str, dynamo_url: str, mockex_url: str, binance_url: 
         "EXCHANGE_URLS": f"{mockex_url}/mock/ticker",
         "AUTO_REFRESH": "false",
         "HISTORY_WRITER": "inline",
+        "DATA_PLANE": "inline",
         "REFRESH_MIN_INTERVAL_SECONDS": "0",
         "REFRESH_RATE_LIMIT": "0",
         "CLIENT_BUDGET_UNITS_PER_SECOND": "0",

@@ -126,6 +126,8 @@ def _print_banner(services: list[Service], settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
+    # One process on the local stack, so its warm-up round shows here (DATA_PLANE=process works too).
+    env.setdefault("DATA_PLANE", "inline")
     services: list[Service] = []
     try:
         _start_services(

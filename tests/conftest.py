@@ -102,6 +102,8 @@ def settings(redis_service: Service, dynamo_service: Service, exchange_services:
             "AUTO_REFRESH": "false",
             # A writer task in the app (its own process is tested in test_outbox.py).
             "HISTORY_WRITER": "inline",
+            # The refresh work on the app's loop (its own process is tested in test_data_plane.py).
+            "DATA_PLANE": "inline",
             # Tests refresh the same asset in quick succession; the guard's own tests turn these on.
             "REFRESH_MIN_INTERVAL_SECONDS": "0",
             "REFRESH_RATE_LIMIT": "0",

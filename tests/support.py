@@ -196,6 +196,7 @@ def venue_settings(settings: Settings, venues: dict[str, Service], **extra: str)
             "REFRESH_MIN_INTERVAL_SECONDS": "0",
             "REFRESH_RATE_LIMIT": "0",
             "HISTORY_WRITER": "inline",
+            "DATA_PLANE": "inline",
             "UNIVERSE": "file",
             **extra,
         }
@@ -213,6 +214,8 @@ def server_env(settings: Settings, redis_url: str, port: int, **extra: str) -> d
         "PRICES_TABLE": settings.prices_table,
         "REFRESH_MIN_INTERVAL_SECONDS": str(settings.refresh_min_interval_seconds),
         "REFRESH_RATE_LIMIT": str(settings.refresh_rate_limit),
+        # Lease and takeover tests watch the serve processes themselves do the refresh work.
+        "DATA_PLANE": "inline",
     }
     no_preset: dict[str, str] = {}
     return bench.runner.server_env(

@@ -86,7 +86,7 @@ async def _supervise(settings: Settings, workers: int, argv: Sequence[str]) -> i
         writer = WriterChild(settings)
         writer.start()
         env["HISTORY_WRITER"] = "external"
-    if settings.auto_refresh and settings.data_plane == "process":
+    if settings.auto_refresh and settings.data_plane_mode == "process":
         # One data plane for every worker: the workers only serve.
         data_plane = DataPlaneChild(settings)
         data_plane.start()

@@ -317,7 +317,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SCHEDULER] = scheduler
     app[INGESTOR] = ingestor
     app[LEASE] = lease
-    if settings.auto_refresh and settings.data_plane == "inline":
+    if settings.auto_refresh and settings.data_plane_mode == "inline":
         # The refresh work of all workers and instances sharing this Redis is done once, cut into
         # REFRESH_SHARDS shards shared out among them (``store/lease.py``).
         lease.start()
@@ -330,7 +330,9 @@ async def data_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     """With DATA_PLANE=process, the refresh work in a child process (``aggserver ingest``), kept
     running; stopped first on shutdown, so its outbox is drained by this process's writer."""
     settings = app[SETTINGS]
-    child = DataPlaneChild(settings) if settings.auto_refresh and settings.data_plane == "process" else None
+    child = (
+        DataPlaneChild(settings) if settings.auto_refresh and settings.data_plane_mode == "process" else None
+    )
     app[DATA_PLANE] = child
     if child is not None:
         child.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from aggserver.errors import ConfigError
@@ -90,3 +92,21 @@ def test_exchanges_win_over_exchange_urls_and_rate_shares_are_per_venue() -> Non
         Settings.from_env({"BINANCE_RATE_SHARE": "2"})
     readme = (REPO_ROOT / "README.md").read_text()
     assert all(f"`{venue.upper()}_RATE_SHARE`" in readme for venue in VENUES)
+
+
+def test_the_data_plane_is_a_process_of_its_own_where_there_is_a_second_cpu() -> None:
+    assert Settings.from_env({"DATA_PLANE": "inline"}).data_plane_mode == "inline"
+    assert Settings.from_env({"DATA_PLANE": "external"}).data_plane_mode == "external"
+    auto = Settings.from_env({})
+    assert auto.data_plane == "auto"
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert auto.data_plane_mode == "inline"  # a second process would only share the core
+        if len(allowed) >= 2:
+            os.sched_setaffinity(0, allowed)
+            assert auto.data_plane_mode == "process"
+    finally:
+        os.sched_setaffinity(0, allowed)
+    with pytest.raises(ConfigError, match="DATA_PLANE"):
+        Settings.from_env({"DATA_PLANE": "elsewhere"})

@@ -116,7 +116,7 @@ async def status(request: web.Request) -> web.Response:
                 for exchange in exchange_stats(app)
             ],
             "refresh": {
-                "data_plane": app[SETTINGS].data_plane,
+                "data_plane": app[SETTINGS].data_plane_mode,
                 "data_plane_pid": child.pid if (child := app[DATA_PLANE]) is not None else None,
                 "runs_scheduler": lease.held,
                 "shards": lease.shards,
