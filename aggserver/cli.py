@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Mapping
 
 from aggserver import __version__
 from aggserver.errors import ConfigError
+from aggserver.process.children import note_early_signals
 from aggserver.process.logs import setup_logging
 from aggserver.settings import Settings
 
@@ -106,11 +106,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _write_history(settings: Settings) -> None:
     # Asked to stop while still importing (botocore is slow to load), the writer must still
-    # drain the outbox rather than die of the default action: the signal is noted until the
-    # writer's own handlers take over.
-    stopped_early: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda received, _frame: stopped_early.append(received))
+    # drain the outbox rather than die of the default action.
+    stopped_early = note_early_signals()
     import uvloop
 
     from aggserver.history.writer_process import serve_writer
@@ -140,9 +137,7 @@ def _probe(settings: Settings) -> None:
 
 def _ingest(settings: Settings) -> None:
     # As the writer does: a signal that arrives while the command is importing is kept.
-    stopped_early: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda received, _frame: stopped_early.append(received))
+    stopped_early = note_early_signals()
     import uvloop
 
     from aggserver.process.data_plane import serve_data_plane

@@ -15,7 +15,6 @@ import pytest
 import redis.asyncio as redis
 import uvloop
 from aiobotocore.session import get_session
-from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 from hypothesis import HealthCheck
@@ -25,7 +24,7 @@ from types_aiobotocore_dynamodb import DynamoDBClient
 from aggserver.settings import Settings
 from aggserver.web.app import create_app
 from devstack.services import DUMMY_AWS_ENV, Service, start_dynamo, start_mockex, start_redis
-from tests.support import Exchanges
+from tests.support import Exchanges, exchange_admin, stopped_after
 
 MARKET_SEED = 7
 
@@ -74,19 +73,14 @@ def dynamo_service() -> Iterator[Service]:
 
 @pytest.fixture(scope="session")
 def exchange_services() -> Iterator[list[Service]]:
-    services = [start_mockex(name=f"exchange{i}", seed=MARKET_SEED) for i in (1, 2, 3)]
-    yield services
-    for service in services:
-        service.stop()
+    with stopped_after([start_mockex(name=f"exchange{i}", seed=MARKET_SEED) for i in (1, 2, 3)]) as services:
+        yield services
 
 
 @pytest.fixture
 async def exchanges(exchange_services: list[Service]) -> AsyncIterator[Exchanges]:
-    async with ClientSession() as session:
-        admin = Exchanges(session, exchange_services)
-        await admin.reset()
+    async with exchange_admin(exchange_services) as admin:
         yield admin
-        await admin.reset()
 
 
 @pytest.fixture

@@ -276,6 +276,28 @@ def setting_variables() -> set[str]:
     return declared | set(re.findall(r'env(?:\.get\(|\[|, )"([A-Z][A-Z0-9_]+)"', source))
 
 
+@contextlib.contextmanager
+def stopped_after(services: list[Service]) -> Iterator[list[Service]]:
+    """``services`` for a (module-scoped) fixture to yield, each stopped when it is done."""
+    try:
+        yield services
+    finally:
+        for service in services:
+            service.stop()
+
+
+@contextlib.asynccontextmanager
+async def exchange_admin(services: list[Service]) -> AsyncIterator[Exchanges]:
+    """An :class:`Exchanges` on ``services``, their faults, pins and pegs reset before and after."""
+    async with ClientSession() as session:
+        admin = Exchanges(session, services)
+        await admin.reset()
+        try:
+            yield admin
+        finally:
+            await admin.reset()
+
+
 def start_venue_mocks(listed: Mapping[str, int | Sequence[str]]) -> list[Service]:
     """mockex venue personalities (venue -> symbols listed), one market for all (seed 7); each
     started one is stopped again if a later one fails to start."""

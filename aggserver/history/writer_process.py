@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aggserver.history.dynamo import describe_error, ensure_table, lean_dynamo_client
 from aggserver.history.writer import HistoryWriter
-from aggserver.process.children import SupervisedChild
+from aggserver.process.children import SupervisedChild, stop_on_signals
 from aggserver.settings import Settings
 from aggserver.store.connection import RedisClient, create_redis
 
@@ -93,15 +92,7 @@ async def run_writer(settings: Settings, stop: asyncio.Event) -> HistoryWriter:
 async def serve_writer(settings: Settings, *, stopped_early: Sequence[int] = ()) -> None:
     """The ``history-writer`` command: run until SIGTERM or SIGINT (or at once, draining what is
     there, when ``stopped_early`` holds a signal that came while the command was starting)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    if stopped_early:
-        stop.set()
-    # A parent waits for this line before it may ask us to stop (WriterChild.stop).
-    print(READY_LINE, flush=True)
-    await run_writer(settings, stop)
+    await run_writer(settings, stop_on_signals(READY_LINE, stopped_early))
 
 
 # What a writer needs to know, from the server's settings (which tests may have replaced).

@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from aggserver.process.backoff import Backoff
 from aggserver.process.tasks import stop_task
 
-__all__ = ["RESTART_BACKOFF_MAX", "RESTART_BACKOFF_START", "SupervisedChild", "die_with_parent"]
+__all__ = [
+    "RESTART_BACKOFF_MAX",
+    "RESTART_BACKOFF_START",
+    "SupervisedChild",
+    "die_with_parent",
+    "note_early_signals",
+    "stop_on_signals",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,30 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def note_early_signals() -> list[int]:
+    """For a command that imports a lot before it can stop cleanly: SIGTERM and SIGINT are noted
+    (not acted on) until :func:`stop_on_signals` takes over, so a signal that arrives while the
+    command is still importing stops it cleanly rather than by the default action."""
+    noted: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: noted.append(received))
+    return noted
+
+
+def stop_on_signals(ready_line: str, stopped_early: Sequence[int] = ()) -> asyncio.Event:
+    """An event SIGTERM and SIGINT set from now on (already set when ``stopped_early`` noted
+    one); then ``ready_line`` on stdout, the line a :class:`SupervisedChild` parent waits for
+    before it may signal this process."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if stopped_early:
+        stop.set()
+    print(ready_line, flush=True)
+    return stop
 
 
 class SupervisedChild:

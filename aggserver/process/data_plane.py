@@ -6,13 +6,11 @@ shares the serving loop. Serving processes read Redis and follow the announcemen
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 from collections.abc import Sequence
 from dataclasses import replace
 
-from aggserver.process.children import SupervisedChild
+from aggserver.process.children import SupervisedChild, stop_on_signals
 from aggserver.settings import Settings
 
 __all__ = ["READY_LINE", "DataPlaneChild", "data_plane_env", "serve_data_plane"]
@@ -46,14 +44,7 @@ async def serve_data_plane(settings: Settings, *, stopped_early: Sequence[int] =
 
     from aggserver.web.app import create_data_plane
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    if stopped_early:
-        stop.set()
-    # A parent waits for this line before it may ask us to stop (SupervisedChild.stop).
-    print(READY_LINE, flush=True)
+    stop = stop_on_signals(READY_LINE, stopped_early)
     # No site: the runner only runs the app's cleanup contexts, which hold the work.
     runner = web.AppRunner(create_data_plane(replace(settings, data_plane="inline")), handle_signals=False)
     await runner.setup()

@@ -25,9 +25,11 @@ from tests.support import (
     answers,
     checked,
     child_server,
+    exchange_admin,
     poll,
     server_env,
     start_venue_mocks,
+    stopped_after,
     venue_settings,
 )
 
@@ -39,21 +41,16 @@ LISTED = list(load_symbols(DEFAULT_SYMBOLS_FILE).ordered[:12])
 
 @pytest.fixture(scope="module")
 def venue_services() -> Iterator[list[Service]]:
-    services = start_venue_mocks(dict.fromkeys(VENUES, len(LISTED)))
-    yield services
-    for service in services:
-        service.stop()
+    with stopped_after(start_venue_mocks(dict.fromkeys(VENUES, len(LISTED)))) as services:
+        yield services
 
 
 @pytest.fixture
 async def venues(venue_services: list[Service]) -> AsyncIterator[Exchanges]:
-    async with ClientSession() as session:
-        admin = Exchanges(session, venue_services)
-        await admin.reset()
+    async with exchange_admin(venue_services) as admin:
         for index in range(len(VENUES)):
             await streams(admin, index, interval_ms=200, stall=False, refuse=False, quiet=[], disconnect=True)
         yield admin
-        await admin.reset()
         for index in range(len(VENUES)):
             await streams(admin, index, stall=False, refuse=False, quiet=[])
 

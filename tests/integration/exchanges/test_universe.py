@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
@@ -20,7 +19,16 @@ from aggserver.settings import Settings
 from aggserver.web.app import create_app
 from devstack.services import Service
 from tests import support
-from tests.support import Exchanges, checked, poll, sse_events, start_venue_mocks, valid_price
+from tests.support import (
+    Exchanges,
+    checked,
+    exchange_admin,
+    poll,
+    sse_events,
+    start_venue_mocks,
+    stopped_after,
+    valid_price,
+)
 
 Client = TestClient[Any, Application]
 
@@ -35,23 +43,21 @@ KRAKEN, OKX, BINANCE = range(3)
 
 @pytest.fixture(scope="module")
 def venue_services() -> Iterator[list[Service]]:
-    services = start_venue_mocks(LISTED)
-    yield services
-    for service in services:
-        service.stop()
+    with stopped_after(start_venue_mocks(LISTED)) as services:
+        yield services
+
+
+async def list_as_started(admin: Exchanges) -> None:
+    for index, listed in enumerate(LISTED.values()):
+        await admin.list_exactly(index, listed)
 
 
 @pytest.fixture
 async def venues(venue_services: list[Service]) -> AsyncIterator[Exchanges]:
-    async with ClientSession() as session:
-        admin = Exchanges(session, venue_services)
-        await admin.reset()
-        for index, listed in enumerate(LISTED.values()):
-            await admin.list_exactly(index, listed)
+    async with exchange_admin(venue_services) as admin:
+        await list_as_started(admin)
         yield admin
-        await admin.reset()
-        for index, listed in enumerate(LISTED.values()):
-            await admin.list_exactly(index, listed)
+        await list_as_started(admin)
 
 
 def universe_settings(settings: Settings, services: list[Service], **extra: str) -> Settings:

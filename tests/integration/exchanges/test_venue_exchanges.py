@@ -24,7 +24,16 @@ from aggserver.web.app import create_app
 from aggserver.web.keys import SCHEDULER
 from devstack.services import Service
 from tests import support
-from tests.support import Exchanges, checked, poll, sse_events, start_venue_mocks, valid_price
+from tests.support import (
+    Exchanges,
+    checked,
+    exchange_admin,
+    poll,
+    sse_events,
+    start_venue_mocks,
+    stopped_after,
+    valid_price,
+)
 
 Client = TestClient[Any, Application]
 
@@ -43,19 +52,14 @@ NOBODY_LISTS = "bnbusdt"
 
 @pytest.fixture(scope="module")
 def venue_services() -> Iterator[list[Service]]:
-    services = start_venue_mocks(LISTED)
-    yield services
-    for service in services:
-        service.stop()
+    with stopped_after(start_venue_mocks(LISTED)) as services:
+        yield services
 
 
 @pytest.fixture
 async def venues(venue_services: list[Service]) -> AsyncIterator[Exchanges]:
-    async with ClientSession() as session:
-        admin = Exchanges(session, venue_services)
-        await admin.reset()
+    async with exchange_admin(venue_services) as admin:
         yield admin
-        await admin.reset()
 
 
 def venue_settings(settings: Settings, services: list[Service], **extra: str) -> Settings:
